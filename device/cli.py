@@ -1,0 +1,33 @@
+"""`tinyear-device`: the command line of the device half (classify, info, listen, devices, bench).
+
+Needs only the `device` extra. Each command lives in `tinyear.device.commands.<name>` and is imported
+only when it runs.
+"""
+
+from __future__ import annotations
+
+from . import __version__
+from .cliutil import Command, run_cli
+
+DESCRIPTION = """\
+Run a tinyear keyword model (a .tinyear bundle) on audio files or a live microphone.
+
+examples:
+  tinyear-device info models/keywords.tinyear
+  tinyear-device classify models/keywords.tinyear clip.wav other.flac --top 3
+  tinyear-device classify --stream models/keywords.tinyear long.wav --truth long.csv
+  tinyear-device listen models/keywords.tinyear --json
+"""
+
+COMMANDS = [
+    Command("classify", "tinyear.device.commands.classify", "classify audio files (or stream a long one) with a bundle"),
+    Command("info", "tinyear.device.commands.info", "show and verify what a bundle holds"),
+]
+
+
+def main(argv=None) -> int:
+    return run_cli("tinyear-device", DESCRIPTION, COMMANDS, __version__, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""`tinyear-device info BUNDLE`: verify a bundle and show what it holds."""
+
+from __future__ import annotations
+
+from ..cliutil import add_json_option, print_json
+
+HELP = "verify a bundle and show its labels, frontend, metrics and provenance"
+DESCRIPTION = """\
+Read a .tinyear bundle, verify it (checksums, format, frontend fingerprint, labels against the model)
+and print its contents. Exit status 1 with a one-line reason when it fails verification.
+"""
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("bundle", metavar="BUNDLE", help="a .tinyear bundle")
+    add_json_option(parser, "one JSON object")
+
+
+def run(args) -> int:
+    from ..bundle import read_bundle
+
+    bundle = read_bundle(args.bundle)
+    model = bundle.load_model()
+    info = {
+        "bundle": str(args.bundle),
+        "labels": bundle.labels,
+        "model_bytes": len(bundle.model_bytes),
+        "model_sha256": bundle.model_sha256,
+        "input": {"shape": list(model.feature_shape), "dtype": str(model.input_dtype), "scale": model.input_scale, "zero_point": model.input_zero_point},
+        "output": {"kind": bundle.output, "dtype": str(model.output_dtype), "scale": model.output_scale, "zero_point": model.output_zero_point},
+        "runtime": model.runtime,
+        "frontend": bundle.frontend.to_dict(),
+        "frontend_fingerprint": bundle.fingerprint,
+        "detection": bundle.detection,
+        "metrics": bundle.metrics,
+        "provenance": bundle.provenance,
+        "selftest": None if bundle.selftest is None else {"label": bundle.selftest.label, "seconds": len(bundle.selftest.audio) / bundle.sample_rate},
+    }
+    if args.json:
+        print_json(info)
+        return 0
+    print(f"{args.bundle}: verified ({info['model_bytes']:,} byte model, sha256 {bundle.model_sha256[:12]}…)")
+    print(f"  labels     {', '.join(bundle.labels)}")
+    print(f"  input      {info['input']['dtype']} {tuple(model.feature_shape)} scale {model.input_scale:.5g} zero point {model.input_zero_point}")
+    print(f"  output     {bundle.output}, {info['output']['dtype']} scale {model.output_scale:.5g} zero point {model.output_zero_point}")
+    fe = bundle.frontend
+    print(f"  frontend   {bundle.fingerprint}: {fe.sample_rate} Hz, {fe.window_ms:g}/{fe.hop_ms:g} ms window/hop, "
+          f"{fe.num_mel_bins} mel bins {fe.lower_hz:g}-{fe.upper_hz:g} Hz, {fe.clip_ms:g} ms clip")
+    d = bundle.detection
+    print(f"  detection  threshold {d['threshold']}, smoothing {d['smoothing_ms']} ms, refractory {d['refractory_ms']} ms, hop {d['hop_ms']} ms"
+          + (f", per class {d['per_class_threshold']}" if d.get("per_class_threshold") else ""))
+    for key, value in bundle.metrics.items():
+        print(f"  metric     {key}: {value}")
+    for key, value in bundle.provenance.items():
+        print(f"  made by    {key}: {value}")
+    if bundle.selftest is not None:
+        print(f"  self-test  {info['selftest']['seconds']:.2f} s clip of '{bundle.selftest.label}'")
+    print(f"  runtime    {model.runtime}")
+    return 0

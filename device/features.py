@@ -1,0 +1,263 @@
+"""The shared feature frontend: log-mel energies, computed the same way on the workstation and the device.
+
+This module is the contract between the two halves of tinyear. The host imports it to make training and
+calibration features, the device runs it on the microphone, and a bundle records `fingerprint()` so a
+device refuses a model that was trained on other features. Every number that shapes a feature lives in
+`FrontendConfig`; `FRONTEND_VERSION` changes whenever the arithmetic below changes, even if no number
+in the config does.
+
+Two ways in, one set of numbers out: `log_mel(waveform)` for a whole signal, and `StreamingFrontend`,
+whose `push(samples)` returns the frames those samples complete. Both call the same `_frames_to_log_mel`
+on each frame, and that function's arithmetic does not depend on how many frames it is given at once
+(an einsum instead of a BLAS matrix product, whose summation order changes with the batch size), so
+streaming and batch agree bit for bit however the audio is cut into chunks.
+
+Only numpy and the standard library: it must never import torch, tensorflow or `tinyear.host`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+# Bump whenever the numerics change (window shape, mel formula, log, dtype), even with an unchanged config.
+FRONTEND_VERSION = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrontendConfig:
+    """Every number that shapes a feature. Frames are causal: frame k covers samples
+    [k * hop_length, k * hop_length + window_length), with no centring or padding."""
+
+    sample_rate: int = 16000
+    """Sampling rate of the audio features are computed from, in Hz. Other rates are resampled to it."""
+
+    window_ms: float = 25.0
+    """Length of one analysis window (periodic Hann), in milliseconds (400 samples at 16 kHz)."""
+
+    hop_ms: float = 10.0
+    """Step between the starts of consecutive windows, in milliseconds (160 samples at 16 kHz)."""
+
+    fft_size: int = 512
+    """Length of the real FFT, in samples; the window is zero-padded to it. 257 power bins at 512."""
+
+    num_mel_bins: int = 40
+    """Number of triangular mel filters, i.e. feature values per frame."""
+
+    lower_hz: float = 20.0
+    """Lower edge of the lowest mel filter, in Hz."""
+
+    upper_hz: float = 7600.0
+    """Upper edge of the highest mel filter, in Hz; at most sample_rate / 2."""
+
+    log_floor: float = 1e-6
+    """Added to each mel energy before the natural log, in units of squared full-scale amplitude
+    (a waveform in [-1, 1]). Sets the value of digital silence: log(1e-6) = -13.8."""
+
+    clip_ms: float = 1000.0
+    """Length of the audio the model sees at once, in milliseconds (98 frames at the defaults)."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("window_ms", "hop_ms", "clip_ms"):
+            samples = getattr(self, name) * self.sample_rate / 1000.0
+            if samples <= 0 or abs(samples - round(samples)) > 1e-9:
+                problems.append(f"{name}={getattr(self, name)} is not a whole number of samples at {self.sample_rate} Hz")
+        if self.sample_rate <= 0:
+            problems.append("sample_rate must be positive")
+        if self.fft_size < self.window_ms * self.sample_rate / 1000.0:
+            problems.append(f"fft_size={self.fft_size} is shorter than the window")
+        if not 0 <= self.lower_hz < self.upper_hz <= self.sample_rate / 2:
+            problems.append(f"need 0 <= lower_hz < upper_hz <= {self.sample_rate / 2} Hz")
+        if self.num_mel_bins < 1:
+            problems.append("num_mel_bins must be at least 1")
+        if not self.log_floor > 0:
+            problems.append("log_floor must be positive")
+        if self.clip_ms < self.window_ms:
+            problems.append("clip_ms must be at least one window long")
+        if problems:
+            raise ValueError("invalid FrontendConfig: " + "; ".join(problems))
+
+    @property
+    def window_length(self) -> int:
+        """Window length in samples."""
+        return round(self.window_ms * self.sample_rate / 1000.0)
+
+    @property
+    def hop_length(self) -> int:
+        """Hop length in samples."""
+        return round(self.hop_ms * self.sample_rate / 1000.0)
+
+    @property
+    def clip_samples(self) -> int:
+        """Samples in one model input clip."""
+        return round(self.clip_ms * self.sample_rate / 1000.0)
+
+    @property
+    def num_frames(self) -> int:
+        """Frames in one model input clip (98 at the defaults)."""
+        return num_frames(self.clip_samples, self)
+
+    @property
+    def feature_shape(self) -> tuple[int, int]:
+        """(frames, bins) of one model input."""
+        return (self.num_frames, self.num_mel_bins)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "FrontendConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown frontend fields {unknown}: made by a newer tinyear?")
+        return cls(**values)
+
+
+DEFAULT_CONFIG = FrontendConfig()
+
+
+def fingerprint(config: FrontendConfig = DEFAULT_CONFIG) -> str:
+    """A short hash of the config and FRONTEND_VERSION: equal fingerprints mean identical features."""
+    blob = json.dumps({"version": FRONTEND_VERSION, "config": config.to_dict()}, sort_keys=True)
+    return f"logmel-v{FRONTEND_VERSION}-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def num_frames(num_samples: int, config: FrontendConfig = DEFAULT_CONFIG) -> int:
+    """Complete frames in `num_samples` samples (0 if shorter than one window)."""
+    if num_samples < config.window_length:
+        return 0
+    return 1 + (num_samples - config.window_length) // config.hop_length
+
+
+def _hz_to_mel(hz):
+    # HTK / O'Shaughnessy formula, the one Kaldi and TensorFlow's mel matrix use.
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def _mel_to_hz(mel):
+    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def mel_filterbank(config: FrontendConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """Triangular filters, shape (num_mel_bins, fft_size // 2 + 1), float64, peak 1 (no area norm).
+
+    Filter m rises linearly from edge m to edge m + 1 and falls to edge m + 2, where the
+    num_mel_bins + 2 edges are equally spaced on the mel scale between lower_hz and upper_hz and the
+    triangle is evaluated at each FFT bin's centre frequency."""
+    bin_hz = np.arange(config.fft_size // 2 + 1) * config.sample_rate / config.fft_size
+    edges_hz = _mel_to_hz(np.linspace(_hz_to_mel(config.lower_hz), _hz_to_mel(config.upper_hz), config.num_mel_bins + 2))
+    left, centre, right = edges_hz[:-2, None], edges_hz[1:-1, None], edges_hz[2:, None]
+    rising = (bin_hz[None, :] - left) / (centre - left)
+    falling = (right - bin_hz[None, :]) / (right - centre)
+    return np.maximum(0.0, np.minimum(rising, falling))
+
+
+class _Tables:
+    """Window and filterbank for one config, computed once per config and shared."""
+
+    _cache: dict = {}
+
+    def __init__(self, config: FrontendConfig):
+        n = config.window_length
+        self.window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)  # periodic Hann, float64
+        self.mel = mel_filterbank(config)  # (mel, fft_bins)
+
+    @classmethod
+    def get(cls, config: FrontendConfig) -> "_Tables":
+        tables = cls._cache.get(config)
+        if tables is None:
+            tables = cls._cache[config] = cls(config)
+        return tables
+
+
+def _frames_to_log_mel(frames: np.ndarray, config: FrontendConfig) -> np.ndarray:
+    """(n, window_length) float64 samples -> (n, num_mel_bins) float32 log-mel.
+
+    Row i of the result depends on row i of the input alone, with the same operations in the same
+    order whatever n is: this is what makes streaming equal to batch."""
+    tables = _Tables.get(config)
+    spectrum = np.fft.rfft(frames * tables.window, n=config.fft_size)  # (n, fft_bins) complex128
+    power = spectrum.real**2 + spectrum.imag**2  # (n, fft_bins)
+    mel = np.einsum("nk,mk->nm", power, tables.mel)  # (n, mel); einsum: row-wise order, unlike BLAS
+    return np.log(mel + config.log_floor).astype(np.float32)
+
+
+def log_mel(waveform: np.ndarray, config: FrontendConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """Batch features: a mono waveform in [-1, 1] at config.sample_rate, shape (samples,) ->
+    float32 (frames, num_mel_bins), frames = num_frames(samples). Trailing samples that do not fill a
+    window are ignored (the streaming frontend keeps them for the next push)."""
+    x = np.asarray(waveform)
+    if x.ndim != 1:
+        raise ValueError(f"log_mel expects a mono waveform of shape (samples,), got shape {x.shape}")
+    n = num_frames(len(x), config)
+    if n == 0:
+        return np.zeros((0, config.num_mel_bins), dtype=np.float32)
+    x = x.astype(np.float64, copy=False)
+    frames = np.lib.stride_tricks.sliding_window_view(x, config.window_length)[:: config.hop_length][:n]
+    return _frames_to_log_mel(frames, config)
+
+
+def fit_clip(waveform: np.ndarray, config: FrontendConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """Make a mono waveform exactly one model clip long (config.clip_samples), as float32.
+
+    The documented decision for clips that are not one clip long:
+    - shorter: zero-padded equally on both sides, so the word sits in the middle as in training;
+    - longer: the clip-long window with the most energy (searched at hop resolution) is kept, which
+      is where a single word is. To find several words in a long recording, stream it instead
+      (`tinyear-device classify --stream`)."""
+    x = np.asarray(waveform, dtype=np.float32)
+    target = config.clip_samples
+    if len(x) == target:
+        return x
+    if len(x) < target:
+        pad = target - len(x)
+        return np.pad(x, (pad // 2, pad - pad // 2))
+    energy = np.concatenate([[0.0], np.cumsum(x.astype(np.float64) ** 2)])
+    starts = np.arange(0, len(x) - target + 1, config.hop_length)
+    best = int(starts[np.argmax(energy[starts + target] - energy[starts])])
+    return x[best : best + target].copy()
+
+
+def clip_features(waveform: np.ndarray, config: FrontendConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """One model input: fit_clip then log_mel, float32 (num_frames, num_mel_bins)."""
+    return log_mel(fit_clip(waveform, config), config)
+
+
+class StreamingFrontend:
+    """Incremental log-mel: feed audio in chunks of any size, get each frame once, as soon as it is
+    complete. The frames equal `log_mel` of the concatenated audio, bit for bit.
+
+    Keeps only the last window_length - hop_length samples between pushes, so the cost per pushed
+    second is the cost of the frames it completes, never a recomputation of a whole window of audio."""
+
+    def __init__(self, config: FrontendConfig = DEFAULT_CONFIG):
+        self.config = config
+        self._pending = np.zeros(0, dtype=np.float64)  # samples not yet consumed by a complete frame
+        self.frames_emitted = 0
+
+    def reset(self) -> None:
+        """Forget all audio; the next push starts a new signal at frame 0."""
+        self._pending = np.zeros(0, dtype=np.float64)
+        self.frames_emitted = 0
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """Append mono samples (any length, including 0); return float32 (k, num_mel_bins) for the
+        k >= 0 frames that these samples complete."""
+        chunk = np.asarray(samples, dtype=np.float64).reshape(-1)
+        buffered = np.concatenate([self._pending, chunk]) if len(self._pending) else chunk
+        k = num_frames(len(buffered), self.config)
+        if k == 0:
+            self._pending = buffered.copy() if buffered is chunk else buffered
+            return np.zeros((0, self.config.num_mel_bins), dtype=np.float32)
+        hop, win = self.config.hop_length, self.config.window_length
+        frames = np.lib.stride_tricks.sliding_window_view(buffered, win)[::hop][:k]
+        out = _frames_to_log_mel(frames, self.config)
+        self._pending = buffered[k * hop :].copy()
+        self.frames_emitted += k
+        return out

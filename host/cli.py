@@ -1,0 +1,36 @@
+"""`tinyear`: the command line of the workstation half (synth, teacher, distill, export, evaluate,
+pipeline, deploy).
+
+Needs the `host` extra. Each command lives in `tinyear.host.commands.<name>` and is imported only when
+it runs, so `tinyear --help` answers without loading torch.
+"""
+
+from __future__ import annotations
+
+from tinyear.device import __version__
+from tinyear.device.cliutil import Command, run_cli
+
+DESCRIPTION = """\
+Distill a large audio classifier into a tiny int8 keyword model and package it for a device.
+
+The main job, on the embedded default (synthetic speech, no download):
+  tinyear pipeline --out runs/default
+Step by step:
+  tinyear synth data/synth
+  tinyear teacher data/synth --out runs/teacher
+  tinyear distill data/synth --teacher runs/teacher --out runs/student
+  tinyear export runs/student --out keywords.tinyear
+  tinyear evaluate keywords.tinyear data/synth --split test
+  tinyear deploy keywords.tinyear --to pi@raspberrypi.local
+"""
+
+COMMANDS: list[Command] = [
+]
+
+
+def main(argv=None) -> int:
+    return run_cli("tinyear", DESCRIPTION, COMMANDS, __version__, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

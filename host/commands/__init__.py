@@ -1,0 +1,1 @@
+"""The sub-commands of `tinyear`, one module each (`HELP`, `add_arguments`, `run`)."""

@@ -1,0 +1,79 @@
+"""Shared fixtures: where test artifacts live, the tiny trained models, and bundles made from them.
+
+The full environment (host extra, torch) builds the tiny models with the project's real converter and
+leaves them in the artifacts folder (TINYEAR_TEST_ARTIFACTS, default `.test-artifacts/`). The device-only
+environments run the `device`-marked tests against those same files; without torch and without the
+files they fail, saying to run the full environment first, rather than skip.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(os.environ.get("TINYEAR_TEST_ARTIFACTS", ROOT / ".test-artifacts"))
+SHARED_DATA = ROOT.parent / "shared" / "data"
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def tiny_models(artifacts) -> dict:
+    """Paths of the tiny tone classifier as int8 and float TFLite ({"int8": Path, "float": Path})."""
+    import tiny_model
+
+    paths = {"int8": artifacts / "tiny_int8.tflite", "float": artifacts / "tiny_float.tflite"}
+    if HAS_TORCH:
+        marker = artifacts / "tiny.session"
+        # Rebuild once per full-environment session, so the files always come from the current code.
+        if os.environ.get("TINYEAR_REUSE_TINY") != "1" or not all(p.exists() for p in paths.values()):
+            tiny_model.build(artifacts)
+        marker.write_text(str(os.getpid()))
+    missing = [str(p) for p in paths.values() if not p.exists()]
+    if missing:
+        pytest.fail(f"tiny test models missing ({missing}); run the tests in the full environment first "
+                    "(scripts/test.sh does), which builds them with litert-torch")
+    return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_bundles(tiny_models, tmp_path_factory) -> dict:
+    """Bundles around the tiny models, with a self-test clip: {"int8": Path, "float": Path}."""
+    import tiny_model
+
+    from tinyear.device.bundle import SelfTest, pack_bundle
+    from tinyear.device.classify import Classifier
+    from tinyear.device.features import DEFAULT_CONFIG
+
+    out = tmp_path_factory.mktemp("bundles")
+    clip = tiny_model.make_clip("high", np.random.default_rng(7))
+    paths = {}
+    for kind, model_path in tiny_models.items():
+        data = pack_bundle(model_path.read_bytes(), tiny_model.LABELS, DEFAULT_CONFIG,
+                           metrics={"note": "tiny test model"}, provenance={"made_by": "tests/conftest.py"})
+        path = out / f"tiny_{kind}.tinyear"
+        path.write_bytes(data)
+        probs = Classifier(path).scores(clip)
+        data = pack_bundle(model_path.read_bytes(), tiny_model.LABELS, DEFAULT_CONFIG,
+                           metrics={"note": "tiny test model"}, provenance={"made_by": "tests/conftest.py"},
+                           selftest=SelfTest(audio=clip, expected=probs.tolist(), label="high"))
+        path.write_bytes(data)
+        paths[kind] = path
+    return paths
+
+
+def write_wav(path: Path, x: np.ndarray, rate: int = 16000, subtype: str = "PCM_16") -> Path:
+    import soundfile as sf
+
+    sf.write(str(path), x, rate, subtype=subtype)
+    return path
