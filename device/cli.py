@@ -22,6 +22,7 @@ examples:
 COMMANDS = [
     Command("classify", "tinyear.device.commands.classify", "classify audio files (or stream a long one) with a bundle"),
     Command("info", "tinyear.device.commands.info", "show and verify what a bundle holds"),
+    Command("selftest", "tinyear.device.commands.selftest", "check that this device computes the bundle's self-test clip as the workstation did"),
 ]
 
 

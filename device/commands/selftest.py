@@ -1,0 +1,145 @@
+"""`tinyear-device selftest BUNDLE`: run the bundle's embedded self-test clip and compare with the
+workstation's output stored beside it.
+
+This is how a device proves, before it listens, that it computes what the workstation computed: the
+same features, the same interpreter arithmetic, the same label. `tinyear deploy` runs it on the device
+with `--json` and compares the scores it prints with the ones it computed itself.
+
+The tolerance (`selftest_tolerance`) is derived from the model, not picked: on the same CPU and runtime
+the scores are bit-identical. Across CPUs, numpy builds and runtimes (ai-edge-litert's XNNPACK kernels
+against tflite-runtime's), the float frontend may differ in the last bit and an int8 kernel may round an
+intermediate the other way, so a dequantized logit can move by a quantization step or two. Softmax's
+Jacobian has rows whose absolute values sum to 2 p (1 - p) <= 1/2, so logits that each move by at most
+k steps of the output scale s move every probability by at most k s / 2; allowing k = 2 gives a
+tolerance of s. A model whose output is already a probability moves by 2 s. A float model's kernels
+differ only by float32 rounding (~1e-6 relative), so 1e-4 leaves room without hiding a real fault. The
+top label must be the same in every case.
+
+Device-side only: imports nothing from `tinyear.host`, no torch.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+import numpy as np
+
+from ..cliutil import add_json_option, add_threads_option, positive_float, print_json
+from ..errors import TinyearError
+
+HELP = "check that this device computes the bundle's self-test clip as the workstation did"
+DESCRIPTION = """\
+Classify the short clip stored inside the bundle and compare the probabilities with the ones the
+workstation stored when it exported the bundle: the largest absolute difference must be within the
+tolerance and the most likely label must be the same. Exit status 0 when it passes, 1 (with one line
+saying what differs) when it does not, or when the bundle cannot be read or has no self-test clip.
+
+The default tolerance comes from the model: one output quantization step of an int8 model (the most
+two steps of logit rounding can move a probability), 1e-4 for a float model. Same CPU and runtime give
+a difference of exactly 0 ("identical").
+
+examples:
+  tinyear-device selftest models/keywords.tinyear
+  tinyear-device selftest models/keywords.tinyear --json
+  tinyear-device selftest models/keywords.tinyear --runtime tflite-runtime --tolerance 0
+"""
+
+FLOAT_TOLERANCE = 1e-4  # float32 kernels differ by rounding only (see the module docstring)
+QUANTIZED_LOGIT_STEPS = 2  # output quantization steps a logit may move across CPUs and runtimes
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("bundle", metavar="BUNDLE", help="a .tinyear bundle with a self-test clip")
+    parser.add_argument("--tolerance", type=_non_negative_float, default=None, metavar="P",
+                        help="largest allowed absolute difference of a probability (default: from the model, see above)")
+    add_threads_option(parser)
+    parser.add_argument("--runtime", choices=["ai-edge-litert", "tflite-runtime", "tensorflow"], default=None,
+                        help="force a TFLite runtime (default: the first installed)")
+    add_json_option(parser, "one JSON object (ok, scores, expected, max_abs_diff, tolerance, ...)")
+
+
+def _non_negative_float(text: str) -> float:
+    if float(text) == 0.0:
+        return 0.0
+    return positive_float(text)
+
+
+def selftest_tolerance(model, output_kind: str) -> float:
+    """Largest allowed |probability difference| for a model (a `runtime.Model`): see the module docstring."""
+    if model.output_dtype.kind not in "iu":
+        return FLOAT_TOLERANCE
+    steps = QUANTIZED_LOGIT_STEPS if output_kind == "probabilities" else QUANTIZED_LOGIT_STEPS / 2
+    return float(steps * model.output_scale)
+
+
+def compare(scores, expected, labels: list[str], tolerance: float) -> dict:
+    """Compare two probability vectors over `labels`: max |difference|, top labels, verdict and a reason."""
+    scores = np.asarray(scores, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if scores.shape != expected.shape:
+        return {"ok": False, "max_abs_diff": None, "identical": False,
+                "reason": f"{len(expected)} expected scores but the model gives {len(scores)}"}
+    diff = float(np.max(np.abs(scores - expected))) if scores.size else 0.0
+    top, top_expected = labels[int(np.argmax(scores))], labels[int(np.argmax(expected))]
+    reason = None
+    if top != top_expected:
+        reason = f"top label '{top}' ({scores.max():.4f}) where '{top_expected}' ({expected.max():.4f}) was expected"
+    elif diff > tolerance:
+        worst = labels[int(np.argmax(np.abs(scores - expected)))]
+        reason = f"probability of '{worst}' differs by {diff:.3g}, more than the tolerance {tolerance:.3g}"
+    return {"ok": reason is None, "max_abs_diff": diff, "identical": bool(np.array_equal(scores, expected)),
+            "label": top, "expected_label": top_expected, "reason": reason}
+
+
+def run_selftest(bundle_path, *, tolerance: float | None = None, num_threads: int = 1, runtime: str | None = None) -> dict:
+    """Run the self-test of a bundle file; returns the report printed by `--json` (see DESCRIPTION)."""
+    from .. import __version__
+    from ..bundle import FORMAT_VERSION
+    from ..classify import Classifier
+
+    classifier = Classifier(bundle_path, num_threads=num_threads, runtime=runtime)
+    bundle = classifier.bundle
+    if bundle.selftest is None:
+        raise TinyearError(f"{bundle_path}: the bundle holds no self-test clip; re-export it with tinyear export")
+    scores = classifier.scores(bundle.selftest.audio)
+    tol = selftest_tolerance(classifier.model, bundle.output) if tolerance is None else float(tolerance)
+    verdict = compare(scores, bundle.selftest.expected, bundle.labels, tol)
+    return {
+        "bundle": str(bundle_path),
+        **verdict,
+        "tolerance": tol,
+        "clip_label": bundle.selftest.label,
+        "labels": bundle.labels,
+        "scores": [float(v) for v in scores],
+        "expected": [float(v) for v in bundle.selftest.expected],
+        "model_sha256": bundle.model_sha256,
+        "runtime": classifier.model.runtime,
+        "tinyear": __version__,
+        "bundle_format": FORMAT_VERSION,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "numpy": np.__version__,
+    }
+
+
+def run(args) -> int:
+    try:
+        report = run_selftest(args.bundle, tolerance=args.tolerance, num_threads=args.threads, runtime=args.runtime)
+    except TinyearError as exc:
+        if args.json:  # a program reading stdout gets the reason too; the line on stderr follows
+            print_json({"bundle": str(args.bundle), "ok": False, "error": str(exc)})
+        raise
+    if args.json:
+        print_json(report)
+    else:
+        how = "identical" if report["identical"] else f"max difference {report['max_abs_diff']:.3g} <= {report['tolerance']:.3g}"
+        if report["ok"]:
+            print(f"{args.bundle}: self-test passed: '{report['label']}' {max(report['scores']):.4f} ({how}; "
+                  f"{report['runtime']}, Python {report['python']}, {report['machine']})")
+    if not report["ok"]:
+        print(f"tinyear-device: error: {args.bundle}: self-test failed: {report['reason']}; this device does not "
+              "compute what the workstation did: check the runtime (tinyear-device info) or re-export the bundle",
+              file=sys.stderr)
+        return 1
+    return 0
