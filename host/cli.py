@@ -25,6 +25,7 @@ Step by step:
 """
 
 COMMANDS: list[Command] = [
+    Command("synth", "tinyear.host.commands.synth", "write a synthetic keyword dataset, or fill a real one's gaps"),
 ]
 
 

@@ -1,0 +1,87 @@
+"""`tinyear synth OUT`: write a synthetic keyword dataset, or fill the gaps of a real one.
+
+A thin shell over `tinyear.host.synth`: options in, one line per outcome out, `--json` for programs.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from tinyear.device.cliutil import add_json_option, positive_int, print_json, unit_float
+
+HELP = "write a synthetic keyword dataset (espeak-ng, flite), or fill a real one's gaps"
+DESCRIPTION = """\
+Write a dataset in the Speech Commands layout (a folder per word, `_unknown_/` with other words,
+`_background_noise_/`), spoken by text-to-speech engines: espeak-ng's English accents and voice
+variants, and flite's voices when flite is installed (apt-get install flite). Every speaker gets its
+own vocal-tract factor and pitch; every clip its own rate, intonation, level and placement. The same
+--seed gives bit-identical files. Clips are written to OUT.part and renamed to OUT when complete.
+
+`tinyear teacher` and `tinyear distill` read the result like any real dataset, split by speaker.
+
+With --fill-from REAL, only what the real dataset lacks is synthesized: words with fewer than
+--min-per-word real clips, `_unknown_` up to as many clips as an average word, and background noise if
+it has none. The summary says what was filled; train on both folders together (the union).
+
+examples:
+  tinyear synth data/synth                                   # the twelve Speech Commands classes
+  tinyear synth data/colours --words red green blue --per-word 800 --seed 3
+  tinyear synth data/fill --fill-from ../shared/data/speech-commands-mini-train
+  tinyear synth data/synth --noise my_kitchen_recordings/ --jobs 2 --json
+"""
+
+
+def add_arguments(parser) -> None:
+    from tinyear.host.data import WORDS
+
+    parser.add_argument("out", metavar="OUT", help="folder to create (must not exist, unless --force)")
+    parser.add_argument("--words", nargs="+", default=list(WORDS), metavar="WORD", help="the keywords")
+    parser.add_argument("--per-word", type=positive_int, default=None, metavar="N",
+                        help="clips per word (default 500; with --fill-from, per filled word, default the median "
+                             "real count of the other words)")
+    parser.add_argument("--unknown", type=int, default=None, metavar="N",
+                        help="clips of other words for _unknown_ (default: --per-word)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files")
+    parser.add_argument("--jobs", type=positive_int, default=None, metavar="J", help="processes (default: all cores)")
+    parser.add_argument("--engines", nargs="+", choices=["espeak-ng", "flite"], default=None,
+                        help="speech engines (default: espeak-ng, plus flite when installed)")
+    parser.add_argument("--flite-share", type=unit_float, default=None, metavar="F",
+                        help="fraction of clips spoken by flite (default 0.35)")
+    parser.add_argument("--noise", metavar="DIR", default=None,
+                        help="background recordings to copy into _background_noise_ (default: synthetic noise)")
+    parser.add_argument("--fill-from", metavar="REAL", nargs="+", default=None,
+                        help="real dataset folder(s): synthesize only what they lack")
+    parser.add_argument("--min-per-word", type=positive_int, default=200, metavar="N",
+                        help="with --fill-from: fill words with fewer real clips than this")
+    parser.add_argument("--force", action="store_true", help="replace OUT if it holds another synthetic dataset")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_json_option(parser, "one JSON object: the dataset summary")
+
+
+def run(args) -> int:
+    from dataclasses import replace
+
+    from tinyear.host.data import load_dataset
+    from tinyear.host.synth import DEFAULT_SYNTH, fill_missing, synthesize
+
+    config = DEFAULT_SYNTH if args.flite_share is None else replace(DEFAULT_SYNTH, flite_share=args.flite_share)
+    engines = args.engines or "auto"
+    progress = not args.quiet
+    if args.fill_from:
+        dataset = fill_missing(args.fill_from, args.out, args.words, min_per_word=args.min_per_word,
+                               per_word=args.per_word, seed=args.seed,
+                               jobs=args.jobs, engines=engines, config=config, progress=progress)
+    else:
+        synthesize(args.out, args.words, per_word=args.per_word or 500, unknown=args.unknown, seed=args.seed,
+                   jobs=args.jobs, engines=engines, noise_dir=args.noise, config=config, force=args.force,
+                   progress=progress)
+        dataset = load_dataset(args.out, args.words, seed=args.seed, quiet=True)
+    summary = dataset.summary()
+    if args.json:
+        print_json({"out": args.out, **summary})
+        return 0
+    per = summary["per_split"]
+    print(f"{args.out}: {summary['clips']} clips ({', '.join(f'{s} {sum(per[s].values())}' for s in per)}), "
+          f"labels {' '.join(summary['labels'])}, fingerprint {summary['fingerprint']}", file=sys.stdout)
+    return 0
+

@@ -1,0 +1,495 @@
+"""Synthetic keyword speech: a dataset in the Speech Commands layout, spoken by text-to-speech engines.
+
+The embedded default of tinyear needs no recordings: `synthesize(out, words)` has espeak-ng (always)
+and flite (when installed: `apt-get install flite`) say each word in many voices, and writes
+`<word>/<speaker>_nohash_<n>.wav` one-second 16 kHz clips, other words into `_unknown_/`
+(`<word>_<speaker>_nohash_<n>.wav`) and background noise into `_background_noise_/` (real recordings
+when given, else synthetic coloured noise and hum), so `tinyear.host.data.load_dataset` reads it like a
+real tree and splits it by speaker.
+
+A "speaker" is one engine voice (espeak-ng accent + variant, or a flite voice) with a fixed
+vocal-tract factor (the rendered audio is resampled, which moves pitch and formants together, as a
+longer or shorter vocal tract does) and a base pitch; within a speaker each clip varies speaking rate,
+pitch, intonation (punctuation), level, placement in the second and a faint noise floor. Which
+settings transfer best to real people was measured; see docs/DATA.md.
+
+Determinism: every clip's settings come from `numpy.random.default_rng([seed, clip index])`, planned in
+the parent process, and both engines are deterministic, so one seed gives bit-identical files on the
+same engine versions, however many processes render them. Writes go to `OUT.part/` and the folder is
+renamed to OUT after `tinyear-synth.json` is written: a half-written dataset never looks complete.
+
+`fill_missing(real_roots, out)` is the real + synthetic recipe: it synthesizes only what a real
+dataset lacks (words below a minimum count, `_unknown_`, background noise), says so, and returns the
+union. Imports numpy, soundfile, soxr, tqdm and `tinyear.device` / `tinyear.host.data`; never torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinyear.device import __version__
+from tinyear.device.errors import TinyearError
+
+from .data import BACKGROUND, SYNTH_MANIFEST, UNKNOWN, WORDS, Dataset, load_dataset
+
+SAMPLE_RATE = 16000
+CLIP_SAMPLES = SAMPLE_RATE  # one second, like Speech Commands
+
+# Other words for `_unknown_`: Speech Commands' own twenty-five fillers, then everyday words and near
+# misses of the keywords (yet/yep, now/snow, town, lift, bright, top, goat, ...). Homophones of a
+# keyword (know, write, of) are left out: they would teach the model that a keyword is unknown.
+UNKNOWN_WORDS = (
+    "bed", "bird", "cat", "dog", "eight", "five", "four", "happy", "house", "marvin", "nine", "one",
+    "seven", "sheila", "six", "three", "tree", "two", "wow", "zero", "backward", "forward", "follow",
+    "learn", "visual", "yet", "yep", "yellow", "yesterday", "nope", "now", "snow", "note", "town",
+    "brown", "doubt", "lift", "loft", "leaf", "light", "bright", "ride", "fight", "top", "shop",
+    "stock", "step", "goat", "gold", "ago", "own", "upon", "cup", "dove", "often", "coffee", "golf",
+    "start", "star", "play", "pause", "next", "back", "music", "hello", "okay", "thanks", "please",
+    "water", "window", "table", "orange", "blue", "green", "red", "open", "close", "turn", "volume",
+    "morning", "night", "phone", "kitchen", "seventy", "eleven", "twelve", "twenty", "computer",
+)
+
+# espeak-ng's English accents (the mbrola "mb-" voices are not installed here and are left out).
+ESPEAK_ACCENTS = ("en", "en-us", "en-gb-x-rp", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
+                  "en-029", "en-us-nyc")
+# Variants that sound like no person (robots, monsters, cartoon effects) are left out; whisper stays.
+ESPEAK_EXCLUDED_VARIANTS = frozenset({"Demonic", "Tweaky", "UniRobot", "anikaRobot", "robosoft", "robosoft2",
+                                      "robosoft3", "robosoft4", "robosoft5", "robosoft6", "robosoft7",
+                                      "robosoft8", "RicishayMax", "RicishayMax2", "RicishayMax3", "Mr serious"})
+# flite's built-in voices at 16 kHz: kal16 (diphone, US male), awb (Scottish male), rms (US male),
+# slt (US female), all statistical-parametric (clustergen) but kal16. The 8 kHz `kal` is left out.
+FLITE_VOICES = ("kal16", "awb", "rms", "slt")
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """The ranges a synthetic dataset is drawn from; every field is recorded in the manifest."""
+
+    flite_share: float = 0.35
+    """Fraction of clips spoken by flite (when installed); the rest by espeak-ng."""
+    flite_tracts_per_voice: int = 12
+    """Speakers made from each flite voice, each with its own vocal-tract factor."""
+    tract_range: tuple[float, float] = (0.86, 1.18)
+    """Vocal-tract factor of a speaker (resampling: > 1 is higher and shorter, like a smaller person)."""
+    espeak_rate_wpm: tuple[int, int] = (110, 240)
+    """espeak-ng speaking rate, words per minute."""
+    espeak_pitch: tuple[int, int] = (15, 85)
+    """espeak-ng base pitch of a speaker, 0..99; each clip moves it by up to +-12."""
+    flite_stretch: tuple[float, float] = (0.8, 1.4)
+    """flite duration stretch (1 = the voice's own rate; > 1 slower)."""
+    rms_dbfs: tuple[float, float] = (-34.0, -14.0)
+    """Level of the spoken word (RMS over the word, dBFS)."""
+    floor_dbfs: tuple[float, float] = (-80.0, -58.0)
+    """Level of a faint pink-noise floor under every clip (RMS, dBFS), as any microphone has."""
+    punctuation: tuple[tuple[str, float], ...] = (("", 0.4), (".", 0.3), ("!", 0.2), ("?", 0.1))
+    """Endings added to the word and their probabilities: they change the engines' intonation."""
+
+
+DEFAULT_SYNTH = SynthConfig()
+
+
+@dataclass(frozen=True)
+class Speaker:
+    engine: str
+    voice: str
+    tract: float
+    pitch: int  # espeak-ng base pitch (unused by flite)
+
+    @property
+    def key(self) -> str:
+        """The speaker part of file names: 8 hex digits of the voice's identity."""
+        return hashlib.sha1(f"{self.engine}:{self.voice}:{self.tract:.4f}:{self.pitch}".encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One clip to render (planned in the parent, rendered in a worker)."""
+
+    rel: str  # path inside the dataset folder
+    text: str
+    speaker: Speaker
+    seed: tuple[int, ...]
+    rate: float  # espeak-ng words per minute, or flite duration stretch
+    pitch: int
+    config: SynthConfig
+
+
+# -- engines -----------------------------------------------------------------------------------------------
+
+
+def engine_available(engine: str) -> bool:
+    return shutil.which(engine) is not None
+
+
+def require_espeak() -> None:
+    if not engine_available("espeak-ng"):
+        raise TinyearError("espeak-ng is not installed, and synthetic speech needs it: apt-get install espeak-ng")
+
+
+def espeak_variants() -> list[str]:
+    """The voice variants of the installed espeak-ng (`+f3`, `+klatt2`, ...), people-like ones only."""
+    out = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True, check=False).stdout
+    names = []
+    for line in out.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 5 and parts[4].startswith("!v/"):
+            name = parts[4][3:]
+            if name not in ESPEAK_EXCLUDED_VARIANTS:
+                names.append(name)
+    return sorted(set(names))
+
+
+def engine_versions(engines: list[str]) -> dict:
+    versions = {}
+    for engine in engines:
+        flag = "--version"
+        out = subprocess.run([engine, flag], capture_output=True, text=True, check=False).stdout.strip()
+        versions[engine] = out.splitlines()[0] if out else "unknown"
+    return versions
+
+
+def render(job: Job) -> np.ndarray:
+    """Speak job.text with job.speaker: float32 (samples,) at the engine's own rate -> 16 kHz."""
+    import soundfile as sf
+
+    from tinyear.device.audio import resample
+
+    s = job.speaker
+    if s.engine == "espeak-ng":
+        cmd = ["espeak-ng", "-v", s.voice, "-s", str(int(job.rate)), "-p", str(job.pitch), "--stdout", job.text]
+    else:
+        cmd = ["flite", "-voice", s.voice, "--setf", f"duration_stretch={job.rate:.3f}", "-t", job.text, "-o",
+               "/dev/stdout"]
+    done = subprocess.run(cmd, capture_output=True, check=False)
+    if done.returncode != 0 or len(done.stdout) < 100:
+        raise TinyearError(f"{s.engine} failed on {job.text!r} with voice {s.voice}: "
+                           f"{done.stderr.decode(errors='replace').strip()[:200] or 'no audio'}")
+    wave, rate = sf.read(io.BytesIO(done.stdout), dtype="float32")
+    if wave.ndim > 1:
+        wave = wave.mean(axis=1)
+    # Vocal-tract factor: resample to rate/tract and play at 16 kHz -> pitch and formants times tract.
+    return resample(wave, rate, int(round(SAMPLE_RATE / (s.tract * _jitter(job)))))
+
+
+def _jitter(job: Job) -> float:
+    return float(np.random.default_rng([*job.seed, 1]).uniform(0.97, 1.03))
+
+
+def _trim(x: np.ndarray, threshold_db: float = -40.0) -> np.ndarray:
+    """Cut leading and trailing stretches quieter than threshold_db below the loudest 10 ms frame."""
+    hop = SAMPLE_RATE // 100
+    n = len(x) // hop
+    if n == 0:
+        return x
+    energy = (x[: n * hop].astype(np.float64).reshape(n, hop) ** 2).mean(axis=1)
+    loud = np.flatnonzero(energy > energy.max() * 10.0 ** (threshold_db / 10.0))
+    return x[loud[0] * hop : (loud[-1] + 1) * hop]
+
+
+def make_clip(job: Job) -> np.ndarray:
+    """The finished one-second clip of a job, float32 (16000,): rendered, trimmed, levelled, placed at a
+    random offset, over a faint noise floor."""
+    from .noise import coloured_noise
+
+    c = job.config
+    rng = np.random.default_rng([*job.seed, 2])
+    word = _trim(render(job))
+    if len(word) > CLIP_SAMPLES:  # a slow rendering of a long word: keep the loudest second
+        from tinyear.device.features import fit_clip
+
+        word = fit_clip(word)
+    rms = float(np.sqrt(np.mean(word.astype(np.float64) ** 2))) or 1e-9
+    word = word * (10.0 ** (rng.uniform(*c.rms_dbfs) / 20.0) / rms)
+    clip = coloured_noise(CLIP_SAMPLES, -3.0, rng).astype(np.float64) * (10.0 ** (rng.uniform(*c.floor_dbfs) / 20.0) / 0.1)
+    start = int(rng.integers(0, CLIP_SAMPLES - len(word) + 1))
+    clip[start : start + len(word)] += word
+    return np.clip(clip, -1.0, 32767.0 / 32768.0).astype(np.float32)
+
+
+def _render_to_file(args) -> str:
+    import soundfile as sf
+
+    job, folder = args
+    path = Path(folder) / job.rel
+    sf.write(str(path), make_clip(job), SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    return job.rel
+
+
+# -- planning ----------------------------------------------------------------------------------------------
+
+
+def speakers(engines: list[str], seed: int, config: SynthConfig = DEFAULT_SYNTH) -> dict[str, list[Speaker]]:
+    """The speaker pool per engine, deterministic for the seed and the installed voices."""
+    rng = np.random.default_rng([seed, 0x5350])
+    pool: dict[str, list[Speaker]] = {}
+    if "espeak-ng" in engines:
+        pool["espeak-ng"] = [
+            Speaker("espeak-ng", f"{accent}+{variant}", round(float(rng.uniform(*config.tract_range)), 4),
+                    int(rng.integers(config.espeak_pitch[0], config.espeak_pitch[1] + 1)))
+            for accent in ESPEAK_ACCENTS for variant in espeak_variants()
+        ]
+    if "flite" in engines:
+        pool["flite"] = [
+            Speaker("flite", voice, round(float(t), 4), 0)
+            for voice in FLITE_VOICES
+            for t in np.linspace(*config.tract_range, config.flite_tracts_per_voice)
+        ]
+    return pool
+
+
+def plan(words, per_word: int, unknown: int, seed: int, engines: list[str],
+         config: SynthConfig = DEFAULT_SYNTH, unknown_words=UNKNOWN_WORDS) -> list[Job]:
+    """Every clip of a dataset: per_word clips of each word, `unknown` clips of unknown_words (round
+    robin over a seeded shuffle, so each word gets its share)."""
+    pool = speakers(engines, seed, config)
+    share = config.flite_share if "flite" in pool else 0.0
+    others = [w for w in unknown_words if w not in set(words)]
+    order = np.random.default_rng([seed, 0x554E]).permutation(len(others)) if others else []
+    texts = [(w, w) for w in words for _ in range(per_word)]
+    texts += [(UNKNOWN, others[order[i % len(others)]]) for i in range(unknown if others else 0)]
+    endings, weights = zip(*config.punctuation)
+    jobs, seen = [], Counter()
+    for i, (folder, word) in enumerate(texts):
+        rng = np.random.default_rng([seed, i])
+        engine = "flite" if rng.random() < share else "espeak-ng"
+        speaker = pool[engine][int(rng.integers(len(pool[engine])))]
+        if engine == "flite":
+            rate, pitch = float(rng.uniform(*config.flite_stretch)), 0
+        else:
+            rate = float(rng.integers(config.espeak_rate_wpm[0], config.espeak_rate_wpm[1] + 1))
+            pitch = int(np.clip(speaker.pitch + rng.integers(-12, 13), 0, 99))
+        text = word + endings[int(rng.choice(len(endings), p=np.asarray(weights) / sum(weights)))]
+        stem = speaker.key if folder != UNKNOWN else f"{word}_{speaker.key}"
+        n = seen[(folder, stem)]
+        seen[(folder, stem)] += 1
+        jobs.append(Job(rel=f"{folder}/{stem}_nohash_{n}.wav", text=text, speaker=speaker, seed=(seed, i),
+                        rate=rate, pitch=pitch, config=config))
+    return jobs
+
+
+# -- writing a dataset -------------------------------------------------------------------------------------
+
+
+def resolve_engines(engines: str | list[str] = "auto") -> list[str]:
+    """"auto": espeak-ng, plus flite when installed. A list is checked: each must be installed."""
+    require_espeak()
+    if engines == "auto":
+        return ["espeak-ng"] + (["flite"] if engine_available("flite") else [])
+    chosen = list(engines)
+    for engine in chosen:
+        if engine not in ("espeak-ng", "flite"):
+            raise TinyearError(f"unknown speech engine {engine!r}; choose espeak-ng and/or flite")
+        if not engine_available(engine):
+            raise TinyearError(f"{engine} is not installed; apt-get install {engine}")
+    return chosen
+
+
+def synthesize(
+    out: str | Path,
+    words=WORDS,
+    *,
+    per_word: int = 500,
+    unknown: int | None = None,
+    seed: int = 0,
+    jobs: int | None = None,
+    engines: str | list[str] = "auto",
+    noise_dir: str | Path | None = None,
+    write_noise: bool = True,
+    config: SynthConfig = DEFAULT_SYNTH,
+    force: bool = False,
+    progress: bool = True,
+    extra: dict | None = None,
+) -> dict:
+    """Write a synthetic dataset to `out` (Speech Commands layout); return its manifest (a dict).
+
+    per_word clips of each word, `unknown` clips of other words (default per_word), background noise
+    from `noise_dir` (copied, as 16 kHz WAV) or synthesized (`write_noise=False`: none). The same
+    request on an existing complete dataset reuses it; a different one needs force=True. jobs:
+    processes (default: all cores). Raises TinyearError for a missing engine or unwritable folder."""
+    out = Path(out)
+    words = list(words)
+    if not words and not unknown:
+        raise TinyearError("nothing to synthesize: no words and no _unknown_ clips asked for")
+    bad = [w for w in words if not w or "/" in w or w.startswith((".", "_"))]
+    if bad:
+        raise TinyearError(f"word {bad[0]!r} cannot be a folder name; words are plain names like yes, stop")
+    engines = resolve_engines(engines)
+    unknown = per_word if unknown is None else unknown
+    request = {"words": words, "per_word": per_word, "unknown": unknown, "seed": seed, "engines": engines,
+               "noise": str(Path(noise_dir).resolve()) if noise_dir else ("synthetic" if write_noise else None),
+               "config": asdict(config), "tinyear": __version__}
+    manifest_path = out / SYNTH_MANIFEST
+    if out.exists():
+        if manifest_path.exists():
+            try:
+                old = json.loads(manifest_path.read_text())
+            except (OSError, ValueError):
+                old = {}
+            if old.get("request") == request and not force:
+                if progress:
+                    print(f"tinyear: {out} already holds this synthetic dataset; reusing it", file=sys.stderr)
+                return old
+            if not force:
+                raise TinyearError(f"{out} already holds a synthetic dataset made with other settings; choose "
+                                   "another folder or pass --force to replace it")
+        elif any(out.iterdir()) if out.is_dir() else True:
+            raise TinyearError(f"{out} exists and is not a tinyear synthetic dataset; choose a new folder")
+    part = out.with_name(out.name + ".part")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if part.exists():
+            shutil.rmtree(part)  # left by an interrupted run: ours, and incomplete
+        part.mkdir()
+    except OSError as exc:
+        raise TinyearError(f"cannot write to {out.parent}: {exc.strerror or exc}; choose a writable folder") from None
+
+    job_list = plan(words, per_word, unknown, seed, engines, config)
+    for folder in sorted({j.rel.split("/")[0] for j in job_list}):
+        (part / folder).mkdir()
+    noise_names = _write_noise(part, noise_dir, seed) if (noise_dir or write_noise) else []
+    _run_jobs(job_list, part, jobs, progress)
+
+    counts = Counter(j.rel.split("/")[0] for j in job_list)
+    manifest = {
+        "request": request,
+        "made_by": f"tinyear {__version__} synth",
+        "engines": engine_versions(engines),
+        "speakers": {e: len(v) for e, v in speakers(engines, seed, config).items()},
+        "clips": dict(sorted(counts.items())),
+        "unknown_words": sorted({j.text.rstrip(".!?") for j in job_list if j.rel.startswith(UNKNOWN + "/")}),
+        "background_noise": noise_names,
+        **(extra or {}),
+    }
+    _write_text_atomic(part / SYNTH_MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    if out.exists():  # force: replace the old dataset only now that the new one is whole
+        trash = out.with_name(out.name + ".old")
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(out, trash)
+        os.replace(part, out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(part, out)
+    return manifest
+
+
+def _run_jobs(job_list: list[Job], folder: Path, jobs: int | None, progress: bool) -> None:
+    from tqdm import tqdm
+
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    bar = tqdm(total=len(job_list), desc="synthesizing", unit="clip", file=sys.stderr, disable=not progress)
+    work = [(j, str(folder)) for j in job_list]
+    try:
+        if jobs == 1:
+            for item in work:
+                _render_to_file(item)
+                bar.update(1)
+        else:
+            # fork keeps start-up cheap; each task is a subprocess call plus numpy, nothing thread-bound.
+            with multiprocessing.get_context("fork").Pool(jobs) as pool:
+                for _ in pool.imap_unordered(_render_to_file, work, chunksize=8):
+                    bar.update(1)
+    finally:
+        bar.close()
+
+
+def _write_noise(part: Path, noise_dir, seed: int) -> list[str]:
+    import soundfile as sf
+
+    folder = part / BACKGROUND
+    folder.mkdir()
+    names = []
+    if noise_dir:
+        from tinyear.device.audio import load_audio
+
+        src = Path(noise_dir)
+        if not src.is_dir():
+            raise TinyearError(f"{src}: no such noise folder; give a folder of background recordings")
+        files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in
+                       {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"})
+        if not files:
+            raise TinyearError(f"{src}: no audio files; give a folder of background recordings")
+        for p in files:
+            sf.write(str(folder / (p.stem + ".wav")), load_audio(p, SAMPLE_RATE), SAMPLE_RATE, subtype="PCM_16")
+            names.append(p.stem + ".wav")
+        return names
+    from .noise import noise_bank
+
+    for kind, wave in noise_bank(60.0, SAMPLE_RATE, seed):
+        sf.write(str(folder / f"synthetic_{kind}.wav"), wave, SAMPLE_RATE, subtype="PCM_16")
+        names.append(f"synthetic_{kind}.wav")
+    return names
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# -- real + synthetic --------------------------------------------------------------------------------------
+
+
+def fill_missing(
+    real_roots,
+    out: str | Path,
+    words=WORDS,
+    *,
+    min_per_word: int = 200,
+    per_word: int | None = None,
+    unknown_ratio: float = 1.0,
+    seed: int = 0,
+    jobs: int | None = None,
+    engines: str | list[str] = "auto",
+    config: SynthConfig = DEFAULT_SYNTH,
+    progress: bool = True,
+    report=None,
+    **load_kwargs,
+) -> Dataset:
+    """Synthesize what real data lacks into `out`, print what was filled, return the union Dataset.
+
+    Filled: every word with fewer than `min_per_word` real clips gets `per_word` synthetic ones
+    (default: the median real count of the other words, at least min_per_word); `_unknown_` is topped
+    up to unknown_ratio x the mean word count; background noise is synthesized only if the real data
+    has none. `report`: a function taking one line (default: print to stderr)."""
+    say = report or (lambda line: print(line, file=sys.stderr))
+    roots = [Path(r) for r in (real_roots if isinstance(real_roots, (list, tuple)) else [real_roots])]
+    words = list(words)
+    real = load_dataset(roots, words, seed=seed, allow_missing=True, quiet=not progress, **load_kwargs)
+    have = Counter(c.word for c in real.clips if c.path is not None and c.label in words)
+    thin = [w for w in words if have[w] < min_per_word]
+    full = sorted(have[w] for w in words if w not in thin)
+    n_word = per_word or max(min_per_word, int(np.median(full)) if full else 500)
+    mean_after = (sum(have[w] for w in words if w not in thin) + sum(have[w] + n_word for w in thin)) / len(words)
+    # load_dataset caps _unknown_ by ratio; count the whole pool instead
+    pool = load_dataset(roots, words, seed=seed, allow_missing=True, unknown_ratio=None, silence_ratio=0.0,
+                        quiet=True, **load_kwargs)
+    have_unknown = sum(1 for c in pool.clips if c.label == UNKNOWN)
+    n_unknown = max(0, int(round(unknown_ratio * mean_after)) - have_unknown)
+    need_noise = real.noise_source != "real"
+    if not thin and n_unknown == 0 and not need_noise:
+        say(f"tinyear: {', '.join(str(r) for r in roots)} has enough of every word, _unknown_ and noise; "
+            "nothing synthesized")
+        return load_dataset(roots, words, seed=seed, quiet=True, **load_kwargs)
+    synthesize(out, thin, per_word=n_word, unknown=n_unknown, seed=seed, jobs=jobs, engines=engines,
+               write_noise=need_noise, config=config, progress=progress,
+               extra={"fill_from": [str(r) for r in roots],
+                      "real_counts": {**{w: have[w] for w in words}, UNKNOWN: have_unknown}})
+    for w in thin:
+        say(f"tinyear: filled {w}: {have[w]} real + {n_word} synthetic clips (fewer than {min_per_word} real)")
+    if n_unknown:
+        say(f"tinyear: filled {UNKNOWN}: {have_unknown} real + {n_unknown} synthetic clips of other words")
+    say(f"tinyear: {'filled _silence_ and noise augmentation with synthetic noise (no real background recordings)' if need_noise else '_silence_ cut from the real background recordings'}")
+    say(f"tinyear: training on the union of {', '.join(str(r) for r in roots)} and {out}")
+    return load_dataset([*roots, Path(out)], words, seed=seed, quiet=True, **load_kwargs)
