@@ -256,7 +256,10 @@ class StreamingFrontend:
             self._pending = buffered.copy() if buffered is chunk else buffered
             return np.zeros((0, self.config.num_mel_bins), dtype=np.float32)
         hop, win = self.config.hop_length, self.config.window_length
-        frames = np.lib.stride_tricks.sliding_window_view(buffered, win)[::hop][:k]
+        step = buffered.strides[0]
+        # (k, win) view of overlapping windows; as_strided is several times cheaper than
+        # sliding_window_view on the one-frame pushes a live microphone makes.
+        frames = np.lib.stride_tricks.as_strided(buffered, shape=(k, win), strides=(hop * step, step), writeable=False)
         out = _frames_to_log_mel(frames, self.config)
         self._pending = buffered[k * hop :].copy()
         self.frames_emitted += k
