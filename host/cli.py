@@ -25,7 +25,9 @@ Step by step:
 """
 
 COMMANDS: list[Command] = [
+    Command("data", "tinyear.host.commands.data", "show a dataset's clips per split and label"),
     Command("synth", "tinyear.host.commands.synth", "write a synthetic keyword dataset, or fill a real one's gaps"),
+    Command("deploy", "tinyear.host.commands.deploy", "copy a bundle and the device half to a Raspberry Pi over SSH, verify it there, switch to it"),
 ]
 
 
