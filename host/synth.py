@@ -25,6 +25,7 @@ union. Imports numpy, soundfile, soxr, tqdm and `tinyear.device` / `tinyear.host
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -138,7 +139,8 @@ def require_espeak() -> None:
         raise TinyearError("espeak-ng is not installed, and synthetic speech needs it: apt-get install espeak-ng")
 
 
-def espeak_variants() -> list[str]:
+@functools.lru_cache(maxsize=1)
+def espeak_variants() -> tuple[str, ...]:
     """The voice variants of the installed espeak-ng (`+f3`, `+klatt2`, ...), people-like ones only."""
     out = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True, check=False).stdout
     names = []
@@ -148,7 +150,7 @@ def espeak_variants() -> list[str]:
             name = parts[4][3:]
             if name not in ESPEAK_EXCLUDED_VARIANTS:
                 names.append(name)
-    return sorted(set(names))
+    return tuple(sorted(set(names)))
 
 
 def engine_versions(engines: list[str]) -> dict:
@@ -235,10 +237,11 @@ def speakers(engines: list[str], seed: int, config: SynthConfig = DEFAULT_SYNTH)
     rng = np.random.default_rng([seed, 0x5350])
     pool: dict[str, list[Speaker]] = {}
     if "espeak-ng" in engines:
+        variants = espeak_variants()
         pool["espeak-ng"] = [
             Speaker("espeak-ng", f"{accent}+{variant}", round(float(rng.uniform(*config.tract_range)), 4),
                     int(rng.integers(config.espeak_pitch[0], config.espeak_pitch[1] + 1)))
-            for accent in ESPEAK_ACCENTS for variant in espeak_variants()
+            for accent in ESPEAK_ACCENTS for variant in variants
         ]
     if "flite" in engines:
         pool["flite"] = [
@@ -330,6 +333,7 @@ def synthesize(
     request = {"words": words, "per_word": per_word, "unknown": unknown, "seed": seed, "engines": engines,
                "noise": str(Path(noise_dir).resolve()) if noise_dir else ("synthetic" if write_noise else None),
                "config": asdict(config), "tinyear": __version__}
+    request = json.loads(json.dumps(request))  # tuples -> lists, as it reads back from the manifest
     manifest_path = out / SYNTH_MANIFEST
     if out.exists():
         if manifest_path.exists():
