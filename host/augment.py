@@ -253,3 +253,32 @@ def benchmark_augmenter(augmenter: Augmenter, waves: np.ndarray, repeats: int = 
         for w in waves:
             augmenter(w, rng)
     return (time.perf_counter() - start) * 1000.0 / (repeats * len(waves))
+
+
+def _main() -> None:
+    """`python -m tinyear.host.augment [DATASET]`: milliseconds per clip, all switches on and each alone,
+    on 1-second clips (DATASET's validation split when given, else synthetic test clips), as JSON."""
+    import json
+    import sys
+
+    rng = np.random.default_rng(0)
+    if len(sys.argv) > 1:
+        from .data import load_dataset
+
+        dataset = load_dataset(sys.argv[1], allow_missing=True, quiet=True)
+        waves, noise = dataset.arrays("validation", progress=False)[0][:300], dataset.noise
+    else:
+        waves = (0.1 * rng.standard_normal((300, 16000))).astype(np.float32)
+        noise = [(0.1 * rng.standard_normal(60 * 16000)).astype(np.float32)]
+    results = {}
+    configs = {"all": AugmentConfig(), **{k: AugmentConfig.off(**{k: True}) for k in
+                                           ("noise", "shift", "gain", "reverb", "speed")}}
+    for name, config in configs.items():
+        augmenter = Augmenter(config, noise)
+        benchmark_augmenter(augmenter, waves[:50])  # warm-up: builds the cached IR spectra
+        results[name] = round(benchmark_augmenter(augmenter, waves, repeats=3), 4)
+    print(json.dumps({"ms_per_clip": results, "clips": len(waves), "command": " ".join(["python -m tinyear.host.augment", *sys.argv[1:]])}))
+
+
+if __name__ == "__main__":
+    _main()

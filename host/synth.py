@@ -323,8 +323,8 @@ def synthesize(
     processes (default: all cores). Raises TinyearError for a missing engine or unwritable folder."""
     out = Path(out)
     words = list(words)
-    if not words and not unknown:
-        raise TinyearError("nothing to synthesize: no words and no _unknown_ clips asked for")
+    if not words and not unknown and not (noise_dir or write_noise):
+        raise TinyearError("nothing to synthesize: no words, no _unknown_ clips and no noise asked for")
     bad = [w for w in words if not w or "/" in w or w.startswith((".", "_"))]
     if bad:
         raise TinyearError(f"word {bad[0]!r} cannot be a folder name; words are plain names like yes, stop")
@@ -458,6 +458,7 @@ def fill_missing(
     engines: str | list[str] = "auto",
     config: SynthConfig = DEFAULT_SYNTH,
     progress: bool = True,
+    force: bool = False,
     report=None,
     **load_kwargs,
 ) -> Dataset:
@@ -466,20 +467,20 @@ def fill_missing(
     Filled: every word with fewer than `min_per_word` real clips gets `per_word` synthetic ones
     (default: the median real count of the other words, at least min_per_word); `_unknown_` is topped
     up to unknown_ratio x the mean word count; background noise is synthesized only if the real data
-    has none. `report`: a function taking one line (default: print to stderr)."""
+    has none. `force`: replace an `out` made by an earlier, different fill. `report`: a function taking
+    one line (default: print to stderr). Extra keyword arguments go to load_dataset."""
     say = report or (lambda line: print(line, file=sys.stderr))
     roots = [Path(r) for r in (real_roots if isinstance(real_roots, (list, tuple)) else [real_roots])]
     words = list(words)
-    real = load_dataset(roots, words, seed=seed, allow_missing=True, quiet=not progress, **load_kwargs)
-    have = Counter(c.word for c in real.clips if c.path is not None and c.label in words)
+    # Every unknown clip and no silence: this load only counts what the real data holds.
+    real = load_dataset(roots, words, seed=seed, allow_missing=True, unknown_ratio=None, silence_ratio=0.0,
+                        quiet=not progress, **load_kwargs)
+    have = Counter(c.word for c in real.clips if c.label in words)
     thin = [w for w in words if have[w] < min_per_word]
     full = sorted(have[w] for w in words if w not in thin)
     n_word = per_word or max(min_per_word, int(np.median(full)) if full else 500)
-    mean_after = (sum(have[w] for w in words if w not in thin) + sum(have[w] + n_word for w in thin)) / len(words)
-    # load_dataset caps _unknown_ by ratio; count the whole pool instead
-    pool = load_dataset(roots, words, seed=seed, allow_missing=True, unknown_ratio=None, silence_ratio=0.0,
-                        quiet=True, **load_kwargs)
-    have_unknown = sum(1 for c in pool.clips if c.label == UNKNOWN)
+    mean_after = (sum(have[w] for w in words) + n_word * len(thin)) / len(words)
+    have_unknown = sum(1 for c in real.clips if c.label == UNKNOWN)
     n_unknown = max(0, int(round(unknown_ratio * mean_after)) - have_unknown)
     need_noise = real.noise_source != "real"
     if not thin and n_unknown == 0 and not need_noise:
@@ -487,7 +488,7 @@ def fill_missing(
             "nothing synthesized")
         return load_dataset(roots, words, seed=seed, quiet=True, **load_kwargs)
     synthesize(out, thin, per_word=n_word, unknown=n_unknown, seed=seed, jobs=jobs, engines=engines,
-               write_noise=need_noise, config=config, progress=progress,
+               write_noise=need_noise, config=config, progress=progress, force=force,
                extra={"fill_from": [str(r) for r in roots],
                       "real_counts": {**{w: have[w] for w in words}, UNKNOWN: have_unknown}})
     for w in thin:

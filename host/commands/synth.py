@@ -70,7 +70,8 @@ def run(args) -> int:
     if args.fill_from:
         dataset = fill_missing(args.fill_from, args.out, args.words, min_per_word=args.min_per_word,
                                per_word=args.per_word, seed=args.seed,
-                               jobs=args.jobs, engines=engines, config=config, progress=progress)
+                               jobs=args.jobs, engines=engines, config=config, progress=progress,
+                               force=args.force)
     else:
         synthesize(args.out, args.words, per_word=args.per_word or 500, unknown=args.unknown, seed=args.seed,
                    jobs=args.jobs, engines=engines, noise_dir=args.noise, config=config, force=args.force,
