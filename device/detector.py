@@ -1,0 +1,250 @@
+"""The streaming detector: audio chunks in, keyword events out. Pure logic, no audio I/O.
+
+Fed audio of any chunk size at the bundle's sample rate, a `Detector` computes features incrementally
+(`features.StreamingFrontend`: each 10 ms frame once, never the whole window again) into a ring of the
+last `num_frames` frames, runs the model every hop once the ring is full, and hands each score vector to
+a `DecisionGate`: a moving average over `smoothing_ms`, per-class thresholds (`_silence_` and
+`_unknown_` never fire), a refractory period per label, and re-arming (a label fires again only after
+its smoothed score has dropped below its threshold, so one long word is one event). Events carry the
+stream time of the audio that completed the deciding window, in seconds since the start of the stream.
+
+Everything is counted in frames, not in chunks: model runs fall on frame counts N, N + hop, N + 2 hop,
+..., so the same audio gives the same events however it is cut (the tests check it). The live listener
+(`capture.py`), streaming evaluation (`streameval.py`), `bench` and the soak script all drive this one
+class. Imports numpy and the device half only: never torch, tensorflow or `tinyear.host`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .bundle import Bundle
+from .errors import TinyearError
+from .features import StreamingFrontend
+from .runtime import softmax
+
+# Labels that mean "no keyword": they take part in the softmax but never produce an event.
+NON_KEYWORDS = ("_silence_", "_unknown_")
+# The default hop: the bundle's, but never slower than this (a slower hop adds latency for no gain).
+MAX_DEFAULT_HOP_MS = 100.0
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    """How scores become events. Times in milliseconds; thresholds are smoothed probabilities in (0, 1]."""
+
+    threshold: float = 0.8
+    """Smoothed probability a keyword must reach, for labels without their own threshold."""
+
+    per_class_threshold: dict = field(default_factory=dict)
+    """label -> threshold; overrides `threshold` for that label."""
+
+    smoothing_ms: float = 300.0
+    """Scores are averaged over the model runs of this much time (at least the latest run)."""
+
+    refractory_ms: float = 1000.0
+    """After a label fires, it stays quiet this long (stream time)."""
+
+    hop_ms: float = 100.0
+    """The model runs every hop_ms of audio; a multiple of the frontend's frame hop."""
+
+    ignore: tuple = NON_KEYWORDS
+    """Labels that never fire."""
+
+    def threshold_for(self, label: str) -> float:
+        return float(self.per_class_threshold.get(label, self.threshold))
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, *, threshold: float | None = None, smoothing_ms: float | None = None,
+                    refractory_ms: float | None = None, hop_ms: float | None = None) -> "DetectionConfig":
+        """The bundle's detection defaults, with any argument that is not None overriding them.
+        A `threshold` given here replaces the per-class thresholds too: the user asked for that value."""
+        d = bundle.detection
+        per_class = {} if threshold is not None else {k: float(v) for k, v in d.get("per_class_threshold", {}).items()}
+        config = cls(
+            threshold=float(d["threshold"] if threshold is None else threshold),
+            per_class_threshold=per_class,
+            smoothing_ms=float(d["smoothing_ms"] if smoothing_ms is None else smoothing_ms),
+            refractory_ms=float(d["refractory_ms"] if refractory_ms is None else refractory_ms),
+            hop_ms=float(min(float(d["hop_ms"]), MAX_DEFAULT_HOP_MS) if hop_ms is None else hop_ms),
+        )
+        config.check(bundle)
+        return config
+
+    def check(self, bundle: Bundle) -> None:
+        """Raise TinyearError (one line) if these settings cannot run with this bundle's frontend."""
+        fe = bundle.frontend
+        frames = self.hop_ms / fe.hop_ms
+        if not self.hop_ms > 0 or abs(frames - round(frames)) > 1e-6:
+            raise TinyearError(f"hop {self.hop_ms:g} ms is not a whole number of {fe.hop_ms:g} ms feature frames; "
+                               f"use a multiple of {fe.hop_ms:g} (e.g. --hop 100)")
+        if self.hop_ms > fe.clip_ms:
+            raise TinyearError(f"hop {self.hop_ms:g} ms is longer than the model's {fe.clip_ms:g} ms window, so audio "
+                               "would be skipped; use a smaller --hop")
+        for label, value in [("default", self.threshold), *self.per_class_threshold.items()]:
+            if not 0.0 < value <= 1.0:
+                raise TinyearError(f"threshold {value} for {label} is outside (0, 1]; give a probability such as 0.8")
+        if self.smoothing_ms < 0 or self.refractory_ms < 0:
+            raise TinyearError("smoothing and refractory times must be 0 or more milliseconds")
+
+    def to_dict(self) -> dict:
+        return {"threshold": self.threshold, "per_class_threshold": dict(self.per_class_threshold),
+                "smoothing_ms": self.smoothing_ms, "refractory_ms": self.refractory_ms, "hop_ms": self.hop_ms}
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One event: `label` heard, smoothed probability `score`, decided at `time` seconds of stream."""
+
+    time: float
+    label: str
+    score: float
+
+    def to_dict(self) -> dict:
+        return {"time": round(self.time, 3), "label": self.label, "score": round(self.score, 4)}
+
+
+class DecisionGate:
+    """Smoothing, thresholds, refractory period and re-arming over a sequence of score vectors.
+
+    `update(time, probs)` takes the probabilities of one model run (shape (labels,)) at a stream time in
+    seconds and returns the Detection it triggers, or None. At most one event per run: the keyword with
+    the highest smoothed score among those that may fire."""
+
+    def __init__(self, labels: list[str], config: DetectionConfig):
+        self.labels = list(labels)
+        self.config = config
+        self.runs_averaged = max(1, round(config.smoothing_ms / config.hop_ms))
+        self._history: deque = deque(maxlen=self.runs_averaged)
+        # Labels that never fire get an unreachable threshold, so the arithmetic below has no special case.
+        self.thresholds = np.array([math.inf if lab in config.ignore else config.threshold_for(lab) for lab in self.labels])
+        self.reset()
+
+    def reset(self) -> None:
+        self._history.clear()
+        self._armed = np.ones(len(self.labels), dtype=bool)
+        self._last_fired = np.full(len(self.labels), -math.inf)
+
+    def smoothed(self) -> np.ndarray:
+        """The current moving average, float64 (labels,)."""
+        return np.mean(np.stack(self._history), axis=0)
+
+    def update(self, time_s: float, probs: np.ndarray) -> Detection | None:
+        probs = np.asarray(probs, dtype=np.float64).reshape(-1)
+        if probs.shape[0] != len(self.labels):
+            raise ValueError(f"{probs.shape[0]} scores for {len(self.labels)} labels")
+        self._history.append(probs)
+        score = self.smoothed()  # (labels,)
+        above = score >= self.thresholds
+        self._armed |= ~above  # dropping below the threshold re-arms a label
+        refractory_s = self.config.refractory_ms / 1000.0
+        # A small epsilon: stream times are sums of hops, and 1.0 - 0.1 * 10 must count as "a second later".
+        may_fire = above & self._armed & (time_s - self._last_fired >= refractory_s - 1e-9)
+        if not may_fire.any():
+            return None
+        best = int(np.argmax(np.where(may_fire, score, -math.inf)))
+        self._armed[best] = False
+        self._last_fired[best] = time_s
+        return Detection(time=float(time_s), label=self.labels[best], score=float(score[best]))
+
+
+class Detector:
+    """Keyword events from a stream of mono audio at the bundle's sample rate.
+
+    `push(samples)` takes float32 samples in [-1, 1] (any length, shape (samples,)) and returns the
+    Detections they complete. `scorer`, if given, replaces the bundle's model: a function from features
+    (num_frames, bins) float32 to probabilities (labels,) (the tests use it; everything else runs the
+    model). Counters (`inferences`, `feature_seconds`, `model_seconds`, `samples_seen`) are for `bench`."""
+
+    def __init__(self, bundle: Bundle, config: DetectionConfig | None = None, *, model=None, scorer=None,
+                 num_threads: int = 1, runtime: str | None = None):
+        self.bundle = bundle
+        self.config = config or DetectionConfig.from_bundle(bundle)
+        self.config.check(bundle)
+        fe = self.frontend_config = bundle.frontend
+        self.labels = list(bundle.labels)
+        self.num_frames, self.num_bins = fe.num_frames, fe.num_mel_bins
+        self.hop_frames = round(self.config.hop_ms / fe.hop_ms)
+        if scorer is None:
+            self.model = model if model is not None else bundle.load_model(num_threads=num_threads, runtime=runtime)
+            scorer = self._model_scores
+        else:
+            self.model = model
+        self._scorer = scorer
+        self.frontend = StreamingFrontend(fe)
+        # Each frame is written twice, at i and i + N, so the last N frames are always one contiguous
+        # slice ring[s : s + N] (oldest first) without copying: (2N, bins) float32.
+        self._ring = np.zeros((2 * self.num_frames, self.num_bins), dtype=np.float32)
+        self.gate = DecisionGate(self.labels, self.config)
+        self.time_offset = 0.0
+        self.inferences = 0
+        self.feature_seconds = 0.0
+        self.model_seconds = 0.0
+        self._frames = 0
+        self.samples_seen = 0
+
+    def _model_scores(self, window: np.ndarray) -> np.ndarray:
+        out = self.model.predict(window)  # (labels,)
+        return softmax(out) if self.bundle.output == "logits" else out
+
+    @property
+    def stream_seconds(self) -> float:
+        """Seconds of audio pushed since the last reset, plus the reset's time offset."""
+        return self.time_offset + self.samples_seen / self.frontend_config.sample_rate
+
+    def reset(self, time_offset: float | None = None) -> None:
+        """Forget all audio (after a gap, e.g. a reconnected microphone). Event times continue from
+        `time_offset` seconds (default: where the stream had got to), so they stay monotonic."""
+        self.time_offset = self.stream_seconds if time_offset is None else float(time_offset)
+        self.frontend.reset()
+        self.gate.reset()
+        self._frames = 0
+        self.samples_seen = 0
+
+    def window(self) -> np.ndarray:
+        """The model input the ring holds now: (num_frames, bins) float32, oldest frame first (a view)."""
+        start = self._frames % self.num_frames
+        return self._ring[start : start + self.num_frames]
+
+    def push(self, samples: np.ndarray) -> list[Detection]:
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        t0 = time.perf_counter()
+        frames = self.frontend.push(samples)  # (k, bins): only the frames these samples complete
+        self.feature_seconds += time.perf_counter() - t0
+        self.samples_seen += len(samples)
+        fe, n = self.frontend_config, self.num_frames
+        events = []
+        for frame in frames:
+            i = self._frames % n
+            self._ring[i] = frame
+            self._ring[i + n] = frame
+            self._frames += 1
+            if self._frames < n or (self._frames - n) % self.hop_frames:
+                continue
+            t1 = time.perf_counter()
+            probs = self._scorer(self.window())
+            self.model_seconds += time.perf_counter() - t1
+            self.inferences += 1
+            # The deciding window ends with the last sample of its newest frame.
+            end_sample = (self._frames - 1) * fe.hop_length + fe.window_length
+            event = self.gate.update(self.time_offset + end_sample / fe.sample_rate, probs)
+            if event is not None:
+                events.append(event)
+        return events
+
+
+def detect_array(detector: Detector, waveform: np.ndarray, chunk_samples: int = 1600, progress=None) -> list[Detection]:
+    """Run a whole mono waveform (at the bundle's rate) through `detector` in chunks, as if it were live
+    but as fast as the CPU allows; return all Detections. `progress(n)` is called with samples done."""
+    events = []
+    for start in range(0, len(waveform), chunk_samples):
+        chunk = waveform[start : start + chunk_samples]
+        events.extend(detector.push(chunk))
+        if progress is not None:
+            progress(len(chunk))
+    return events

@@ -1,0 +1,220 @@
+"""The streaming detector: incremental features equal batch features, events do not depend on how the
+audio is chunked, and smoothing, thresholds, refractory period and re-arming do what they say.
+
+The decision logic is tested with scripted score sequences (a `scorer` in place of the model, so each
+case states its scores); chunking invariance and feature equality run the real int8 tone model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinyear.device.bundle import DEFAULT_DETECTION, Bundle, read_bundle
+from tinyear.device.detector import DecisionGate, DetectionConfig, Detector, detect_array
+from tinyear.device.errors import TinyearError
+from tinyear.device.features import DEFAULT_CONFIG, log_mel
+
+pytestmark = pytest.mark.device
+
+SR = DEFAULT_CONFIG.sample_rate
+LABELS = ["yes", "no", "_unknown_", "_silence_"]
+
+
+def fake_bundle(labels=LABELS, **detection) -> Bundle:
+    """A bundle object for a detector whose scores come from a scorer: no model is ever loaded."""
+    return Bundle(model_bytes=b"unused", labels=list(labels), frontend=DEFAULT_CONFIG,
+                  detection={**DEFAULT_DETECTION, **detection})
+
+
+def run_gate(scores, labels=LABELS, hop_s=0.1, **config):
+    """Feed one score vector per hop into a DecisionGate; return [(time, label, score)]."""
+    gate = DecisionGate(labels, DetectionConfig(**{"hop_ms": hop_s * 1000, **config}))
+    out = []
+    for i, probs in enumerate(scores):
+        event = gate.update(round((i + 1) * hop_s, 6), np.asarray(probs, dtype=np.float64))
+        if event is not None:
+            out.append((round(event.time, 3), event.label, round(event.score, 4)))
+    return out
+
+
+def vec(yes=0.0, no=0.0, unknown=0.0):
+    return [yes, no, unknown, max(0.0, 1.0 - yes - no - unknown)]
+
+
+# -- smoothing -------------------------------------------------------------------------------------------
+
+
+def test_a_one_run_spike_is_smoothed_away_but_not_without_smoothing():
+    scores = [vec()] * 3 + [vec(yes=0.9)] + [vec()] * 3
+    assert run_gate(scores, threshold=0.5, smoothing_ms=300) == []
+    assert run_gate(scores, threshold=0.5, smoothing_ms=0) == [(0.4, "yes", 0.9)]
+
+
+def test_smoothed_score_is_the_mean_of_the_last_runs():
+    # 300 ms at a 100 ms hop: the mean of the last three runs. It reaches 0.6 at the third 0.6.
+    scores = [vec()] * 2 + [vec(yes=0.6)] * 4
+    assert run_gate(scores, threshold=0.55, smoothing_ms=300) == [(0.5, "yes", 0.6)]
+    # 200 ms: two runs, so it fires one hop earlier.
+    assert run_gate(scores, threshold=0.55, smoothing_ms=200) == [(0.4, "yes", 0.6)]
+
+
+# -- thresholds ------------------------------------------------------------------------------------------
+
+
+def test_per_class_thresholds_and_non_keywords():
+    scores = [vec(yes=0.8)] * 3 + [vec()] * 3 + [vec(no=0.8)] * 3 + [vec()] * 3 + [vec(unknown=1.0)] * 5
+    got = run_gate(scores, threshold=0.5, smoothing_ms=0, per_class_threshold={"yes": 0.9})
+    assert got == [(0.7, "no", 0.8)]  # yes stays under its own 0.9; _unknown_ never fires
+    silence = run_gate([[0, 0, 0, 1.0]] * 20, threshold=0.1, smoothing_ms=0)
+    assert silence == []
+
+
+def test_threshold_flag_replaces_per_class_thresholds():
+    bundle = fake_bundle(threshold=0.8, per_class_threshold={"yes": 0.95})
+    assert DetectionConfig.from_bundle(bundle).threshold_for("yes") == 0.95
+    assert DetectionConfig.from_bundle(bundle).threshold_for("no") == 0.8
+    forced = DetectionConfig.from_bundle(bundle, threshold=0.6)
+    assert forced.threshold_for("yes") == forced.threshold_for("no") == 0.6
+
+
+def test_only_the_best_keyword_fires_in_one_run():
+    assert run_gate([vec(yes=0.45, no=0.55)], threshold=0.4, smoothing_ms=0) == [(0.1, "no", 0.55)]
+
+
+# -- refractory period and re-arming ---------------------------------------------------------------------
+
+
+def test_refractory_period_keeps_a_label_quiet():
+    # yes pulses above threshold every other run: without a refractory period every pulse fires;
+    # with 1000 ms, the next one that may fire is the first pulse at least a second later.
+    pulses = [vec(yes=0.9) if i % 2 == 0 else vec() for i in range(30)]
+    assert len(run_gate(pulses, threshold=0.5, smoothing_ms=0, refractory_ms=0)) == 15
+    got = run_gate(pulses, threshold=0.5, smoothing_ms=0, refractory_ms=1000)
+    times = [t for t, _, _ in got]
+    assert times == [0.1, 1.1, 2.1]
+    # The refractory period is per label: no may fire right after yes.
+    mixed = [vec(yes=0.9), vec(), vec(no=0.9), vec()]
+    assert [l for _, l, _ in run_gate(mixed, threshold=0.5, smoothing_ms=0, refractory_ms=1000)] == ["yes", "no"]
+
+
+def test_a_long_word_fires_once_until_the_score_drops():
+    # Above threshold for 3 s (longer than the refractory period): one event; after a dip, again.
+    scores = [vec(yes=0.9)] * 30 + [vec()] + [vec(yes=0.9)] * 3
+    got = run_gate(scores, threshold=0.5, smoothing_ms=0, refractory_ms=1000)
+    assert [t for t, _, _ in got] == [0.1, 3.2]
+
+
+# -- configuration errors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"hop_ms": 25}, "multiple of 10"),
+    ({"hop_ms": 2000}, "longer than the model's 1000 ms window"),
+])
+def test_unusable_settings_are_one_line_errors(kwargs, words):
+    with pytest.raises(TinyearError, match=words):
+        DetectionConfig.from_bundle(fake_bundle(), **kwargs)
+
+
+def test_default_hop_is_at_most_100_ms():
+    assert DetectionConfig.from_bundle(fake_bundle(hop_ms=300)).hop_ms == 100
+    assert DetectionConfig.from_bundle(fake_bundle(hop_ms=50)).hop_ms == 50
+    assert DetectionConfig.from_bundle(fake_bundle(hop_ms=300), hop_ms=200).hop_ms == 200
+
+
+def test_bad_threshold_in_bundle_is_refused():
+    with pytest.raises(TinyearError, match="outside"):
+        DetectionConfig.from_bundle(fake_bundle(per_class_threshold={"yes": 1.5}))
+
+
+# -- the detector over audio ---------------------------------------------------------------------------
+
+
+class Recorder:
+    """A scorer that keeps every window it was given and scores by a fixed rule."""
+
+    def __init__(self, labels):
+        self.windows = []
+        self.n = len(labels)
+
+    def __call__(self, window):
+        self.windows.append(window.copy())
+        level = float(window[-10:].max())  # a loud recent frame -> "yes"
+        p = 1.0 / (1.0 + np.exp(-(level + 5.0)))
+        return np.array([p, 0.0, 0.0, 1.0 - p])[: self.n]
+
+
+def test_features_are_incremental_and_equal_batch_features():
+    rng = np.random.default_rng(3)
+    audio = (rng.standard_normal(3 * SR) * 0.05).astype(np.float32)
+    audio[SR : SR + 4000] += np.sin(np.arange(4000) * 0.3).astype(np.float32)
+    recorder = Recorder(LABELS)
+    detector = Detector(fake_bundle(hop_ms=50), scorer=recorder)
+    cuts = np.sort(rng.choice(len(audio), 60, replace=False))
+    for chunk in np.split(audio, cuts):
+        detector.push(chunk)
+    batch = log_mel(audio)  # (frames, bins) of the whole signal
+    n = DEFAULT_CONFIG.num_frames
+    assert len(recorder.windows) == 1 + (len(batch) - n) // 5
+    for k, window in enumerate(recorder.windows):
+        end = n + 5 * k
+        np.testing.assert_array_equal(window, batch[end - n : end])
+    # Incremental: the frontend computed each frame once, not a window per hop.
+    assert detector.frontend.frames_emitted == len(batch)
+
+
+def test_event_times_are_stream_seconds_and_survive_reset():
+    recorder = Recorder(LABELS)
+    detector = Detector(fake_bundle(threshold=0.5, smoothing_ms=0, refractory_ms=0, hop_ms=100), scorer=recorder)
+    loud = (0.5 * np.sin(2 * np.pi * 1000 * np.arange(2 * SR) / SR)).astype(np.float32)
+    events = detect_array(detector, loud)
+    end_first = ((DEFAULT_CONFIG.num_frames - 1) * DEFAULT_CONFIG.hop_length + DEFAULT_CONFIG.window_length) / SR
+    assert events[0].time == pytest.approx(end_first)  # the first window ends at 0.995 s
+    detector.reset(time_offset=10.0)
+    again = detect_array(detector, loud)
+    assert again[0].time == pytest.approx(10.0 + end_first)
+
+
+def test_no_window_runs_before_the_ring_is_full():
+    recorder = Recorder(LABELS)
+    detector = Detector(fake_bundle(), scorer=recorder)
+    detector.push(np.zeros(15000, dtype=np.float32))
+    assert recorder.windows == []
+
+
+def tone_stream(rng, seconds=12):
+    """Tones of the conftest's classifier with gaps: something for the real model to react to."""
+    import tiny_model
+
+    x = (rng.standard_normal(seconds * SR) * 0.003).astype(np.float32)
+    for i, label in enumerate(["low", "high", "noise", "low", "high"]):
+        clip = tiny_model.make_clip(label, rng)
+        start = SR + i * 2 * SR
+        x[start : start + len(clip)] += clip
+    return x
+
+
+def test_events_do_not_depend_on_chunking(tiny_bundles):
+    bundle = read_bundle(tiny_bundles["int8"])
+    audio = tone_stream(np.random.default_rng(11))
+    config = DetectionConfig.from_bundle(bundle, threshold=0.5, smoothing_ms=200, refractory_ms=500, hop_ms=50)
+
+    def run(chunks):
+        detector = Detector(bundle, config)
+        scores = []
+        inner = detector._scorer
+        detector._scorer = lambda w: scores.append(inner(w)) or scores[-1]
+        events = []
+        for chunk in chunks:
+            events.extend(detector.push(chunk))
+        return events, np.stack(scores)
+
+    whole, whole_scores = run([audio])
+    assert len(whole) >= 3, "the tone stream should trigger the tone model"
+    rng = np.random.default_rng(5)
+    for sizes in ([160] * (len(audio) // 160 + 1), [1] * 50 + [333] * 600, list(rng.integers(1, 7000, 200))):
+        cuts = np.cumsum(sizes)
+        chunks = np.split(audio, cuts[cuts < len(audio)])
+        events, scores = run(chunks)
+        assert events == whole
+        np.testing.assert_array_equal(scores, whole_scores)
