@@ -468,3 +468,24 @@ def test_service_unit_is_installed_and_reported_not_started_without_systemd(devi
     if shutil.which("systemd-analyze"):  # the unit parses as systemd reads it
         check = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
         assert "Unknown key" not in check.stderr and "Invalid" not in check.stderr, check.stderr
+
+
+@pytest.mark.slow
+def test_every_device_dependency_has_an_aarch64_wheel_for_pi_os_pythons():
+    """scripts/check_aarch64_wheels.sh against PyPI: Bookworm (3.11) and Trixie (3.13) with ai-edge-litert,
+    Bookworm with tflite-runtime. Its output is recorded in docs/DEPLOY.md; here it must still hold."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "check_aarch64_wheels.sh"
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHON": sys.executable})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("OK:") == 3 and "FAIL" not in proc.stdout
+    for wheel in ("ai_edge_litert-", "cp311-cp311-manylinux", "cp313-cp313-manylinux", "tflite_runtime-2.14.0-cp311"):
+        assert wheel in proc.stdout
+
+
+def test_install_pi_script_dry_run():
+    script = Path(__file__).resolve().parent.parent / "scripts" / "install_pi.sh"
+    proc = subprocess.run(["bash", str(script), "--dry-run", "--venv", "/nonexistent/venv"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "python3-venv" in proc.stdout and "libportaudio2" in proc.stdout
+    assert "-m venv /nonexistent/venv" in proc.stdout and "[device]" in proc.stdout
