@@ -1,0 +1,192 @@
+"""Quantization-aware fine-tuning: a short training run through int8 fake quantization, then int8 TFLite.
+
+The route: export the student (strict, symbolic batch), prepare it with litert-torch's own quantizer in
+QAT mode (torchao `prepare_qat_pt2e`: fake quantization of weights and activations with the same int8
+scheme as post-training quantization, conv + batch norm fused the way the converter will fold them),
+fine-tune a few epochs on the training split, still distilling from the teacher when the run had one,
+then freeze batch-norm statistics and the quantization ranges, convert (`convert_pt2e`) and lower with
+`tinyear.host.convert.lower_int8`.
+
+litert-torch 0.10's conv + batch-norm annotator hands a plain function to `torch.export`, which torch
+2.13 refuses ("Expected `mod` to be an instance of `torch.nn.Module`"). `conv_bn_annotator_fix` wraps
+those pattern functions in torchao's own `WrapperModule` for the duration of the prepare step, the same
+wrapping torchao applies to its own patterns; nothing else of the quantizer changes.
+
+Loss: (1 - alpha) * cross-entropy(labels) + alpha * T^2 * KL(teacher_T || student_T), with alpha and T
+from the run that made the student; without a teacher, cross-entropy alone. Imports torch, torchao and
+litert-torch; never the data loading code (features and labels come in as arrays).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tinyear.device.errors import TinyearError
+
+from .convert import _quiet, check_full_int8, export_graph, linear_as_conv, lower_int8, ptq_quantizer
+
+
+@dataclass(frozen=True)
+class QatConfig:
+    """How the quantization-aware fine-tune runs."""
+
+    epochs: int = 2
+    """Passes over the training features."""
+
+    lr: float = 3e-4
+    """Peak AdamW learning rate (cosine decay to zero); about a tenth of a typical training peak."""
+
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+
+    batch_size: int = 64
+    """Clips per step."""
+
+    alpha: float = 0.5
+    """Weight of the distillation term (0 = labels only); ignored without teacher outputs."""
+
+    temperature: float = 4.0
+    """Softmax temperature of the distillation term."""
+
+    freeze_bn_at: float = 0.5
+    """Fraction of the steps after which batch-norm statistics stop updating (standard QAT practice:
+    the folded weights stop moving under the fake quantizers)."""
+
+    freeze_ranges_at: float = 0.75
+    """Fraction of the steps after which the quantization ranges (observers) are frozen."""
+
+    seed: int = 0
+    """Shuffling seed."""
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+        if not 0.0 <= self.alpha <= 1.0 or not self.temperature > 0:
+            raise ValueError("alpha must be in [0, 1] and temperature > 0")
+
+
+@contextlib.contextmanager
+def conv_bn_annotator_fix():
+    """Let litert-torch 0.10's conv + batch-norm QAT annotator run on torch 2.13 (see module docstring)."""
+    from litert_torch.quantize import pt2e_quantizer_utils as utils
+    from torchao.quantization.pt2e.export_utils import WrapperModule
+
+    original = utils._get_aten_graph_module_for_pattern
+
+    def wrapped(pattern, example_inputs, is_cuda=False, **kwargs):
+        if not isinstance(pattern, torch.nn.Module):
+            pattern = WrapperModule(pattern)
+        return original(pattern, example_inputs, is_cuda, **kwargs)
+
+    utils._get_aten_graph_module_for_pattern = wrapped
+    try:
+        yield
+    finally:
+        utils._get_aten_graph_module_for_pattern = original
+
+
+def prepare_qat(model: torch.nn.Module, example: torch.Tensor):
+    """(fake-quantized GraphModule in train mode, quantizer) for `model`; `example` is one input
+    (1, frames, bins). The float model is not modified."""
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
+
+    quantizer = ptq_quantizer(qat=True)
+    student = linear_as_conv(model).train()
+    with _quiet():
+        graph = export_graph(student, example, dynamic_batch=True)
+        with conv_bn_annotator_fix():
+            graph = prepare_qat_pt2e(graph, quantizer)
+    return graph, quantizer
+
+
+def distill_loss(logits, labels, teacher_logits, alpha: float, temperature: float):
+    """(total, label term, distillation term) for one batch; logits (B, K), labels (B,), teacher (B, K) or None."""
+    ce = F.cross_entropy(logits, labels)
+    if teacher_logits is None or alpha == 0.0:
+        return ce, ce.detach(), torch.zeros(())
+    kd = F.kl_div(F.log_softmax(logits / temperature, dim=1), F.log_softmax(teacher_logits / temperature, dim=1),
+                  reduction="batchmean", log_target=True) * temperature**2
+    return (1.0 - alpha) * ce + alpha * kd, ce.detach(), kd.detach()
+
+
+def finetune(graph, features: np.ndarray, labels: np.ndarray, *, teacher_logits: np.ndarray | None = None,
+             config: QatConfig = QatConfig(), progress: bool = True) -> list[dict]:
+    """Train a prepared QAT graph in place on features (N, frames, bins) float32 and labels (N,) int64,
+    with optional teacher logits (N, K) over the same labels. Returns one dict per epoch (mean losses)."""
+    from torchao.quantization.pt2e import disable_observer, move_exported_model_to_eval, move_exported_model_to_train
+
+    if len(features) == 0:
+        raise TinyearError("no training clips for the quantization-aware fine-tune; the training split is empty")
+    x_all = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+    y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    t_all = None if teacher_logits is None else torch.from_numpy(np.asarray(teacher_logits, dtype=np.float32))
+    steps_per_epoch = max(1, len(x_all) // config.batch_size)
+    total = steps_per_epoch * config.epochs
+    optimizer = torch.optim.AdamW(graph.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + np.cos(np.pi * min(s, total) / total)))
+    generator = torch.Generator().manual_seed(config.seed)
+    move_exported_model_to_train(graph)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="QAT fine-tune", unit="step", file=sys.stderr, leave=False)
+    history, step, bn_frozen, ranges_frozen = [], 0, False, False
+    for epoch in range(config.epochs):
+        order = torch.randperm(len(x_all), generator=generator)
+        sums = {"loss": 0.0, "label_loss": 0.0, "distill_loss": 0.0}
+        for b in range(steps_per_epoch):
+            if not bn_frozen and step >= config.freeze_bn_at * total:
+                move_exported_model_to_eval(graph)  # batch norm uses (and keeps) its running statistics
+                bn_frozen = True
+            if not ranges_frozen and step >= config.freeze_ranges_at * total:
+                graph.apply(disable_observer)
+                ranges_frozen = True
+            idx = order[b * config.batch_size : (b + 1) * config.batch_size]
+            logits = graph(x_all[idx])  # (B, K)
+            loss, ce, kd = distill_loss(logits, y_all[idx], None if t_all is None else t_all[idx],
+                                        config.alpha, config.temperature)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            step += 1
+            sums["loss"] += loss.item()
+            sums["label_loss"] += float(ce)
+            sums["distill_loss"] += float(kd)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss):.3f}")
+        history.append({"epoch": epoch + 1, **{k: round(v / steps_per_epoch, 5) for k, v in sums.items()}})
+    if bar is not None:
+        bar.close()
+    return history
+
+
+def qat_int8(model: torch.nn.Module, features: np.ndarray, labels: np.ndarray, *,
+             teacher_logits: np.ndarray | None = None, config: QatConfig = QatConfig(),
+             progress: bool = True) -> tuple[bytes, dict]:
+    """Fine-tune `model` (left unchanged: the graph gets copies of its weights) through fake
+    quantization and lower it to a full-integer int8 TFLite model. Returns (TFLite bytes, a record of
+    the run: config, per-epoch losses)."""
+    from torchao.quantization.pt2e import move_exported_model_to_eval
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    example = torch.from_numpy(np.ascontiguousarray(features[:1], dtype=np.float32))
+    graph, quantizer = prepare_qat(model, example)
+    history = finetune(graph, features, labels, teacher_logits=teacher_logits, config=config, progress=progress)
+    move_exported_model_to_eval(graph)
+    with _quiet():
+        converted = convert_pt2e(graph, fold_quantize=False)
+    data = lower_int8(converted, example, quantizer, source=model)
+    check_full_int8(data, model)
+    record = {"config": asdict(config), "history": history, "teacher": teacher_logits is not None,
+              "clips": int(len(features)), "route": "litert-torch PT2EQuantizer(is_qat=True) + prepare_qat_pt2e, "
+              "conv-bn annotator patterns wrapped in torchao WrapperModule"}
+    return data, record
