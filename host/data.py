@@ -102,7 +102,7 @@ class Dataset:
     words: tuple[str, ...] = WORDS
     sample_rate: int = 16000
     noise_by_split: dict = field(default_factory=dict)  # split -> list of float32 (samples,)
-    noise_source: str = "real"  # "real" | "synthetic" (no recordings found: coloured noise and hum)
+    noise_source: str = "real"  # "real" recordings | "synthetic" (a synthetic root's) | "generated" (none found)
     noise_files: list[str] = field(default_factory=list)
     params: dict = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # unreadable files, "path: reason"
@@ -295,8 +295,10 @@ def load_dataset(
     labels = default_labels(words)
     keyword, unknown_pool, silence_real, noise_paths, skipped = [], [], [], [], []
     total_files = 0
+    root_sources = []
     for r, root in enumerate(roots):
         found = _scan_root(root, r, words, only_split, validation_percent, testing_percent)
+        root_sources.append(found["source"])
         total_files += found["files"]
         keyword += found["keyword"]
         unknown_pool += found["unknown"]
@@ -332,8 +334,8 @@ def load_dataset(
             f"{where} has no clips of {', '.join(missing)}{hint}; record them, choose other --words, or fill "
             f"them with synthetic speech: tinyear synth OUT --fill-from {roots[0]}")
 
-    noise_by_split, noise_files, noise_source = _load_noise(noise_paths, roots, sample_rate, seed, only_split,
-                                                            validation_percent, testing_percent)
+    noise_by_split, noise_files, noise_source = _load_noise(noise_paths, roots, root_sources, sample_rate, seed,
+                                                            only_split, validation_percent, testing_percent)
     rng_root = np.random.SeedSequence([seed, 0x7469])  # independent streams per split and purpose
     split_rngs = {s: np.random.default_rng(child) for s, child in zip(SPLITS, rng_root.spawn(len(SPLITS)))}
     clips: list[Clip] = []
@@ -381,7 +383,7 @@ def _scan_root(root: Path, r: int, words, only_split, val_pct, test_pct) -> dict
     if not folders:
         raise TinyearError(f"{root}: no class folders; a dataset has a folder per word (yes/, no/, ...) "
                            "with audio files in it")
-    found = {"keyword": [], "unknown": [], "silence": [], "noise": [], "files": 0}
+    found = {"keyword": [], "unknown": [], "silence": [], "noise": [], "files": 0, "source": source}
     for folder in folders:
         files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
         if not files:
@@ -486,21 +488,24 @@ def _spread_pick(pool: list[Clip], n: int, rng: np.random.Generator) -> list[Cli
 # -- noise and silence -------------------------------------------------------------------------------------
 
 
-def _load_noise(noise_paths, roots, sample_rate, seed, only_split, val_pct, test_pct):
-    """Background recordings cut by time into per-split parts: ({split: [float32 (samples,)]}, names, source)."""
-    recordings, names = [], []
+def _load_noise(noise_paths, roots, root_sources, sample_rate, seed, only_split, val_pct, test_pct):
+    """Background recordings cut by time into per-split parts: ({split: [float32 (samples,)]}, names, source)
+    where source is "real" if any recording comes from a real root, "synthetic" if all come from
+    synthetic roots, "generated" if there were none and coloured noise and hum stand in."""
+    recordings, names, sources = [], [], set()
     for r, path in noise_paths:
         try:
             recordings.append(load_audio(path, sample_rate))
             names.append([r, path.relative_to(roots[r]).as_posix(), _size(path)])
+            sources.add(root_sources[r])
         except AudioError as exc:
             print(f"tinyear: warning: background recording skipped: {exc}", file=sys.stderr)
-    source = "real"
+    source = "real" if "real" in sources else "synthetic"
     if not recordings:
         from .noise import noise_bank
 
         recordings = [x for _, x in noise_bank(60.0, sample_rate, seed)]
-        names, source = [["synthetic", kind, 60] for kind, _ in noise_bank(0.001, sample_rate, seed)], "synthetic"
+        names, source = [["generated", kind, 60] for kind, _ in noise_bank(0.001, sample_rate, seed)], "generated"
     by_split = {s: [] for s in SPLITS}
     for x in recordings:
         if only_split is not None:

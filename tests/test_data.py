@@ -150,8 +150,8 @@ def test_silence_is_cut_from_each_splits_own_noise_at_random_levels(tmp_path):
 def test_no_background_recordings_gives_synthetic_noise(tmp_path):
     root = make_tree(tmp_path / "d", noise_seconds=0)
     ds = load_dataset(root, ["yes", "no", "up"], cache_dir=tmp_path / "c")
-    assert ds.noise_source == "synthetic" and len(ds.noise) >= 4
-    assert ds.summary()["noise"]["source"] == "synthetic"
+    assert ds.noise_source == "generated" and len(ds.noise) >= 4
+    assert ds.summary()["noise"]["source"] == "generated"
     assert ds.counts("train")[SILENCE] > 0
 
 

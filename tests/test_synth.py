@@ -58,7 +58,7 @@ def test_layout_format_and_manifest(tiny):
     assert len(list((tiny / "_background_noise_").iterdir())) >= 4
     ds = load_dataset(tiny, ["yes", "stop"], cache_dir=tiny.parent / "cache")
     assert {c.source for c in ds.clips if c.path is not None} == {"synthetic"}
-    assert ds.noise_source == "real"  # it has (synthetic) recordings in _background_noise_ to cut from
+    assert ds.noise_source == "synthetic"  # the synthetic recordings it wrote to _background_noise_
     assert ds.counts()[SILENCE] > 0
 
 
