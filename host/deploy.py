@@ -225,7 +225,8 @@ def deploy(opts: DeployOptions, stream=sys.stderr) -> dict:
                                   wheel.name, plan["extra"], "1" if opts.wheelhouse else "0", timeout=900)
                 if proc.returncode != 0:
                     raise RemoteError(_explain_env_failure(proc, opts, probe, plan))
-                return f"created, {plan['runtime']}"
+                size = scripts.parse_lines(proc.stdout).get("env_kb", "")
+                return f"created, {plan['runtime']}" + (f", {int(size) // 1024} MiB" if size.isdigit() else "")
 
             step("preparing the environment", environment, lambda s: s)
 
@@ -288,7 +289,7 @@ def _connect_and_probe(remote: Remote, opts: DeployOptions) -> dict:
         raise TinyearError(f"'{opts.python}' on {who} does not run as a Python 3 interpreter; point --python at one")
     version = _version(probe["python_version"])
     if version[:2] < MIN_PYTHON:
-        raise TinyearError(f"the device's Python is {probe['python_version']} ({probe.get('python_executable')}), older than the "
+        raise TinyearError(f"the device's Python is {probe['python_version']} ({opts.python}), older than the "
                            f"{MIN_PYTHON[0]}.{MIN_PYTHON[1]} tinyear needs; use Pi OS Bookworm (3.11) or Trixie (3.13), or pass --python")
     if probe.get("venv") != "1" and not opts.bundle_only:
         raise TinyearError(f"the device's Python {probe['python_version']} cannot create virtual environments; "

@@ -51,7 +51,9 @@ if [ ! -x "$ROOT/usr/bin/python3.11" ]; then
     --include=python3.11,libpython3.11-stdlib,libffi8,libportaudio2,zlib1g,libexpat1,libbz2-1.0,liblzma5 \
     bookworm "$ROOT" "$MIRROR" > "$WORK/debootstrap.log" 2>&1 || { tail -n 5 "$WORK/debootstrap.log"; exit 1; }
   for deb in "$ROOT"/var/cache/apt/archives/*.deb; do dpkg-deb -x "$deb" "$ROOT"; done
-  echo "   $(ls "$ROOT"/var/cache/apt/archives/*.deb | wc -l) packages unpacked, $(du -sm "$ROOT" | cut -f1) MB"
+  echo "   $(ls "$ROOT"/var/cache/apt/archives/*.deb | wc -l) packages unpacked"
+  rm -f "$ROOT"/var/cache/apt/archives/*.deb
+  echo "   $(du -sm "$ROOT" | cut -f1) MB"
 fi
 ARMPY=(qemu-aarch64-static -L "$ROOT" "$ROOT/usr/bin/python3.11")
 echo "## arm64 python: $(QEMU_CPU=cortex-a72 "${ARMPY[@]}" -c 'import platform,sys; print(platform.machine(), sys.version.split()[0], platform.libc_ver())')"
@@ -62,7 +64,7 @@ WHEEL="$("$PY" -c 'import sys; from tinyear.host.deploy_wheel import build_devic
 echo "## device wheel: $(basename "$WHEEL") sha256 $(sha256sum "$WHEEL" | cut -c1-16)"
 plats() { local a=(--platform "manylinux2014_$1"); for m in $(seq 17 36); do a+=(--platform "manylinux_2_${m}_$1"); done; echo "${a[@]}"; }
 install_for() {  # $1 machine, $2 extra, $3 folder
-  rm -rf "$3"
+  rm -rf "$3"; mkdir -p "$(dirname "$3")"
   "$PY" -m pip install --disable-pip-version-check -q --target "$3" --only-binary=:all: --python-version 3.11 \
     --implementation cp $(plats "$1") "$WHEEL[$2]" > "$3.log" 2>&1 || { tail -n 3 "$3.log"; return 1; }
   echo "   $1 $2: $(cd "$3" && ls -d *.dist-info | sed 's/.dist-info//' | grep -iE 'numpy|litert|tflite|soundfile|soxr|tinyear' | tr '\n' ' ')"
