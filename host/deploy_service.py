@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from tinyear.device.errors import TinyearError
+
 TEMPLATE = Path(__file__).resolve().parent.parent / "scripts" / "systemd" / "tinyear-listen.service"
 
 FALLBACK = """\
@@ -48,7 +50,8 @@ def render_unit(folder: str, user: str, scope: str, template: Path | None = None
             text = text.replace("@" + key + "@", value)
         left = sorted(set(re.findall(r"@[A-Z_]+@", text)))
         if left:
-            raise ValueError(f"{path}: placeholders tinyear deploy does not know: {', '.join(left)}")
+            raise TinyearError(f"{path}: placeholders tinyear deploy does not fill: {', '.join(left)}; update tinyear "
+                               "(the unit template and host/deploy_service.py disagree)")
         if scope == "user":  # a user unit runs as its user already; User= is not allowed there
             text = re.sub(r"(?m)^User=.*\n", "", text).replace("WantedBy=multi-user.target", "WantedBy=default.target")
         return text

@@ -195,10 +195,19 @@ def wheelhouse():
     return folder
 
 
+TRANSCRIPT = ARTIFACTS / "deploy-transcript.txt"  # every deploy command these tests ran, with its output
+
+
 def _tinyear(*args, timeout=600):
     env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}  # no agent: only the fixture's keys
-    return subprocess.run([sys.executable, "-m", "tinyear.host.cli", *map(str, args)], capture_output=True, text=True,
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "tinyear.host.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env=env)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with open(TRANSCRIPT, "a") as f:
+        f.write(f"$ tinyear {' '.join(map(str, args))}\n{proc.stderr}{proc.stdout}"
+                f"(exit {proc.returncode}, {time.monotonic() - start:.1f} s)\n\n")
+    return proc
 
 
 def _deploy(device, bundle, *extra, timeout=600):
@@ -242,25 +251,25 @@ def _one_error_line(proc) -> str:
 @pytest.fixture(scope="module")
 def deployed(device, tiny_bundles, wheelhouse):
     """The first deploy (int8 bundle); every later test starts from this state."""
-    proc = _deploy(device, tiny_bundles["int8"], "--wheelhouse", wheelhouse, "--json")
+    TRANSCRIPT.unlink(missing_ok=True)
+    proc = _deploy(device, tiny_bundles["int8"], "--wheelhouse", wheelhouse)
     assert proc.returncode == 0, proc.stderr
-    return {"report": json.loads(proc.stdout), "stderr": proc.stderr}
+    return {"state": json.loads((device["dir"] / "deploy.json").read_text()), "stderr": proc.stderr, "stdout": proc.stdout}
 
 
 @pytest.mark.slow
 def test_full_deploy_then_classify_on_the_device(device, deployed, tiny_bundles, tmp_path):
-    report, stderr = deployed["report"], deployed["stderr"]
-    assert report["ok"] is True and report["runtime"] == "ai-edge-litert" and report["env_reused"] is False
-    assert len(report["steps"]) == 7 and all(s["result"] != "failed" for s in report["steps"])
+    state, stderr = deployed["state"], deployed["stderr"]
     for i, what in enumerate(["checking the bundle here", "building the device wheel", "connecting to",
                               "uploading", "preparing the environment", "verifying on the device", "switching"], 1):
         assert f"[{i}/7] {what}" in stderr
-    assert report["verification"]["identical_to_workstation"] is True
+    assert "failed" not in stderr
+    assert "created, ai-edge-litert" in stderr and "identical to the workstation" in stderr
+    assert deployed["stdout"].startswith("deployed tiny_int8.tinyear to tinyear-test-device:")
     d = device["dir"]
     assert (d / "current.tinyear").read_bytes() == tiny_bundles["int8"].read_bytes()
     assert not (d / "previous.tinyear").exists()
-    assert os.readlink(d / "venv") == f"envs/{report['env']}"
-    state = json.loads((d / "deploy.json").read_text())
+    assert os.readlink(d / "venv") == f"envs/{state['env']}"
     assert state["model_sha256"] == read_bundle(tiny_bundles["int8"]).model_sha256 and state["runtime"] == "ai-edge-litert"
     assert not list(d.glob(".staging-*")) and not (d / ".deploy-lock").exists()
     assert (d / "current.tinyear").stat().st_uid == (device["home"]).stat().st_uid  # owned by the device user
@@ -288,7 +297,11 @@ def test_redeploy_updates_and_keeps_the_previous_bundle(device, deployed, tiny_b
     proc = _deploy(device, tiny_bundles["float"], "--wheelhouse", wheelhouse, "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert report["env_reused"] is True and report["env"] == deployed["report"]["env"]
+    assert report["ok"] is True and report["runtime"] == "ai-edge-litert"
+    assert report["env_reused"] is True and report["env"] == deployed["state"]["env"]
+    assert len(report["steps"]) == 7 and all(s["result"] != "failed" for s in report["steps"])
+    assert report["verification"]["identical_to_workstation"] is True
+    assert report["verification"]["device"]["ok"] is True
     assert "reused" in proc.stderr
     d = device["dir"]
     assert (d / "current.tinyear").read_bytes() == tiny_bundles["float"].read_bytes()
@@ -489,3 +502,24 @@ def test_install_pi_script_dry_run():
     assert proc.returncode == 0, proc.stderr
     assert "python3-venv" in proc.stdout and "libportaudio2" in proc.stdout
     assert "-m venv /nonexistent/venv" in proc.stdout and "[device]" in proc.stdout
+
+
+def test_service_unit_rendering(tmp_path):
+    from tinyear.host.deploy_service import render_unit
+
+    missing = tmp_path / "none.service"
+    user = render_unit("/home/pi/tinyear", "pi", "user", template=missing)
+    assert "ExecStart=/home/pi/tinyear/venv/bin/tinyear-device listen /home/pi/tinyear/current.tinyear --json" in user
+    assert "User=" not in user and "WantedBy=default.target" in user
+    system = render_unit("/home/pi/tinyear", "pi", "system", template=missing)
+    assert "User=pi\n" in system and "WantedBy=multi-user.target" in system
+    template = tmp_path / "t.service"
+    template.write_text("[Service]\nUser=@USER@\nExecStart=@TINYEAR_DEVICE@ listen @BUNDLE@\n[Install]\nWantedBy=multi-user.target\n")
+    text = render_unit("/d", "pi", "user", template=template)
+    assert "ExecStart=/d/venv/bin/tinyear-device listen /d/current.tinyear" in text
+    assert "User=" not in text and "WantedBy=default.target" in text
+    template.write_text("ExecStart=@SOMETHING_NEW@\n")
+    from tinyear.device.errors import TinyearError
+
+    with pytest.raises(TinyearError, match="@SOMETHING_NEW@"):
+        render_unit("/d", "pi", "user", template=template)
