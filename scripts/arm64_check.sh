@@ -15,11 +15,19 @@
 #      --only-binary=:all:), once per runtime: `device` (ai-edge-litert, numpy 2) and `tflite`
 #      (tflite-runtime 2.14, numpy<2); the same for x86_64 into WORK/x86-*;
 #   3. qemu-aarch64-static -L ROOT ROOT/usr/bin/python3.11 -m tinyear.device.cli ..., with PYTHONPATH on
-#      those folders; QEMU_CPU picks the emulated CPU (default cortex-a72, a Raspberry Pi 4's core).
+#      those folders; QEMU_CPU picks the emulated CPU (cortex-a72 is a Raspberry Pi 4's core).
+#
+# /proc/cpuinfo: qemu-user 7.2 shows an aarch64 process this machine's x86 /proc/cpuinfo. The cpuinfo
+# library inside ai-edge-litert 2.3 (XNNPACK's CPU detection) finds no ARM core in it and dereferences
+# a NULL pointer when the interpreter is created (SIGSEGV at address 0x8, right after reading
+# /proc/cpuinfo and /sys/devices/system/cpu: seen with QEMU_STRACE=1). A real Pi has an ARM
+# /proc/cpuinfo, so this is an emulation artefact: the "pi4" variants put a Raspberry Pi 4's
+# /proc/cpuinfo at ROOT/proc/cpuinfo, which qemu's -L prefix makes the process read; "host" variants
+# leave it out to show the crash.
 #
 # usage: scripts/arm64_check.sh BUNDLE.tinyear [WORK]     (WORK default /var/tmp/tinyear-arm64, kept
 #        between runs: the userland is built once, ~60 MB)
-# env:   QEMU_CPUS="cortex-a72 max"  emulated CPUs to try, each runtime on each
+# env:   VARIANTS="cortex-a72:pi4 max:pi4 cortex-a72:host"  emulated CPU : /proc/cpuinfo seen, each runtime on each
 #        RUNTIMES="tflite device"    which extras to check
 #        PYTHON=python3              a Python with tinyear installed (to build the wheel)
 # Needs root (debootstrap), apt packages debootstrap and qemu-user-static, and the network for Debian's
@@ -30,7 +38,7 @@ BUNDLE="${1:?usage: scripts/arm64_check.sh BUNDLE.tinyear [WORK]}"
 WORK="${2:-/var/tmp/tinyear-arm64}"
 ROOT="$WORK/bookworm-arm64"
 PY="${PYTHON:-python3}"
-QEMU_CPUS="${QEMU_CPUS:-cortex-a72 max}"
+VARIANTS="${VARIANTS:-cortex-a72:pi4 max:pi4 cortex-a72:host}"
 RUNTIMES="${RUNTIMES:-tflite device}"
 MIRROR="${MIRROR:-http://deb.debian.org/debian}"
 HOSTPY=/usr/bin/python3.11
@@ -56,6 +64,19 @@ if [ ! -x "$ROOT/usr/bin/python3.11" ]; then
   echo "   $(du -sm "$ROOT" | cut -f1) MB"
 fi
 ARMPY=(qemu-aarch64-static -L "$ROOT" "$ROOT/usr/bin/python3.11")
+pi4_cpuinfo() {  # a Raspberry Pi 4's /proc/cpuinfo (Cortex-A72: implementer 0x41, part 0xd08), one entry per host CPU
+  local n i; n=$(getconf _NPROCESSORS_CONF)
+  for ((i = 0; i < n; i++)); do
+    printf 'processor\t: %d\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\n' "$i"
+    printf 'CPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n'
+  done
+  printf 'Hardware\t: BCM2835\nRevision\t: c03114\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n'
+}
+set_cpuinfo() {  # $1 pi4|host
+  rm -f "$ROOT/proc/cpuinfo"
+  if [ "$1" = pi4 ]; then mkdir -p "$ROOT/proc"; pi4_cpuinfo > "$ROOT/proc/cpuinfo"; fi
+}
+set_cpuinfo pi4
 echo "## arm64 python: $(QEMU_CPU=cortex-a72 "${ARMPY[@]}" -c 'import platform,sys; print(platform.machine(), sys.version.split()[0], platform.libc_ver())')"
 echo "## x86 python:   $("$HOSTPY" -c 'import platform,sys; print(platform.machine(), sys.version.split()[0], platform.libc_ver())')"
 
@@ -106,20 +127,23 @@ for extra in $RUNTIMES; do
     [ "$cmd" = classify ] && args=("$BUNDLE" "$CLIP" --json --top 3 --runtime "$runtime")
     PYTHONPATH="$WORK/x86-$extra" "$HOSTPY" -m tinyear.device.cli "$cmd" "${args[@]}" > "$WORK/x86-$extra-$cmd.json" 2> "$WORK/x86-$extra-$cmd.err" \
       || { echo "   x86 $extra $cmd failed: $(tail -n 1 "$WORK/x86-$extra-$cmd.err")"; status=1; continue; }
-    for cpu in $QEMU_CPUS; do
-      out="$WORK/arm64-$extra-$cmd-$cpu"
+    for variant in $VARIANTS; do
+      cpu=${variant%%:*}; info=${variant#*:}
+      set_cpuinfo "$info"
+      out="$WORK/arm64-$extra-$cmd-$cpu-$info"
       s=$(date +%s.%N)
       QEMU_CPU="$cpu" PYTHONPATH="$ROOT/opt/tinyear-$extra" timeout 900 "${ARMPY[@]}" -m tinyear.device.cli "$cmd" "${args[@]}" > "$out.json" 2> "$out.err"
       rc=$?
       secs=$(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $s }")
       if [ $rc -ne 0 ] || [ ! -s "$out.json" ]; then
-        echo "   arm64 ($cpu) $runtime $cmd: exit $rc after ${secs} s: $(grep -v '^$' "$out.err" | tail -n 1)"
+        echo "   arm64 ($cpu, $info cpuinfo) $runtime $cmd: exit $rc after ${secs} s: $(grep -v '^$' "$out.err" | tail -n 1)"
         continue
       fi
       verdict=$(compare "$WORK/x86-$extra-$cmd.json" "$out.json") || status=1
-      echo "   arm64 ($cpu) $runtime $cmd: $verdict to x86 (${secs} s) $(tail -n 1 "$out.json" | cut -c1-160)"
+      echo "   arm64 ($cpu, $info cpuinfo) $runtime $cmd: $verdict to x86 (${secs} s) $(tail -n 1 "$out.json" | cut -c1-200)"
     done
   done
 done
+set_cpuinfo pi4
 echo "## done in $(( $(date +%s) - t0 )) s, exit $status"
 exit $status
