@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import sys
 import tempfile
@@ -189,15 +190,15 @@ def deploy(opts: DeployOptions, stream=sys.stderr) -> dict:
                 lambda r: f"'{r['label']}' {max(r['scores']):.3f}, {r['runtime']}")
     report["workstation"] = {k: here[k] for k in ("label", "scores", "tolerance", "runtime", "python", "machine", "model_sha256")}
 
-    workdir = Path(tempfile.mkdtemp(prefix="tinyear-deploy-"))
-    wheel = None
-    if not opts.bundle_only:
-        wheel = step("building the device wheel", lambda: build_device_wheel(workdir),
-                     lambda p: f"{p.name}, {p.stat().st_size / 1024:.0f} KiB")
     remote = Remote(opts.target, port=opts.port, identity=opts.identity, ssh_config=opts.ssh_config,
                     options=opts.ssh_options, connect_timeout=opts.connect_timeout)
+    workdir = Path(tempfile.mkdtemp(prefix="tinyear-deploy-"))
     staged: dict = {}
     try:
+        wheel = None
+        if not opts.bundle_only:
+            wheel = step("building the device wheel", lambda: build_device_wheel(workdir),
+                         lambda p: f"{p.name}, {p.stat().st_size / 1024:.0f} KiB")
         def connect():
             probe = _connect_and_probe(remote, opts)
             return probe, _plan(opts, probe, wheel)
@@ -272,9 +273,7 @@ def deploy(opts: DeployOptions, stream=sys.stderr) -> dict:
         raise
     finally:
         remote.close()
-        for f in workdir.iterdir():
-            f.unlink()
-        workdir.rmdir()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _connect_and_probe(remote: Remote, opts: DeployOptions) -> dict:

@@ -131,11 +131,16 @@ class Remote:
     # -- connection --------------------------------------------------------------------------------
     def connect(self) -> None:
         """Open the master connection; raises RemoteError with one explained line on failure."""
+        # ControlPersist: the master also ends by itself 120 s after its last use, should we die first.
         with tempfile.TemporaryFile("w+") as err:  # not a pipe: the backgrounded master keeps stderr open
-            proc = subprocess.run(["ssh", *self._opts, "-o", "ControlMaster=yes", "-o", "ControlPersist=yes",
-                                   "-f", "-N", self.target.ssh_destination],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                  timeout=self.connect_timeout * 3 + 30)
+            try:
+                proc = subprocess.run(["ssh", *self._opts, "-o", "ControlMaster=yes", "-o", "ControlPersist=120",
+                                       "-f", "-N", self.target.ssh_destination],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                      timeout=self.connect_timeout * 3 + 30)
+            except subprocess.TimeoutExpired:
+                raise RemoteError(f"no answer from {self.target.host} within {self.connect_timeout * 3 + 30:g} s; check that "
+                                  "the device is on and on this network") from None
             err.seek(0)
             message = err.read()
         if proc.returncode != 0:

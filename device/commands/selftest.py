@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 
-from ..cliutil import add_json_option, add_threads_option, positive_float, print_json
+from ..cliutil import add_json_option, add_threads_option, print_json
 from ..errors import TinyearError
 
 HELP = "check that this device computes the bundle's self-test clip as the workstation did"
@@ -60,9 +60,12 @@ def add_arguments(parser) -> None:
 
 
 def _non_negative_float(text: str) -> float:
-    if float(text) == 0.0:
-        return 0.0
-    return positive_float(text)
+    import argparse
+
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def selftest_tolerance(model, output_kind: str) -> float:
