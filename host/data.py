@@ -22,8 +22,8 @@ loader makes of it, for the words asked for:
 - **several roots** (say real recordings plus a synthetic fill) load as one dataset, the union.
 
 `Dataset.arrays(split)` returns fixed-length waveforms (`fit_clip` applied) and label indices,
-computed once and cached on disk (`.npy`, keyed by the dataset and frontend fingerprints, written
-atomically). Unreadable files are skipped with a warning that counts them. Imports numpy, soundfile,
+computed once and cached on disk (`.npy` in `$TINYEAR_CACHE`, else `~/.cache/tinyear`, keyed by the
+dataset and frontend fingerprints, written atomically). Unreadable files are skipped with a warning that counts them. Imports numpy, soundfile,
 tqdm and `tinyear.device`; never torch.
 """
 
@@ -238,7 +238,9 @@ class Dataset:
         candidates = [self.cache_dir] if self.cache_dir else []
         if os.environ.get("TINYEAR_CACHE"):
             candidates.append(Path(os.environ["TINYEAR_CACHE"]))
-        candidates += [self.root / ".tinyear-cache", Path.home() / ".cache" / "tinyear"]
+        # Never inside the dataset folder: datasets are often shared or synced, and a cache there would
+        # grow them by N x 64 kB per split.
+        candidates.append(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tinyear")
         for folder in candidates:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
