@@ -5,7 +5,8 @@ On waveforms, `Augmenter(config, noise)(wave, rng)` applies, each switchable in 
 each with its own probability: speed perturbation (tape-style resampling, which moves tempo and pitch
 together, as Kaldi's speed perturbation does; soxr does the resampling), time shift, room reverb
 (convolution with a synthetic impulse response: exponentially decaying noise with a random RT60 and
-a direct-to-reverberant ratio, from a bank built once), background noise at a sampled SNR, and gain.
+a direct-to-reverberant ratio, from a bank built once), a random microphone/channel colouring (EQ),
+background noise at a sampled SNR, and gain.
 On features, `spec_augment(features, config, generator)` masks random time and frequency bands
 (SpecAugment, Park et al. 2019) on a torch batch.
 
@@ -63,6 +64,17 @@ class AugmentConfig:
     speed_range: tuple[float, float] = (0.88, 1.12)
     """Speed factor range (1.1 = 10% faster and 10% higher), drawn uniformly."""
 
+    eq: bool = False
+    """Colour the clip with a random smooth frequency response (microphones, phones, laptop speakers,
+    rooms): gains drawn at `eq_bands` log-spaced frequencies from 80 Hz to Nyquist, interpolated over
+    log frequency, applied by FFT; the clip's RMS is kept."""
+    eq_prob: float = 0.5
+    """Probability that a clip is coloured."""
+    eq_db: float = 10.0
+    """Largest gain either way at each band point, dB."""
+    eq_bands: int = 6
+    """Band points of the random response."""
+
     spec_augment: bool = True
     """Mask time and frequency bands of the features (spec_augment)."""
     time_masks: int = 2
@@ -75,7 +87,7 @@ class AugmentConfig:
     """Widest frequency mask, mel bins."""
 
     def __post_init__(self) -> None:
-        for name in ("noise_prob", "reverb_prob", "speed_prob"):
+        for name in ("noise_prob", "reverb_prob", "speed_prob", "eq_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
         for name in ("snr_db", "gain_db", "rt60_s", "drr_db", "speed_range"):
@@ -84,6 +96,8 @@ class AugmentConfig:
                 raise ValueError(f"{name}: lower end {lo} above upper end {hi}")
         if self.rt60_s[0] <= 0 or self.speed_range[0] <= 0:
             raise ValueError("rt60_s and speed_range must be positive")
+        if self.eq_bands < 2 or self.eq_db < 0:
+            raise ValueError("eq_bands must be at least 2 and eq_db >= 0")
         if min(self.shift_ms, self.time_masks, self.time_mask_frames, self.freq_masks, self.freq_mask_bins) < 0:
             raise ValueError("shift_ms and mask counts/widths must be >= 0")
         if self.reverb_bank < 1:
@@ -92,7 +106,7 @@ class AugmentConfig:
     @classmethod
     def off(cls, **on) -> "AugmentConfig":
         """Every switch off, except those passed (e.g. `AugmentConfig.off(noise=True)`)."""
-        switches = dict(noise=False, shift=False, gain=False, reverb=False, speed=False, spec_augment=False)
+        switches = dict(noise=False, shift=False, gain=False, reverb=False, speed=False, eq=False, spec_augment=False)
         return cls(**{**switches, **on})
 
 
@@ -125,6 +139,7 @@ class Augmenter:
         self._noise_power = [float(np.mean(n.astype(np.float64) ** 2)) for n in self.noise]
         self._irs: list[np.ndarray] = []
         self._ir_ffts: dict = {}
+        self._eq_basis: dict = {}
         if config.reverb:
             rng = np.random.default_rng([seed, 0x5256])
             for _ in range(config.reverb_bank):
@@ -141,6 +156,8 @@ class Augmenter:
             x = self._shift(x, int(round(rng.uniform(-1.0, 1.0) * c.shift_ms * self.sample_rate / 1000.0)))
         if c.reverb and self._irs and rng.random() < c.reverb_prob:
             x = self._reverb(x, int(rng.integers(len(self._irs))))
+        if c.eq and rng.random() < c.eq_prob:
+            x = self._eq(x, rng.uniform(-c.eq_db, c.eq_db, c.eq_bands))
         if c.noise and self.noise and rng.random() < c.noise_prob:
             x = self._add_noise(x, float(rng.uniform(*c.snr_db)), rng)
         if c.gain:
@@ -184,6 +201,24 @@ class Augmenter:
         if power_out > 0:
             y *= np.sqrt(power_in / power_out)
         return y.astype(np.float32)
+
+    def _eq(self, x: np.ndarray, gains_db: np.ndarray) -> np.ndarray:
+        """Multiply the spectrum by a smooth curve through gains_db (dB at log-spaced points), keep RMS."""
+        n, bands = len(x), len(gains_db)
+        basis = self._eq_basis.get((n, bands))
+        if basis is None:
+            # (n // 2 + 1, bands) float32: linear interpolation over log frequency, as a matrix, so that a
+            # curve costs one small matrix-vector product and one float32 exp.
+            log_f = np.log(np.maximum(np.fft.rfftfreq(n, 1.0 / self.sample_rate), 1.0))
+            points = np.log(np.geomspace(80.0, self.sample_rate / 2.0, bands))
+            basis = np.stack([np.interp(log_f, points, np.eye(bands)[k]) for k in range(bands)], axis=1)
+            basis = self._eq_basis[(n, bands)] = basis.astype(np.float32)
+        curve = np.exp(basis @ (np.asarray(gains_db, dtype=np.float32) * np.float32(np.log(10.0) / 20.0)))
+        y = scipy.fft.irfft(scipy.fft.rfft(x) * curve, n)
+        power_in, power_out = float(np.dot(x, x)), float(np.dot(y, y))
+        if power_out > 0:
+            y *= np.float32(np.sqrt(power_in / power_out))
+        return y.astype(np.float32, copy=False)
 
     def _add_noise(self, x: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
         """Add a random stretch of a random recording so that power(x) / power(noise) = snr_db. A silent
@@ -272,7 +307,7 @@ def _main() -> None:
         noise = [(0.1 * rng.standard_normal(60 * 16000)).astype(np.float32)]
     results = {}
     configs = {"all": AugmentConfig(), **{k: AugmentConfig.off(**{k: True}) for k in
-                                           ("noise", "shift", "gain", "reverb", "speed")}}
+                                           ("noise", "shift", "gain", "reverb", "speed", "eq")}}
     for name, config in configs.items():
         augmenter = Augmenter(config, noise)
         benchmark_augmenter(augmenter, waves[:50])  # warm-up: builds the cached IR spectra

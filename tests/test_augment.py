@@ -34,7 +34,7 @@ def noise():
 
 
 SWITCHES = {"noise": dict(noise_prob=1.0), "shift": {}, "gain": {}, "reverb": dict(reverb_prob=1.0),
-            "speed": dict(speed_prob=1.0)}
+            "speed": dict(speed_prob=1.0), "eq": dict(eq_prob=1.0)}
 
 
 def test_all_off_is_identity(noise):
@@ -147,3 +147,16 @@ def test_config_is_checked():
         AugmentConfig(noise_prob=1.5)
     with pytest.raises(ValueError):
         AugmentConfig(snr_db=(20.0, 10.0))
+
+
+def test_eq_colours_the_spectrum_and_keeps_level(noise):
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal(RATE)).astype(np.float32)
+    aug = Augmenter(AugmentConfig.off(eq=True, eq_prob=1.0, eq_db=10.0), noise)
+    y = aug._eq(x, np.array([10.0, 10.0, 10.0, -10.0, -10.0, -10.0]))  # loud lows, quiet highs
+    assert y.shape == x.shape and np.isclose(np.sum(y.astype(np.float64) ** 2), np.sum(x.astype(np.float64) ** 2), rtol=1e-3)
+    f = np.fft.rfftfreq(RATE, 1 / RATE)
+    px, py = np.abs(np.fft.rfft(x)) ** 2, np.abs(np.fft.rfft(y)) ** 2
+    low, high = (f > 100) & (f < 400), (f > 4000) & (f < 7000)
+    tilt = 10 * np.log10(py[low].sum() / px[low].sum()) - 10 * np.log10(py[high].sum() / px[high].sum())
+    assert tilt > 15  # about 20 dB between the two ends
