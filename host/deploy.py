@@ -188,7 +188,7 @@ def deploy(opts: DeployOptions, stream=sys.stderr) -> dict:
 
     here = step("checking the bundle here", lambda: local_selftest(opts.bundle, opts.tolerance),
                 lambda r: f"'{r['label']}' {max(r['scores']):.3f}, {r['runtime']}")
-    report["workstation"] = {k: here[k] for k in ("label", "scores", "tolerance", "runtime", "python", "machine", "model_sha256")}
+    report["workstation"] = {k: here[k] for k in ("label", "scores", "tolerance", "log_tolerance", "runtime", "python", "machine", "model_sha256")}
 
     remote = Remote(opts.target, port=opts.port, identity=opts.identity, ssh_config=opts.ssh_config,
                     options=opts.ssh_options, connect_timeout=opts.connect_timeout)
@@ -236,13 +236,15 @@ def deploy(opts: DeployOptions, stream=sys.stderr) -> dict:
             tool = f"{probe['dir']}/envs/{plan['env_key']}/bin/tinyear-device"
             proc = remote.run(scripts.VERIFY, tool, f"{staged['stage']}/bundle.tinyear", timeout=300)
             device = _selftest_report(proc)
-            verdict = compare(device["scores"], here["scores"], here["labels"], here["tolerance"])
+            verdict = compare(device["scores"], here["scores"], here["labels"], here["tolerance"], here["log_tolerance"])
             if not verdict["ok"]:
                 raise TinyearError(f"the device computes other scores than this workstation: {verdict['reason']} "
                                    f"(device {device.get('runtime')} on {device.get('machine')}, workstation {here['runtime']}); "
                                    "the device keeps its previous bundle")
             report["verification"] = {"device": device, "max_abs_diff_vs_workstation": verdict["max_abs_diff"],
-                                      "identical_to_workstation": verdict["identical"], "tolerance": here["tolerance"]}
+                                      "max_abs_logprob_diff_vs_workstation": verdict["max_abs_logprob_diff"],
+                                      "identical_to_workstation": verdict["identical"], "tolerance": here["tolerance"],
+                                      "log_tolerance": here["log_tolerance"]}
             return verdict
 
         step("verifying on the device", verify,

@@ -70,15 +70,33 @@ def test_text_output_says_passed(exact_bundles, capsys):
     assert "self-test passed: 'high'" in out and "identical" in out
 
 
-def test_int8_tolerance_is_one_output_quantization_step(tiny_bundles):
+def test_int8_tolerances_come_from_the_output_quantization_step(tiny_bundles):
     from tinyear.device.classify import Classifier
 
     model = Classifier(tiny_bundles["int8"]).model
     report = run_selftest(tiny_bundles["int8"])
     assert model.output_dtype == np.int8
     assert report["tolerance"] == pytest.approx(model.output_scale)
+    assert report["log_tolerance"] == pytest.approx(4 * model.output_scale)
     assert 0 < report["tolerance"] < 0.2
-    assert run_selftest(tiny_bundles["float"])["tolerance"] == pytest.approx(1e-4)
+    report = run_selftest(tiny_bundles["float"])
+    assert (report["tolerance"], report["log_tolerance"]) == (pytest.approx(1e-4), pytest.approx(1e-3))
+
+
+def test_a_saturated_softmax_miscomputation_is_caught_by_the_log_check(exact_bundles, tmp_path, capsys):
+    """The scores ai-edge-litert 2.3 gave under qemu's SME-enabled `max` CPU (scripts/arm64_check.sh):
+    same top label, probabilities within one output step, but the runner-up 2800x less likely."""
+    b = read_bundle(exact_bundles["int8"])
+    tol = run_selftest(exact_bundles["int8"])["tolerance"]
+    expected = np.array(b.selftest.expected, dtype=np.float64)
+    top = int(np.argmax(expected))
+    saturated = np.full(3, 1e-9)
+    saturated[top] = 1 - 2e-9
+    assert np.abs(saturated - expected).max() < tol  # the probability check alone would pass this
+    bad = _repack(exact_bundles["int8"], tmp_path / "saturated.tinyear", expected=saturated)
+    assert main(["selftest", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "its log differs by" in err and err.count("\n") == 1
 
 
 def test_scores_off_by_more_than_the_tolerance_fail_with_one_line(exact_bundles, tmp_path, capsys):
@@ -94,7 +112,7 @@ def test_scores_off_by_more_than_the_tolerance_fail_with_one_line(exact_bundles,
     bad = _repack(tiny_bundles["int8"], tmp_path / "off.tinyear", expected=shifted)
     assert main(["selftest", str(bad)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "self-test failed" in err[0] and "more than the tolerance" in err[0]
+    assert len(err) == 1 and "self-test failed" in err[0] and "more than the tolerance" in err[0] and "apart" in err[0]
 
 
 def test_another_top_label_fails_even_with_a_huge_tolerance(tiny_bundles, tmp_path, capsys):
@@ -130,4 +148,7 @@ def test_compare_is_symmetric_and_exact():
     r = compare([0.3, 0.7], [0.25, 0.75], labels, 0.01)
     assert r["ok"] is False and r["max_abs_diff"] == pytest.approx(0.05)
     assert compare([0.3, 0.7], [0.25, 0.75], labels, 0.06)["ok"] is True
+    r = compare([0.3, 0.7], [0.25, 0.75], labels, 0.06, 0.1)
+    assert r["ok"] is False and r["max_abs_logprob_diff"] == pytest.approx(np.log(0.3 / 0.25))
+    assert compare([0.0, 1.0], [1e-40, 1.0], labels, 0.01, 0.01)["ok"] is True  # both underflow: equal
     assert compare([0.5], [0.25, 0.75], labels, 1.0)["ok"] is False

@@ -5,15 +5,24 @@ This is how a device proves, before it listens, that it computes what the workst
 same features, the same interpreter arithmetic, the same label. `tinyear deploy` runs it on the device
 with `--json` and compares the scores it prints with the ones it computed itself.
 
-The tolerance (`selftest_tolerance`) is derived from the model, not picked: on the same CPU and runtime
-the scores are bit-identical. Across CPUs, numpy builds and runtimes (ai-edge-litert's XNNPACK kernels
-against tflite-runtime's), the float frontend may differ in the last bit and an int8 kernel may round an
-intermediate the other way, so a dequantized logit can move by a quantization step or two. Softmax's
-Jacobian has rows whose absolute values sum to 2 p (1 - p) <= 1/2, so logits that each move by at most
-k steps of the output scale s move every probability by at most k s / 2; allowing k = 2 gives a
-tolerance of s. A model whose output is already a probability moves by 2 s. A float model's kernels
-differ only by float32 rounding (~1e-6 relative), so 1e-4 leaves room without hiding a real fault. The
-top label must be the same in every case.
+The tolerances (`selftest_tolerances`) are derived from the model, not picked: on the same CPU and
+runtime the scores are bit-identical. Across CPUs, numpy builds and runtimes (ai-edge-litert's XNNPACK
+kernels against tflite-runtime's), the float frontend may differ in the last bit and an int8 kernel may
+round an intermediate the other way, so a dequantized logit can move by a quantization step or two
+(k = 2 steps of the output scale s). Two checks follow from that bound:
+
+- probabilities: softmax's Jacobian has rows whose absolute values sum to 2 p (1 - p) <= 1/2, so logits
+  that each move by at most k s move every probability by at most k s / 2 = s;
+- log-probabilities: log p_i = z_i - logsumexp(z), and logsumexp moves by at most the largest move of a
+  logit, so every log-probability moves by at most 2 k s = 4 s.
+
+The second is the one that catches a miscomputation hidden by a saturated softmax: under qemu's `max`
+CPU (SME enabled) ai-edge-litert 2.3 gave 0.99997 where every other CPU gave 0.90668 for the same top
+label, a probability difference of 0.093 (inside s = 0.175 of the tiny test model) but a log-probability
+difference of 7.9 for the runner-up (45 steps). A model whose output is already a probability gets 2 s
+on probabilities and no log check (a quantized probability of 0 has no logarithm). A float model's
+kernels differ only by float32 rounding (~1e-6 relative): 1e-4 on probabilities, 1e-3 on
+log-probabilities. The top label must be the same in every case.
 
 Device-side only: imports nothing from `tinyear.host`, no torch.
 """
@@ -31,28 +40,32 @@ from ..errors import TinyearError
 HELP = "check that this device computes the bundle's self-test clip as the workstation did"
 DESCRIPTION = """\
 Classify the short clip stored inside the bundle and compare the probabilities with the ones the
-workstation stored when it exported the bundle: the largest absolute difference must be within the
-tolerance and the most likely label must be the same. Exit status 0 when it passes, 1 (with one line
-saying what differs) when it does not, or when the bundle cannot be read or has no self-test clip.
+workstation stored when it exported the bundle: the most likely label must be the same, and no
+probability (and no log-probability) may differ by more than its tolerance. Exit status 0 when it
+passes, 1 (with one line saying what differs) when it does not, or when the bundle cannot be read or has
+no self-test clip.
 
-The default tolerance comes from the model: one output quantization step of an int8 model (the most
-two steps of logit rounding can move a probability), 1e-4 for a float model. Same CPU and runtime give
-a difference of exactly 0 ("identical").
+The default tolerances come from the model: for an int8 model with output scale s, s on probabilities
+and 4 s on log-probabilities (what two quantization steps of rounding in every logit can do); 1e-4 and
+1e-3 for a float model. Same CPU and runtime give a difference of exactly 0 ("identical").
 
 examples:
   tinyear-device selftest models/keywords.tinyear
   tinyear-device selftest models/keywords.tinyear --json
-  tinyear-device selftest models/keywords.tinyear --runtime tflite-runtime --tolerance 0
+  tinyear-device selftest models/keywords.tinyear --runtime tflite-runtime --tolerance 0 --log-tolerance 0
 """
 
-FLOAT_TOLERANCE = 1e-4  # float32 kernels differ by rounding only (see the module docstring)
+FLOAT_TOLERANCES = (1e-4, 1e-3)  # float32 kernels differ by rounding only (see the module docstring)
 QUANTIZED_LOGIT_STEPS = 2  # output quantization steps a logit may move across CPUs and runtimes
+LOG_FLOOR = 1e-30  # probabilities below it (float32 underflow) compare as equal in the log check
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("bundle", metavar="BUNDLE", help="a .tinyear bundle with a self-test clip")
     parser.add_argument("--tolerance", type=_non_negative_float, default=None, metavar="P",
                         help="largest allowed absolute difference of a probability (default: from the model, see above)")
+    parser.add_argument("--log-tolerance", type=_non_negative_float, default=None, metavar="L",
+                        help="largest allowed absolute difference of a log-probability (default: from the model)")
     add_threads_option(parser)
     parser.add_argument("--runtime", choices=["ai-edge-litert", "tflite-runtime", "tensorflow"], default=None,
                         help="force a TFLite runtime (default: the first installed)")
@@ -68,34 +81,45 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def selftest_tolerance(model, output_kind: str) -> float:
-    """Largest allowed |probability difference| for a model (a `runtime.Model`): see the module docstring."""
+def selftest_tolerances(model, output_kind: str) -> tuple[float, float | None]:
+    """(probability, log-probability) tolerances for a model (a `runtime.Model`); None means no log
+    check. See the module docstring for the derivation."""
     if model.output_dtype.kind not in "iu":
-        return FLOAT_TOLERANCE
-    steps = QUANTIZED_LOGIT_STEPS if output_kind == "probabilities" else QUANTIZED_LOGIT_STEPS / 2
-    return float(steps * model.output_scale)
+        return FLOAT_TOLERANCES
+    step = float(model.output_scale)
+    if output_kind == "probabilities":
+        return QUANTIZED_LOGIT_STEPS * step, None
+    return QUANTIZED_LOGIT_STEPS * step / 2, 2 * QUANTIZED_LOGIT_STEPS * step
 
 
-def compare(scores, expected, labels: list[str], tolerance: float) -> dict:
-    """Compare two probability vectors over `labels`: max |difference|, top labels, verdict and a reason."""
+def compare(scores, expected, labels: list[str], tolerance: float, log_tolerance: float | None = None) -> dict:
+    """Compare two probability vectors over `labels`: top labels, max |difference| of probabilities
+    and of log-probabilities; returns the verdict and a one-line reason."""
     scores = np.asarray(scores, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     if scores.shape != expected.shape:
-        return {"ok": False, "max_abs_diff": None, "identical": False,
+        return {"ok": False, "max_abs_diff": None, "max_abs_logprob_diff": None, "identical": False,
                 "reason": f"{len(expected)} expected scores but the model gives {len(scores)}"}
-    diff = float(np.max(np.abs(scores - expected))) if scores.size else 0.0
+    diff = np.abs(scores - expected)
+    log_diff = np.abs(np.log(np.maximum(scores, LOG_FLOOR)) - np.log(np.maximum(expected, LOG_FLOOR)))
     top, top_expected = labels[int(np.argmax(scores))], labels[int(np.argmax(expected))]
     reason = None
     if top != top_expected:
         reason = f"top label '{top}' ({scores.max():.4f}) where '{top_expected}' ({expected.max():.4f}) was expected"
-    elif diff > tolerance:
-        worst = labels[int(np.argmax(np.abs(scores - expected)))]
-        reason = f"probability of '{worst}' differs by {diff:.3g}, more than the tolerance {tolerance:.3g}"
-    return {"ok": reason is None, "max_abs_diff": diff, "identical": bool(np.array_equal(scores, expected)),
-            "label": top, "expected_label": top_expected, "reason": reason}
+    elif diff.max() > tolerance:
+        i = int(np.argmax(diff))
+        reason = f"probability of '{labels[i]}' is {scores[i]:.4g} where {expected[i]:.4g} was expected, more than the tolerance {tolerance:.3g} apart"
+    elif log_tolerance is not None and log_diff.max() > log_tolerance:
+        i = int(np.argmax(log_diff))
+        reason = (f"probability of '{labels[i]}' is {scores[i]:.4g} where {expected[i]:.4g} was expected: its log differs by "
+                  f"{log_diff[i]:.3g}, more than the tolerance {log_tolerance:.3g}")
+    return {"ok": reason is None, "max_abs_diff": float(diff.max()), "max_abs_logprob_diff": float(log_diff.max()),
+            "identical": bool(np.array_equal(scores, expected)), "label": top, "expected_label": top_expected,
+            "reason": reason}
 
 
-def run_selftest(bundle_path, *, tolerance: float | None = None, num_threads: int = 1, runtime: str | None = None) -> dict:
+def run_selftest(bundle_path, *, tolerance: float | None = None, log_tolerance: float | None = None,
+                 num_threads: int = 1, runtime: str | None = None) -> dict:
     """Run the self-test of a bundle file; returns the report printed by `--json` (see DESCRIPTION)."""
     from .. import __version__
     from ..bundle import FORMAT_VERSION
@@ -106,12 +130,15 @@ def run_selftest(bundle_path, *, tolerance: float | None = None, num_threads: in
     if bundle.selftest is None:
         raise TinyearError(f"{bundle_path}: the bundle holds no self-test clip; re-export it with tinyear export")
     scores = classifier.scores(bundle.selftest.audio)
-    tol = selftest_tolerance(classifier.model, bundle.output) if tolerance is None else float(tolerance)
-    verdict = compare(scores, bundle.selftest.expected, bundle.labels, tol)
+    tol, log_tol = selftest_tolerances(classifier.model, bundle.output)
+    tol = tol if tolerance is None else float(tolerance)
+    log_tol = log_tol if log_tolerance is None else float(log_tolerance)
+    verdict = compare(scores, bundle.selftest.expected, bundle.labels, tol, log_tol)
     return {
         "bundle": str(bundle_path),
         **verdict,
         "tolerance": tol,
+        "log_tolerance": log_tol,
         "clip_label": bundle.selftest.label,
         "labels": bundle.labels,
         "scores": [float(v) for v in scores],
@@ -128,7 +155,8 @@ def run_selftest(bundle_path, *, tolerance: float | None = None, num_threads: in
 
 def run(args) -> int:
     try:
-        report = run_selftest(args.bundle, tolerance=args.tolerance, num_threads=args.threads, runtime=args.runtime)
+        report = run_selftest(args.bundle, tolerance=args.tolerance, log_tolerance=args.log_tolerance,
+                              num_threads=args.threads, runtime=args.runtime)
     except TinyearError as exc:
         if args.json:  # a program reading stdout gets the reason too; the line on stderr follows
             print_json({"bundle": str(args.bundle), "ok": False, "error": str(exc)})
