@@ -44,6 +44,13 @@ _PASS_THROUGH = {"QUANTIZE", "DEQUANTIZE"}
 _INTEGER_KINDS = "iu"
 
 
+# torchao logs a warning for each optional CUDA kernel library it cannot load on a CPU machine, and torch
+# one deprecation warning for torchao's enum registration: a screenful on every export, none of it ours
+# to fix. Quieted here, where the converter's dependencies are first imported.
+for _name in ("torchao", "torch.utils._pytree"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
+
+
 class ConversionError(TinyearError):
     """The model cannot become a full-integer int8 TFLite model; the message names the layer and op."""
 

@@ -12,9 +12,10 @@ litert-torch 0.10's conv + batch-norm annotator hands a plain function to `torch
 those pattern functions in torchao's own `WrapperModule` for the duration of the prepare step, the same
 wrapping torchao applies to its own patterns; nothing else of the quantizer changes.
 
-Loss: (1 - alpha) * cross-entropy(labels) + alpha * T^2 * KL(teacher_T || student_T), with alpha and T
-from the run that made the student; without a teacher, cross-entropy alone. Imports torch, torchao and
-litert-torch; never the data loading code (features and labels come in as arrays).
+Loss: the training code's own `tinyear.host.kd.distillation_loss` ((1 - alpha) * cross-entropy +
+alpha * the KL or MSE distillation term through the teacher's label map), with alpha, temperature and
+loss kind from the run that made the student; without a teacher, cross-entropy alone. Imports torch,
+torchao and litert-torch; never the data loading code (features and labels come in as arrays).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from tinyear.device.errors import TinyearError
 
@@ -49,10 +49,17 @@ class QatConfig:
     """Clips per step."""
 
     alpha: float = 0.5
-    """Weight of the distillation term (0 = labels only); ignored without teacher outputs."""
+    """Weight of the distillation term (0 = labels only); ignored without teacher outputs. `tinyear
+    export --qat` uses the run's own."""
 
     temperature: float = 4.0
-    """Softmax temperature of the distillation term."""
+    """Softmax temperature of the distillation term (the run's own under `tinyear export --qat`)."""
+
+    kd_loss: str = "kl"
+    """Distillation term: "kl" or "mse" (see `tinyear.host.kd`)."""
+
+    label_smoothing: float = 0.0
+    """Label smoothing of the cross-entropy term."""
 
     freeze_bn_at: float = 0.5
     """Fraction of the steps after which batch-norm statistics stop updating (standard QAT practice:
@@ -69,6 +76,8 @@ class QatConfig:
             raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
         if not 0.0 <= self.alpha <= 1.0 or not self.temperature > 0:
             raise ValueError("alpha must be in [0, 1] and temperature > 0")
+        if self.kd_loss not in ("kl", "mse"):
+            raise ValueError(f"kd_loss must be 'kl' or 'mse', not {self.kd_loss!r}")
 
 
 @contextlib.contextmanager
@@ -105,21 +114,14 @@ def prepare_qat(model: torch.nn.Module, example: torch.Tensor):
     return graph, quantizer
 
 
-def distill_loss(logits, labels, teacher_logits, alpha: float, temperature: float):
-    """(total, label term, distillation term) for one batch; logits (B, K), labels (B,), teacher (B, K) or None."""
-    ce = F.cross_entropy(logits, labels)
-    if teacher_logits is None or alpha == 0.0:
-        return ce, ce.detach(), torch.zeros(())
-    kd = F.kl_div(F.log_softmax(logits / temperature, dim=1), F.log_softmax(teacher_logits / temperature, dim=1),
-                  reduction="batchmean", log_target=True) * temperature**2
-    return (1.0 - alpha) * ce + alpha * kd, ce.detach(), kd.detach()
-
-
 def finetune(graph, features: np.ndarray, labels: np.ndarray, *, teacher_logits: np.ndarray | None = None,
-             config: QatConfig = QatConfig(), progress: bool = True) -> list[dict]:
+             label_map=None, config: QatConfig = QatConfig(), progress: bool = True) -> list[dict]:
     """Train a prepared QAT graph in place on features (N, frames, bins) float32 and labels (N,) int64,
-    with optional teacher logits (N, K) over the same labels. Returns one dict per epoch (mean losses)."""
+    with optional teacher logits (N, teacher labels) and the `tinyear.host.teachers.LabelMap` from the
+    teacher's labels to the student's. Returns one dict per epoch (mean losses)."""
     from torchao.quantization.pt2e import disable_observer, move_exported_model_to_eval, move_exported_model_to_train
+
+    from .kd import distillation_loss
 
     if len(features) == 0:
         raise TinyearError("no training clips for the quantization-aware fine-tune; the training split is empty")
@@ -150,8 +152,9 @@ def finetune(graph, features: np.ndarray, labels: np.ndarray, *, teacher_logits:
                 ranges_frozen = True
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
             logits = graph(x_all[idx])  # (B, K)
-            loss, ce, kd = distill_loss(logits, y_all[idx], None if t_all is None else t_all[idx],
-                                        config.alpha, config.temperature)
+            loss, ce, kd = distillation_loss(logits, y_all[idx], None if t_all is None else t_all[idx], label_map,
+                                             alpha=config.alpha, temperature=config.temperature,
+                                             kind=config.kd_loss, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -170,7 +173,7 @@ def finetune(graph, features: np.ndarray, labels: np.ndarray, *, teacher_logits:
 
 
 def qat_int8(model: torch.nn.Module, features: np.ndarray, labels: np.ndarray, *,
-             teacher_logits: np.ndarray | None = None, config: QatConfig = QatConfig(),
+             teacher_logits: np.ndarray | None = None, label_map=None, config: QatConfig = QatConfig(),
              progress: bool = True) -> tuple[bytes, dict]:
     """Fine-tune `model` (left unchanged: the graph gets copies of its weights) through fake
     quantization and lower it to a full-integer int8 TFLite model. Returns (TFLite bytes, a record of
@@ -180,7 +183,10 @@ def qat_int8(model: torch.nn.Module, features: np.ndarray, labels: np.ndarray, *
 
     example = torch.from_numpy(np.ascontiguousarray(features[:1], dtype=np.float32))
     graph, quantizer = prepare_qat(model, example)
-    history = finetune(graph, features, labels, teacher_logits=teacher_logits, config=config, progress=progress)
+    if teacher_logits is not None and label_map is None:
+        raise ValueError("teacher_logits need the label_map from the teacher's labels to the student's")
+    history = finetune(graph, features, labels, teacher_logits=teacher_logits, label_map=label_map, config=config,
+                       progress=progress)
     move_exported_model_to_eval(graph)
     with _quiet():
         converted = convert_pt2e(graph, fold_quantize=False)

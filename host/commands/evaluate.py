@@ -1,0 +1,52 @@
+"""`tinyear evaluate MODEL DATA`: accuracy, per-class precision/recall/F1 and a confusion matrix."""
+
+from __future__ import annotations
+
+from tinyear.device.cliutil import add_json_option, add_threads_option, print_json
+
+HELP = "score a bundle or run on a dataset: accuracy, per-class precision/recall/F1, confusion matrix"
+DESCRIPTION = """\
+Score a model on labelled clips: accuracy, precision, recall and F1 per class, macro F1, and (with
+--out) a confusion-matrix PNG and metrics.json.
+
+MODEL is a .tinyear bundle (run exactly as a device runs it: int8, LiteRT) or a run folder from
+`tinyear distill` (its float student). DATA is a dataset folder (a folder per word) or several.
+The model's labels decide how the data is read: its words are keyword folders, other word folders count
+as _unknown_ when the model has that label, _silence_ likewise. Data with classes the model cannot name
+is refused, naming them.
+
+--split picks the dataset's own split (train, validation, test: list files or speaker hash, with
+_unknown_ and _silence_ at the training ratios), or `all`: every clip of the folder as it is (for a
+folder that IS an evaluation set, such as the public part of the Speech Commands test set).
+
+examples:
+  tinyear evaluate keywords.tinyear data/synth --split test
+  tinyear evaluate keywords.tinyear ../shared/data/speech-commands-v2-test-public --split all --out report/real
+  tinyear evaluate runs/student data/synth --json
+"""
+
+
+def add_arguments(parser) -> None:
+    from tinyear.host.evaluate import SPLIT_CHOICES
+
+    parser.add_argument("model", metavar="MODEL", help="a .tinyear bundle or a run folder")
+    parser.add_argument("data", metavar="DATA", nargs="+", help="dataset folder(s); several load as their union")
+    parser.add_argument("--split", choices=SPLIT_CHOICES, default="test",
+                        help="which clips: a split of the dataset, or all of them as they are")
+    parser.add_argument("--out", metavar="DIR", help="write confusion.png and metrics.json here")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the dataset's _unknown_ / _silence_ picks")
+    add_threads_option(parser)
+    add_json_option(parser, "one JSON object with every metric")
+
+
+def run(args) -> int:
+    from tinyear.host.evaluate import evaluate, format_result, load_scorer
+
+    scorer = load_scorer(args.model, num_threads=args.threads)
+    result = evaluate(args.model, args.data, split=args.split, out_dir=args.out, seed=args.seed,
+                      progress=not args.json, scorer=scorer)
+    if args.json:
+        print_json(result)
+    else:
+        print("\n".join(format_result(result)))
+    return 0

@@ -1,0 +1,299 @@
+"""A trained student run -> a verified full-integer int8 `.tinyear` bundle.
+
+`export_run` reads the run folder (`tinyear.host.runs.load_run`), loads the dataset the run recorded
+(or the one given), and makes features with the shared frontend: a class-balanced sample of the
+TRAINING split to calibrate the int8 ranges, the validation split to verify. It converts the student
+(post-training quantization, or with `qat` a short quantization-aware fine-tune first, still distilling
+from the run's teacher when it had one), verifies the result (`tinyear.host.verify`: float vs int8,
+TFLite Micro parity and arena), picks a self-test clip and writes the bundle atomically with labels,
+frontend, detection defaults, metrics and provenance. Nothing of the evaluation set is touched here.
+
+Imports torch (through the converter and the run loader) and `tinyear.device`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinyear.device.errors import TinyearError
+from tinyear.device.features import FrontendConfig, fingerprint as frontend_fingerprint
+
+from .evaluate import batch_features
+from .qat import QatConfig
+from .verify import pick_spread
+
+DEFAULT_CALIBRATION = 500
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What `tinyear export` can change."""
+
+    calibration: int = DEFAULT_CALIBRATION
+    """Training clips (class-balanced) run through the observers to set the int8 activation ranges."""
+
+    qat: bool = False
+    """Quantization-aware fine-tune before conversion."""
+
+    qat_config: QatConfig = field(default_factory=QatConfig)
+    """Settings of that fine-tune (alpha and temperature are overridden by the run's own when it had them)."""
+
+    data: tuple[str, ...] = ()
+    """Dataset folder(s) to use instead of the ones the run recorded."""
+
+    tflm_samples: int = 50
+    """Validation inputs compared between TFLite Micro and LiteRT."""
+
+    seed: int = 0
+    """Seed of the calibration sample."""
+
+    progress: bool = True
+
+
+def _say(message: str, progress: bool) -> None:
+    if progress:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _data_roots(meta: dict, override) -> list[str]:
+    if override:
+        return [str(p) for p in override]
+    data = meta.get("data") or {}
+    roots = data.get("roots") or ([data["root"]] if data.get("root") else [])
+    if isinstance(roots, (str, Path)):
+        roots = [roots]
+    if not roots:
+        raise TinyearError(f"{meta.get('run_dir')}: the run records no dataset; give the training data with --data DIR")
+    missing = [str(r) for r in roots if not Path(r).exists()]
+    if missing:
+        raise TinyearError(f"the run's dataset folder {', '.join(missing)} is gone; give the training data with --data DIR")
+    return [str(r) for r in roots]
+
+
+def load_data(meta: dict, override=(), *, progress: bool = True):
+    """The dataset the run trained on (or `override`), loaded as the training did (same words and data
+    seed), checked against the run's labels."""
+    from .data import SILENCE, UNKNOWN, load_dataset
+
+    labels = list(meta["labels"])
+    roots = _data_roots(meta, override)
+    recorded = meta.get("data") or {}
+    words = recorded.get("words") or [label for label in labels if label not in (UNKNOWN, SILENCE)]
+    dataset = load_dataset(roots, words, seed=int(recorded.get("seed", 0)), allow_missing=True, quiet=not progress)
+    if list(dataset.labels) != labels:
+        extra = sorted(set(dataset.labels) - set(labels))
+        lacking = sorted(set(labels) - set(dataset.labels))
+        detail = "; ".join(x for x in (f"data has {', '.join(extra)}" if extra else "",
+                                        f"data lacks {', '.join(lacking)}" if lacking else "") if x)
+        raise TinyearError(f"{', '.join(roots)} gives labels {dataset.labels} but the student has {labels}"
+                           f"{' (' + detail + ')' if detail else ''}; give the dataset it was trained on with --data")
+    return dataset
+
+
+def calibration_set(dataset, n: int, config: FrontendConfig, *, seed: int = 0, progress: bool = True):
+    """(features (M, frames, bins), labels (M,)): up to n training clips, spread evenly over the classes."""
+    if n < 1:
+        raise TinyearError(f"--calibration {n}: the calibration set is empty; give at least 1 (default "
+                           f"{DEFAULT_CALIBRATION})")
+    y = dataset.label_index("train")
+    if len(y) == 0:
+        raise TinyearError("the calibration set is empty: the dataset's training split has no clips; "
+                           "give the training data with --data")
+    waves, y = dataset.arrays("train", config, progress=progress)
+    pick = pick_spread(y, n, seed)
+    return batch_features(waves[pick], config, progress=progress, desc="calibration features"), y[pick]
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in ("torchao", "tflite-micro"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _selftest(model_bytes: bytes, labels: list[str], waves: np.ndarray, y: np.ndarray, config: FrontendConfig):
+    """One validation clip the int8 model gets right (the most confident keyword clip among the first of
+    each class), stored as 16-bit PCM: expected probabilities are computed on exactly that audio."""
+    from tinyear.device.bundle import SelfTest
+    from tinyear.device.features import clip_features
+    from tinyear.device.runtime import Model, softmax
+
+    from .data import SILENCE, UNKNOWN
+
+    model = Model(model_bytes)
+    best = None
+    for c in range(len(labels)):
+        idx = np.flatnonzero(y == c)[:8]
+        for i in idx:
+            audio = (np.clip(np.round(waves[i].astype(np.float64) * 32767.0), -32768, 32767) / 32767.0).astype(np.float32)
+            probs = softmax(model.predict(clip_features(audio, config)))
+            keyword = labels[c] not in (UNKNOWN, SILENCE)
+            score = (probs.argmax() == c, keyword, float(probs[c]))
+            if best is None or score > best[0]:
+                best = (score, audio, probs, labels[c])
+    if best is None:
+        return None
+    _, audio, probs, label = best
+    return SelfTest(audio=audio, expected=[float(p) for p in probs], label=label)
+
+
+def export_run(run_dir, out, options: ExportOptions = ExportOptions()) -> dict:
+    """Convert, verify and bundle a student run. Returns what was measured and written (JSON-ready)."""
+    import torch
+
+    from .bundle import write_bundle
+    from .convert import convert_int8
+    from .runs import BEST, load_run
+    from .verify import format_report, verify_int8
+
+    started = time.time()
+    out = Path(out)
+    if out.suffix != ".tinyear":
+        raise TinyearError(f"{out}: a bundle file name must end in .tinyear")
+    model, meta = load_run(run_dir, "student")
+    labels = list(meta["labels"])
+    config = meta["frontend"] if isinstance(meta["frontend"], FrontendConfig) else FrontendConfig.from_dict(meta["frontend"])
+    if meta.get("frontend_fingerprint") and meta["frontend_fingerprint"] != frontend_fingerprint(config):
+        raise TinyearError(f"{run_dir}: trained on frontend {meta['frontend_fingerprint']}, but this tinyear computes "
+                           f"{frontend_fingerprint(config)} for that config; retrain with this version")
+    dataset = load_data(meta, options.data, progress=options.progress)
+    calib_x, calib_y = calibration_set(dataset, options.calibration, config, seed=options.seed, progress=options.progress)
+    val_waves, val_y = dataset.arrays("validation", config, progress=options.progress)
+    if len(val_y) == 0:
+        raise TinyearError("the dataset's validation split is empty, so the int8 model cannot be verified; "
+                           "give a dataset with validation clips (--data)")
+    val_x = batch_features(val_waves, config, progress=options.progress, desc="validation features")
+    example = torch.from_numpy(calib_x[:1])
+
+    qat_record = None
+    if options.qat:
+        from .qat import qat_int8
+
+        train_waves, train_y = dataset.arrays("train", config, progress=options.progress)
+        train_x = batch_features(train_waves, config, progress=options.progress, desc="training features")
+        teacher_logits, label_map, qat_config = _teacher_signal(meta, labels, train_x, train_waves,
+                                                                options.qat_config, options.progress)
+        _say(f"quantization-aware fine-tune: {qat_config.epochs} epochs over {len(train_y)} training clips"
+             + (f", distilling (alpha {qat_config.alpha}, T {qat_config.temperature})" if teacher_logits is not None
+                else ", labels only"), options.progress)
+        model_bytes, qat_record = qat_int8(model, train_x, train_y, teacher_logits=teacher_logits,
+                                           label_map=label_map, config=qat_config, progress=options.progress)
+    else:
+        _say(f"converting to int8 (calibration: {len(calib_y)} training clips)", options.progress)
+        model_bytes = convert_int8(model, example, [calib_x])
+
+    _say("verifying (float vs int8 on the validation split, TFLite Micro vs LiteRT)", options.progress)
+    verification = verify_int8(model, model_bytes, val_x, val_y, qat=options.qat, tflm_samples=options.tflm_samples)
+    selftest = _selftest(model_bytes, labels, val_waves, val_y, config)
+
+    params = macs = None
+    try:
+        from .students import count_macs, count_params
+
+        params, macs = count_params(model), count_macs(model, config.feature_shape)
+    except Exception:  # a student class the counter cannot run: leave the numbers out rather than guess
+        pass
+    v = verification["validation"]
+    run_metrics = meta.get("metrics") or {}
+    teacher_info = meta.get("teacher") or {}
+    metrics = {
+        "float_accuracy": v["float_accuracy"],
+        "int8_accuracy": v["int8_accuracy"],
+        "accuracy_drop_points": v["accuracy_drop_points"],
+        "agreement_percent": v["agreement_percent"],
+        "evaluated_on": "validation split",
+        # the run records the teacher's validation accuracy as a fraction; the bundle speaks percent
+        "teacher_accuracy": (round(100.0 * teacher_info["validation_accuracy"], 3)
+                             if isinstance(teacher_info, dict) and teacher_info.get("validation_accuracy") is not None
+                             else None),
+        "model_bytes": verification["model_bytes"],
+        "params": params,
+        "macs": macs,
+        "quantization": "qat" if options.qat else "ptq",
+        "microcontroller_ready": verification["microcontroller_ready"],
+        "tflm_arena_bytes": verification["tflm"]["arena_bytes"],
+        "verification": verification,
+        "calibration": {"clips": int(len(calib_y)), "split": "train",
+                        "per_class": {labels[c]: int(n) for c, n in zip(*np.unique(calib_y, return_counts=True))}},
+    }
+    if qat_record is not None:
+        metrics["qat"] = qat_record
+    provenance = {
+        "student": {"arch": meta.get("arch"), "name": meta.get("name"), "arch_kwargs": meta.get("arch_kwargs")},
+        "teacher": meta.get("teacher"),
+        "data": {"roots": [str(r) for r in dataset.roots], "fingerprint": dataset.fingerprint(),
+                 "run_fingerprint": (meta.get("data") or {}).get("fingerprint")},
+        "run": {"dir": str(Path(run_dir).resolve()), "checkpoint_sha256": _sha256_file(Path(run_dir) / BEST),
+                "validation_metrics": run_metrics},
+        "export": {"calibration": options.calibration, "qat": options.qat, "seed": options.seed,
+                   "converter": "litert-torch PT2E, strict export, per-channel int8 weights, static int8 activations",
+                   "tools": _versions()},
+    }
+    detection = (meta.get("run") or {}).get("detection") or meta.get("detection") or None
+    path = write_bundle(out, model_bytes, labels, config, detection=detection, metrics=metrics,
+                        provenance=provenance, selftest=selftest)
+    return {
+        "bundle": str(path),
+        "bundle_bytes": path.stat().st_size,
+        "labels": labels,
+        "metrics": metrics,
+        "selftest": None if selftest is None else {"label": selftest.label},
+        "seconds": round(time.time() - started, 1),
+        "report": format_report(verification),
+        "options": {k: v for k, v in asdict(options).items() if k != "progress"},
+    }
+
+
+def _teacher_signal(meta: dict, labels: list[str], train_x: np.ndarray, train_waves: np.ndarray,
+                    config: QatConfig, progress: bool):
+    """(teacher logits (N, teacher labels) for the training clips or None, the label map, the QAT
+    config with the run's own distillation settings). The teacher is the one the run recorded; when it
+    can no longer be loaded, the error says so rather than fine-tuning without it."""
+    from dataclasses import replace
+
+    info = meta.get("teacher")
+    train = (((meta.get("run") or {}).get("options") or {}).get("train")) or {}
+    if not info:
+        return None, None, replace(config, alpha=0.0)
+    from .teachers import LabelMap, load_teacher
+    from .train import pick_device, predict
+
+    spec = info.get("source") if isinstance(info, dict) else str(info)
+    try:
+        teacher = load_teacher(spec)
+    except TinyearError as exc:
+        raise TinyearError(f"the run was distilled from {spec}, which cannot be loaded now ({exc}); --qat fine-tunes "
+                           "with the teacher: restore it, or export without --qat") from None
+    overrides = (((meta.get("run") or {}).get("options") or {}).get("label_map")) or {}
+    label_map = LabelMap.build(teacher.labels, labels, overrides)
+    device = pick_device("cpu")
+    _say(f"teacher outputs for {len(train_x)} training clips ({teacher.kind} {spec})", progress)
+    if teacher.accepts_features(meta["frontend"] if isinstance(meta["frontend"], FrontendConfig)
+                                else FrontendConfig.from_dict(meta["frontend"])):
+        logits = predict(teacher.feature_model, train_x, device)
+    else:
+        import torch
+
+        logits = np.concatenate([teacher(torch.from_numpy(train_waves[i : i + 64])).numpy()
+                                 for i in range(0, len(train_waves), 64)])
+    settings = {k: train[k] for k in ("alpha", "temperature", "kd_loss", "label_smoothing") if k in train}
+    return logits.astype(np.float32), label_map, replace(config, **settings)
