@@ -46,6 +46,15 @@ def batch_features(waves: np.ndarray, config: FrontendConfig, *, progress: bool 
     return out
 
 
+def frontend_of(meta: dict) -> FrontendConfig:
+    """The FrontendConfig of a run's meta (`load_run` gives it as "frontend_config"; "frontend" is the dict)."""
+    config = meta.get("frontend_config")
+    if isinstance(config, FrontendConfig):
+        return config
+    front = meta["frontend"]
+    return front if isinstance(front, FrontendConfig) else FrontendConfig.from_dict(front)
+
+
 # -- models ------------------------------------------------------------------------------------------------
 
 
@@ -75,7 +84,7 @@ def load_scorer(path: str | Path, *, num_threads: int = 1) -> Scorer:
         if meta.get("kind", "student") != "student":
             raise TinyearError(f"{path}: is a {meta.get('kind')} run, which takes waveforms; evaluate a student run "
                                "or a bundle")
-        frontend = FrontendConfig.from_dict(meta["frontend"])
+        frontend = frontend_of(meta)
         return Scorer("float run", path, list(meta["labels"]), frontend, lambda f: float_logits(model, f),
                       info={"arch": meta.get("arch"), "teacher": meta.get("teacher")})
     if not path.exists():

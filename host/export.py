@@ -24,7 +24,7 @@ import numpy as np
 from tinyear.device.errors import TinyearError
 from tinyear.device.features import FrontendConfig, fingerprint as frontend_fingerprint
 
-from .evaluate import batch_features
+from .evaluate import batch_features, frontend_of
 from .qat import QatConfig
 from .verify import pick_spread
 
@@ -171,7 +171,7 @@ def export_run(run_dir, out, options: ExportOptions = ExportOptions()) -> dict:
         raise TinyearError(f"{out}: a bundle file name must end in .tinyear")
     model, meta = load_run(run_dir, "student")
     labels = list(meta["labels"])
-    config = meta["frontend"] if isinstance(meta["frontend"], FrontendConfig) else FrontendConfig.from_dict(meta["frontend"])
+    config = frontend_of(meta)
     if meta.get("frontend_fingerprint") and meta["frontend_fingerprint"] != frontend_fingerprint(config):
         raise TinyearError(f"{run_dir}: trained on frontend {meta['frontend_fingerprint']}, but this tinyear computes "
                            f"{frontend_fingerprint(config)} for that config; retrain with this version")
@@ -287,8 +287,7 @@ def _teacher_signal(meta: dict, labels: list[str], train_x: np.ndarray, train_wa
     label_map = LabelMap.build(teacher.labels, labels, overrides)
     device = pick_device("cpu")
     _say(f"teacher outputs for {len(train_x)} training clips ({teacher.kind} {spec})", progress)
-    if teacher.accepts_features(meta["frontend"] if isinstance(meta["frontend"], FrontendConfig)
-                                else FrontendConfig.from_dict(meta["frontend"])):
+    if teacher.accepts_features(frontend_of(meta)):
         logits = predict(teacher.feature_model, train_x, device)
     else:
         import torch
