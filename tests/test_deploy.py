@@ -39,7 +39,10 @@ from tinyear.host.deploy import choose_runtime
 from tinyear.host.deploy_ssh import parse_target
 from tinyear.host.deploy_wheel import device_requirements, wheel_bytes
 
-DEVICE_USER = "tinyeardev"
+# One device user per test process: two test runs on one machine (CI beside a developer) must not
+# delete each other's user. Users left by killed runs (their process gone) are removed at start.
+USER_PREFIX = "tinyeardev"
+DEVICE_USER = f"{USER_PREFIX}{os.getpid()}"
 TMPFS_MB = 512
 
 
@@ -107,7 +110,11 @@ def device():
     base = Path(tempfile.mkdtemp(prefix="tinyear-sshd-"))
     base.chmod(0o755)
     home = base / "home"
-    subprocess.run(["userdel", "-r", DEVICE_USER], capture_output=True)  # left over from a killed run
+    for line in Path("/etc/passwd").read_text().splitlines():  # left over from killed runs
+        name = line.split(":")[0]
+        pid = name[len(USER_PREFIX):]
+        if name.startswith(USER_PREFIX) and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            subprocess.run(["userdel", "-r", name], capture_output=True)
     _sh("useradd", "--home-dir", str(home), "--create-home", "--shell", "/bin/bash", DEVICE_USER)
     _sh("usermod", "-p", "*", DEVICE_USER)  # no password, but not locked: sshd without PAM refuses locked accounts
     deploy_dir = home / "tinyear"
@@ -358,8 +365,11 @@ def test_bundle_the_device_cannot_read_is_rolled_back(device, deployed, tiny_bun
     assert future.read_bytes()[8:10] == (2).to_bytes(2, "little")
     before = snapshot(device["dir"])
     for extra in ([], ["--bundle-only"]):
-        code = main(["deploy", str(future), "--to", "tinyear-test-device:~/tinyear", "--ssh-config", str(device["config"]), *extra])
+        argv = ["deploy", str(future), "--to", "tinyear-test-device:~/tinyear", "--ssh-config", str(device["config"]), *extra]
+        code = main(argv)
         err = capsys.readouterr().err
+        with open(TRANSCRIPT, "a") as f:
+            f.write(f"$ tinyear {' '.join(argv)}    # in-process, as a workstation whose tinyear writes format 2\n{err}(exit {code})\n\n")
         assert code == 1
         line = [ln for ln in err.splitlines() if ln.startswith("tinyear: error:")]
         assert len(line) == 1 and "bundle format 2 was written by a newer tinyear" in line[0], err
