@@ -181,15 +181,15 @@ Host tinyear-test-device
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def wheelhouse():
-    """Dependency wheels for the device's Python (this machine's /usr/bin/python3), downloaded once."""
+def _wheelhouse(extra: str) -> Path:
+    """Dependency wheels of one extra for the device's Python (this machine's /usr/bin/python3),
+    downloaded once with pip download and kept in the artifacts folder."""
     out = _sh("/usr/bin/python3", "-c", "import sys,sysconfig;print('%d.%d' % sys.version_info[:2], sysconfig.get_platform())").stdout.split()
     version, plat = out[0], out[1].split("-", 1)[1]
-    folder = ARTIFACTS / f"wheelhouse-cp{version.replace('.', '')}-{plat}"
+    folder = ARTIFACTS / f"wheelhouse-cp{version.replace('.', '')}-{plat}" / extra
     marker = folder / ".complete"
     reqs = device_requirements()
-    wanted = reqs["base"] + reqs["device"]
+    wanted = reqs["base"] + reqs[extra]
     if not marker.exists() or marker.read_text() != "\n".join(wanted):
         shutil.rmtree(folder, ignore_errors=True)
         platforms = [f"manylinux_2_{v}_{plat}" for v in (17, 24, 27, 28, 31, 34, 35, 36)] + [f"manylinux2014_{plat}", f"linux_{plat}"]
@@ -200,6 +200,11 @@ def wheelhouse():
             pytest.fail(f"pip download of the device wheels failed (PyPI unreachable?): {proc.stderr.strip()[-500:]}")
         marker.write_text("\n".join(wanted))
     return folder
+
+
+@pytest.fixture(scope="module")
+def wheelhouse():
+    return _wheelhouse("device")
 
 
 TRANSCRIPT = ARTIFACTS / "deploy-transcript.txt"  # every deploy command these tests ran, with its output
@@ -533,3 +538,23 @@ def test_service_unit_rendering(tmp_path):
 
     with pytest.raises(TinyearError, match="@SOMETHING_NEW@"):
         render_unit("/d", "pi", "user", template=template)
+
+
+@pytest.mark.slow
+def test_deploy_with_tflite_runtime_accepts_one_step_of_difference(device, deployed, tiny_bundles):
+    """tflite-runtime 2.14 (numpy<2) on the device against ai-edge-litert 2.3 on the workstation: a new
+    environment beside the first, and scores within the tolerance (for the tiny int8 model the two
+    runtimes differ by about one output step in one logit, see docs/DEPLOY.md)."""
+    proc = _deploy(device, tiny_bundles["int8"], "--wheelhouse", _wheelhouse("tflite"), "--runtime", "tflite-runtime", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["runtime"] == "tflite-runtime" and report["env_reused"] is False
+    assert report["verification"]["device"]["runtime"] == "tflite-runtime"
+    assert report["verification"]["device"]["numpy"].startswith("1.")
+    diff = report["verification"]["max_abs_logprob_diff_vs_workstation"]
+    assert diff <= report["verification"]["log_tolerance"]
+    d = device["dir"]
+    assert os.readlink(d / "venv") == f"envs/{report['env']}"
+    assert sorted(p.name for p in (d / "envs").iterdir()) == sorted([report["env"], deployed["state"]["env"]])
+    proc = _ssh(device, "~/tinyear/venv/bin/tinyear-device info ~/tinyear/current.tinyear --json")
+    assert json.loads(proc.stdout)["runtime"] == "tflite-runtime"
