@@ -1,7 +1,7 @@
 """Scoring a model on a labelled dataset: accuracy, per-class precision/recall/F1, a confusion matrix.
 
 A model is a `.tinyear` bundle (run through the device's own runner, so the numbers are the ones a Pi
-gets) or a run folder (the float torch model of `best.pt`). Either way the model's labels decide how
+gets) or a run folder (the float torch model of `best.pt`, student or built-in teacher). Either way the model's labels decide how
 the dataset is read: its words are the keyword folders, other word folders count as `_unknown_` when
 the model has that label, and `_silence_` likewise. Data with classes the model cannot name (word
 folders or silence clips when it has no `_unknown_` / `_silence_`) is refused, naming them.
@@ -62,7 +62,7 @@ def frontend_of(meta: dict) -> FrontendConfig:
 class Scorer:
     """Anything that maps features (N, frames, bins) to logits (N, labels), with its labels and frontend."""
 
-    kind: str  # "int8 bundle" | "float bundle" | "float run"
+    kind: str  # "int8 bundle" | "float bundle" | "float student run" | "float teacher run"
     path: Path
     labels: list[str]
     frontend: FrontendConfig
@@ -80,12 +80,9 @@ def load_scorer(path: str | Path, *, num_threads: int = 1) -> Scorer:
         from .runs import load_run
         from .verify import float_logits
 
-        model, meta = load_run(path)
-        if meta.get("kind", "student") != "student":
-            raise TinyearError(f"{path}: is a {meta.get('kind')} run, which takes waveforms; evaluate a student run "
-                               "or a bundle")
+        model, meta = load_run(path)  # students and built-in teachers alike take the shared features
         frontend = frontend_of(meta)
-        return Scorer("float run", path, list(meta["labels"]), frontend, lambda f: float_logits(model, f),
+        return Scorer(f"float {meta.get('kind', 'student')} run", path, list(meta["labels"]), frontend, lambda f: float_logits(model, f),
                       info={"arch": meta.get("arch"), "teacher": meta.get("teacher")})
     if not path.exists():
         raise TinyearError(f"{path}: no such bundle or run folder")

@@ -176,13 +176,14 @@ def export_run(run_dir, out, options: ExportOptions = ExportOptions()) -> dict:
         raise TinyearError(f"{run_dir}: trained on frontend {meta['frontend_fingerprint']}, but this tinyear computes "
                            f"{frontend_fingerprint(config)} for that config; retrain with this version")
     dataset = load_data(meta, options.data, progress=options.progress)
-    calib_x, calib_y = calibration_set(dataset, options.calibration, config, seed=options.seed, progress=options.progress)
+    if not options.qat:  # QAT sets its ranges during the fine-tune, from every training clip
+        calib_x, calib_y = calibration_set(dataset, options.calibration, config, seed=options.seed,
+                                           progress=options.progress)
     val_waves, val_y = dataset.arrays("validation", config, progress=options.progress)
     if len(val_y) == 0:
         raise TinyearError("the dataset's validation split is empty, so the int8 model cannot be verified; "
                            "give a dataset with validation clips (--data)")
     val_x = batch_features(val_waves, config, progress=options.progress, desc="validation features")
-    example = torch.from_numpy(calib_x[:1])
 
     qat_record = None
     if options.qat:
@@ -197,9 +198,12 @@ def export_run(run_dir, out, options: ExportOptions = ExportOptions()) -> dict:
                 else ", labels only"), options.progress)
         model_bytes, qat_record = qat_int8(model, train_x, train_y, teacher_logits=teacher_logits,
                                            label_map=label_map, config=qat_config, progress=options.progress)
+        calibration = {"clips": int(len(train_y)), "split": "train", "by": "QAT fake-quantization observers"}
     else:
         _say(f"converting to int8 (calibration: {len(calib_y)} training clips)", options.progress)
-        model_bytes = convert_int8(model, example, [calib_x])
+        model_bytes = convert_int8(model, torch.from_numpy(calib_x[:1]), [calib_x])
+        calibration = {"clips": int(len(calib_y)), "split": "train", "by": "PTQ histogram observers",
+                       "per_class": {labels[c]: int(n) for c, n in zip(*np.unique(calib_y, return_counts=True))}}
 
     _say("verifying (float vs int8 on the validation split, TFLite Micro vs LiteRT)", options.progress)
     verification = verify_int8(model, model_bytes, val_x, val_y, qat=options.qat, tflm_samples=options.tflm_samples)
@@ -232,8 +236,7 @@ def export_run(run_dir, out, options: ExportOptions = ExportOptions()) -> dict:
         "microcontroller_ready": verification["microcontroller_ready"],
         "tflm_arena_bytes": verification["tflm"]["arena_bytes"],
         "verification": verification,
-        "calibration": {"clips": int(len(calib_y)), "split": "train",
-                        "per_class": {labels[c]: int(n) for c, n in zip(*np.unique(calib_y, return_counts=True))}},
+        "calibration": calibration,
     }
     if qat_record is not None:
         metrics["qat"] = qat_record

@@ -165,7 +165,7 @@ def finetune(graph, features: np.ndarray, labels: np.ndarray, *, teacher_logits:
             sums["distill_loss"] += float(kd)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(loss):.3f}")
+                bar.set_postfix(loss=f"{loss.item():.3f}")
         history.append({"epoch": epoch + 1, **{k: round(v / steps_per_epoch, 5) for k, v in sums.items()}})
     if bar is not None:
         bar.close()

@@ -83,7 +83,7 @@ def test_evaluate_run_folder_and_comparison_report(tones, tiny_bundles, tmp_path
 
     run = train_tiny_run(tmp_path / "run", tones, steps=60)
     r = evaluate(run, tones, split="validation", progress=False)
-    assert r["kind"] == "float run" and r["labels"] == TONES + ["_unknown_", "_silence_"]
+    assert r["kind"] == "float student run" and r["labels"] == TONES + ["_unknown_", "_silence_"]
     assert r["clips"] == sum(r["per_class"][k]["support"] for k in r["per_class"])
 
     rows = compare(teacher=run, baseline=None, student=run, bundle=None,
