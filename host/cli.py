@@ -27,6 +27,8 @@ Step by step:
 COMMANDS: list[Command] = [
     Command("data", "tinyear.host.commands.data", "show a dataset's clips per split and label"),
     Command("synth", "tinyear.host.commands.synth", "write a synthetic keyword dataset, or fill a real one's gaps"),
+    Command("teacher", "tinyear.host.commands.teacher", "train the built-in large CNN teacher on a dataset"),
+    Command("distill", "tinyear.host.commands.distill", "train a small student from a teacher, or alone (--no-teacher)"),
     Command("export", "tinyear.host.commands.export", "convert a trained student to a verified int8 bundle"),
     Command("evaluate", "tinyear.host.commands.evaluate", "score a bundle or run on a dataset: accuracy, per-class F1, confusion matrix"),
     Command("deploy", "tinyear.host.commands.deploy", "copy a bundle and the device half to a Raspberry Pi over SSH, verify it there, switch to it"),

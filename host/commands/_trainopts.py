@@ -1,0 +1,79 @@
+"""Options that `tinyear teacher` and `tinyear distill` share (data, features, the loop), defined once.
+
+Imports only the standard library and `tinyear.device.cliutil` at module level, so `--help` is cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tinyear.device.cliutil import add_json_option, positive_float, positive_int, print_json, unit_float
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", metavar="DATA", nargs="+",
+                        help="dataset folder(s), a folder per word (several: their union, e.g. real + synthetic fill)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="run folder to write (best.pt, last.pt, log.csv, "
+                        "curves.png, run.json)")
+    parser.add_argument("--words", nargs="+", default=None, metavar="WORD",
+                        help="keywords (default: yes no up down left right on off stop go)")
+    parser.add_argument("--variants", type=positive_int, default=4, metavar="K",
+                        help="augmented copies of each training clip, made once and cached (noise, shift, gain, "
+                             "reverb, speed); each epoch draws one per clip")
+    parser.add_argument("--no-augment", action="store_true",
+                        help="no waveform augmentation and no SpecAugment (then --variants 1 is enough)")
+    parser.add_argument("--data-seed", type=int, default=0, metavar="S",
+                        help="seed of the dataset's _unknown_/_silence_ picks and of the augmented variants")
+    parser.add_argument("--cache-dir", default=None, metavar="DIR",
+                        help="where cached features go (default: $TINYEAR_CACHE, DATA/.tinyear-cache or "
+                             "~/.cache/tinyear)")
+    parser.add_argument("--jobs", type=positive_int, default=None, metavar="J",
+                        help="processes for feature making (default: all cores)")
+
+
+def add_loop_arguments(parser: argparse.ArgumentParser, *, epochs: int, patience: int, lr: float) -> None:
+    parser.add_argument("--epochs", type=positive_int, default=epochs, help="most epochs")
+    parser.add_argument("--patience", type=positive_int, default=patience,
+                        help="stop after this many epochs without a better validation accuracy")
+    parser.add_argument("--batch-size", type=positive_int, default=64, metavar="B")
+    parser.add_argument("--lr", type=positive_float, default=lr, help="peak learning rate (AdamW, one-cycle)")
+    parser.add_argument("--weight-decay", type=float, default=1e-3, metavar="WD")
+    parser.add_argument("--label-smoothing", type=unit_float, default=0.0, metavar="E")
+    parser.add_argument("--balanced", action="store_true",
+                        help="draw training clips class-balanced (with replacement) instead of a shuffle")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights, batches and masks: the same "
+                        "seed gives the same weights on the CPU")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out (same options)")
+    parser.add_argument("--force", action="store_true", help="start over in an --out that holds a run")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    add_json_option(parser, "one JSON object: the run summary (run.json)")
+
+
+def data_options(args):
+    from tinyear.host.augment import AugmentConfig
+    from tinyear.host.distill import DataOptions
+
+    augment = AugmentConfig.off() if args.no_augment else AugmentConfig()
+    return DataOptions(roots=tuple(args.data), words=tuple(args.words) if args.words else None,
+                       data_seed=args.data_seed, variants=args.variants, augment=augment,
+                       cache_dir=args.cache_dir, jobs=args.jobs)
+
+
+def command_line() -> str:
+    return " ".join(["tinyear", *sys.argv[1:]])
+
+
+def report(info: dict, args) -> None:
+    """The run's outcome: JSON for programs, else a few lines for people."""
+    if args.json:
+        print_json(info)
+        return
+    m = info["metrics"]
+    parts = [f"{split} accuracy {100 * v['accuracy']:.1f}%" for split, v in m.items()]
+    teacher = info.get("teacher")
+    print(f"{args.out}: {info['kind']} {info['name']} ({info['params']:,} parameters, {info['macs'] / 1e6:.2f} M MACs), "
+          f"best epoch {info['best_epoch']} of {info['epochs_run']}, {', '.join(parts)}"
+          + (f"; teacher validation accuracy {100 * teacher['validation_accuracy']:.1f}%" if teacher else "")
+          + f"; {info['wall_seconds']:.0f} s")

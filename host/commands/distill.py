@@ -1,0 +1,90 @@
+"""`tinyear distill DATA --teacher T --out DIR`: train a small student from a teacher (or, with
+`--no-teacher`, the same student on labels alone: the baseline).
+
+A thin shell over `tinyear.host.distill.distill`.
+"""
+
+from __future__ import annotations
+
+from tinyear.device.cliutil import unit_float, positive_float
+from tinyear.device.errors import TinyearError
+
+from ._trainopts import add_data_arguments, add_loop_arguments, command_line, data_options, report
+
+HELP = "train a small student from a teacher (knowledge distillation), or alone with --no-teacher"
+DESCRIPTION = """\
+Train a registered student (a small model over the shared log-mel features) with
+
+    loss = (1 - alpha) * CE(student, labels) + alpha * T^2 * KL(teacher_T || student_T)
+
+where _T is a softmax at temperature T. --kd-loss mse puts the mean squared difference of teacher and
+student logits in place of the KL term. --no-teacher trains the same student on labels alone through
+the same code (alpha = 0): the baseline a distilled student has to beat.
+
+The teacher (--teacher) is a run folder from `tinyear teacher`, a TorchScript file, a local Hugging
+Face audio-classification folder, or a module:function factory (prefix with run:, torchscript:,
+huggingface: or factory: to say which). Its labels are mapped to the student's by name; the
+probabilities of teacher labels the student lacks are summed into _unknown_ (--label-map
+TEACHER=STUDENT to map others by hand). By default the teacher runs online, on the very batch the
+student sees; --teacher-cache computes its outputs once per dataset and augmentation and reuses them
+for every student (faster; the teacher then does not see SpecAugment's masks).
+
+Choice of checkpoint, early stopping and every tuning decision use the validation split only.
+
+students: dscnn-s, dscnn-m, dscnn-l (depthwise-separable CNN, as Hello Edge / MLPerf Tiny),
+          bcresnet-1, bcresnet-2, bcresnet-3 (broadcasted residual)
+
+examples:
+  tinyear distill data/synth --teacher runs/teacher --out runs/student
+  tinyear distill data/synth --no-teacher --out runs/baseline                  # same student, no teacher
+  tinyear distill data/synth --teacher runs/teacher --out runs/s-mse --kd-loss mse --teacher-cache
+  tinyear distill data/synth --teacher hf_model_dir/ --label-map "backward=_unknown_" --out runs/s-hf
+  tinyear distill data/synth --teacher runs/teacher --out runs/student --resume    # after an interruption
+"""
+
+
+def add_arguments(parser) -> None:
+    add_data_arguments(parser)
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--teacher", metavar="T", help="teacher: run folder, TorchScript file, Hugging Face folder or "
+                     "module:function")
+    who.add_argument("--no-teacher", action="store_true", help="the baseline: labels only, same code, alpha = 0")
+    parser.add_argument("--student", default="dscnn-m", help="registered student (see above)")
+    parser.add_argument("--alpha", type=unit_float, default=None,
+                        help="weight of the distillation term, 0..1 (default 0.5 with a teacher)")
+    parser.add_argument("--temperature", type=positive_float, default=None, metavar="T",
+                        help="softmax temperature of the KL term (default 4)")
+    parser.add_argument("--kd-loss", choices=["kl", "mse"], default=None,
+                        help="distillation term: KL divergence at temperature T, or MSE between logits (default kl)")
+    parser.add_argument("--teacher-cache", action="store_true",
+                        help="compute the teacher's outputs once per dataset and augmentation and reuse them")
+    parser.add_argument("--label-map", nargs="+", default=None, metavar="TEACHER=STUDENT",
+                        help="map teacher labels to student labels by hand (the rest: by name, else _unknown_)")
+    add_loop_arguments(parser, epochs=30, patience=8, lr=3e-3)
+
+
+def run(args) -> int:
+    from tinyear.host.distill import distill
+    from tinyear.host.teachers import parse_label_map
+    from tinyear.host.train import TrainConfig
+
+    if args.no_teacher:
+        given = [name for name, value in (("--alpha", args.alpha), ("--temperature", args.temperature),
+                                          ("--kd-loss", args.kd_loss), ("--label-map", args.label_map))
+                 if value is not None] + (["--teacher-cache"] if args.teacher_cache else [])
+        if given:
+            raise TinyearError(f"{', '.join(given)} need a teacher, but --no-teacher was given; drop them or name "
+                               "a --teacher")
+    alpha = 0.0 if args.no_teacher else (0.5 if args.alpha is None else args.alpha)
+    mode = "none" if args.no_teacher else ("cached" if args.teacher_cache else "online")
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                         patience=args.patience, seed=args.seed, alpha=alpha,
+                         temperature=args.temperature if args.temperature is not None else 4.0,
+                         kd_loss=args.kd_loss or "kl", label_smoothing=args.label_smoothing, balanced=args.balanced,
+                         teacher_mode=mode)
+    info = distill(args.data, args.out, student=args.student, teacher=None if args.no_teacher else args.teacher,
+                   data=data_options(args), config=config, label_overrides=parse_label_map(args.label_map),
+                   resume=args.resume, force=args.force, device=args.device, progress=not args.quiet,
+                   command=command_line())
+    report(info, args)
+    return 0

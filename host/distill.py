@@ -1,0 +1,215 @@
+"""Training runs end to end: `train_teacher` (what `tinyear teacher` runs) and `distill` (what `tinyear
+distill` runs, `--no-teacher` included), one driver for both.
+
+A run: check the options and the output folder (writable; not a finished or unfinished run unless
+resuming or forced) -> load the dataset -> features (`featcache`: augmented variants, cached) -> the
+teacher and its label map, its outputs cached when asked -> the model (a registered student or the
+built-in teacher) -> `train.fit`, the one loop -> evaluate the best epoch on the validation and test
+splits -> `run.json`, written last. Distillation and the baseline differ only in alpha and the teacher:
+`--no-teacher` is alpha = 0 with no teacher loaded, through the same code.
+
+Imports torch and every `tinyear.host` training module; the command modules import this one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tinyear.device import __version__
+from tinyear.device.errors import TinyearError
+from tinyear.device.features import DEFAULT_CONFIG, fingerprint
+
+from . import runs
+from .augment import AugmentConfig
+from .students import STUDENTS, build_student, count_macs, count_params
+from .teachers import DEFAULT_TEACHER_ARCH, TEACHER_ARCHS_REGISTRY, LabelMap, build_teacher_arch, load_teacher
+from .train import TrainConfig, accuracy_metrics, fit, pick_device, predict
+
+DEFAULT_VARIANTS = 4
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Which clips and how they are turned into training features."""
+
+    roots: tuple[str, ...]
+    words: tuple[str, ...] | None = None  # None: the Speech Commands ten
+    data_seed: int = 0
+    variants: int = DEFAULT_VARIANTS
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    cache_dir: str | None = None
+    jobs: int | None = None
+
+
+def _prepare_out(out: Path, resume: bool, force: bool) -> str:
+    """'fresh', 'resume' or 'finished'. Errors (one line) for an occupied folder and nothing to resume."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TinyearError(f"{out} is a file; --out must be a folder")
+    finished = (out / runs.RUN_JSON).exists()
+    started = (out / runs.LAST).exists()
+    if resume:
+        if finished:
+            return "finished"
+        if not started:
+            raise TinyearError(f"nothing to resume in {out} (no {runs.LAST}); run without --resume to start")
+        runs.check_writable(out)
+        return "resume"
+    if (finished or started) and not force:
+        what = "a finished run" if finished else "an unfinished run"
+        raise TinyearError(f"{out} already holds {what}; choose another --out, add --resume to continue it, or "
+                           "--force to start over")
+    runs.check_writable(out)
+    if force:
+        for name in (runs.RUN_JSON, runs.BEST, runs.LAST, runs.LOG, runs.CURVES):  # run.json first: not finished
+            (out / name).unlink(missing_ok=True)
+    return "fresh"
+
+
+def _load_data(options: DataOptions, progress: bool):
+    from .data import WORDS, load_dataset
+
+    words = options.words or WORDS
+    return load_dataset(list(options.roots), words, seed=options.data_seed, quiet=not progress)
+
+
+def _evaluate(model, features_eval: dict, labels, device) -> dict:
+    out = {}
+    for split, (x, y) in features_eval.items():
+        if len(y):
+            m = accuracy_metrics(predict(model, x, device), y, labels)
+            out[split] = m
+    return out
+
+
+def _teacher_eval(teacher, label_map: LabelMap, features, dataset, device) -> dict:
+    """The teacher's accuracy on the validation split, in the student's labels."""
+    x, y = features.eval["validation"]
+    if teacher.accepts_features(features.frontend):
+        logits = predict(teacher.feature_model.to(device), x, device)
+    else:
+        waves, _ = dataset.arrays("validation", features.frontend, progress=False)
+        outs = []
+        for s in range(0, len(waves), 64):
+            outs.append(teacher(torch.from_numpy(waves[s : s + 64])).cpu().numpy())
+        logits = np.concatenate(outs)
+    mapped = label_map.log_probs(torch.from_numpy(logits)).numpy()
+    return accuracy_metrics(mapped, y, list(features.labels))
+
+
+def train_run(out, data: DataOptions, config: TrainConfig, *, kind: str, arch_name: str,
+              teacher_spec: str | None = None, label_overrides: dict | None = None, resume: bool = False,
+              force: bool = False, device: str = "auto", progress: bool = True, command: str = "",
+              on_epoch=None) -> dict:
+    """One training run into the folder `out`; returns what run.json holds. See the module docstring.
+    on_epoch(epoch, log row): called after every epoch (see `train.fit`)."""
+    wall0 = time.perf_counter()
+    out = Path(out)
+    if kind == "student" and arch_name not in STUDENTS:
+        raise TinyearError(f"unknown student {arch_name!r}; choose one of {', '.join(STUDENTS)}")
+    if kind == "teacher" and arch_name not in TEACHER_ARCHS_REGISTRY:
+        raise TinyearError(f"unknown teacher architecture {arch_name!r}; choose one of {', '.join(TEACHER_ARCHS_REGISTRY)}")
+    state = _prepare_out(out, resume, force)
+    if state == "finished":
+        import json
+
+        info = json.loads((out / runs.RUN_JSON).read_text())
+        if progress:
+            print(f"tinyear: {out} is already finished; nothing to resume", file=sys.stderr)
+        return info
+
+    dataset = _load_data(data, progress)
+    labels = list(dataset.labels)
+    from .featcache import build_features, teacher_outputs
+
+    features = build_features(dataset, variants=data.variants, augment=data.augment, seed=data.data_seed,
+                              eval_splits=("validation", "test"), cache_dir=data.cache_dir, jobs=data.jobs,
+                              progress=progress, keep_waves=True)
+    dev = pick_device(device)
+
+    teacher = label_map = cache = None
+    teacher_info = None
+    if teacher_spec is not None:
+        teacher = load_teacher(teacher_spec)
+        label_map = LabelMap.build(teacher.labels, labels, label_overrides)
+        uncovered = label_map.describe()["uncovered_student_labels"]
+        if uncovered and progress:
+            print(f"tinyear: the teacher has no label for {', '.join(uncovered)}: those clips learn from their "
+                  "labels alone", file=sys.stderr)
+        if config.teacher_mode == "cached":
+            cache = teacher_outputs(features, teacher, device=str(dev), progress=progress)
+        teacher.to(dev)
+        teacher_val = _teacher_eval(teacher, label_map, features, dataset, dev)
+        teacher_info = {**teacher.describe(), "label_map": label_map.describe(),
+                        "validation_accuracy": teacher_val["accuracy"]}
+        if progress:
+            print(f"tinyear: teacher {teacher.kind} {teacher.source}: validation accuracy "
+                  f"{teacher_val['accuracy']:.3f}", file=sys.stderr)
+
+    torch.manual_seed(config.seed)  # weights: the same seed gives the same initial model
+    if kind == "student":
+        model = build_student(arch_name, len(labels))
+        arch_kwargs = dict(STUDENTS[arch_name].kwargs)
+    else:
+        model = build_teacher_arch(arch_name, len(labels))
+        arch_kwargs = dict(TEACHER_ARCHS_REGISTRY[arch_name][1])
+    params, macs = count_params(model), count_macs(model, features.frontend.feature_shape)
+    meta = {
+        "kind": kind, "name": arch_name, "arch": type(model).__name__, "arch_kwargs": arch_kwargs,
+        "labels": labels, "frontend": features.frontend.to_dict(), "frontend_fingerprint": fingerprint(features.frontend),
+        "data": {"roots": [str(r) for r in dataset.roots], "fingerprint": dataset.fingerprint(),
+                 "words": list(dataset.words), "seed": data.data_seed},
+        "teacher": teacher_info, "params": params, "macs": macs,
+    }
+    if progress:
+        what = f"distilling from {teacher.source}" if teacher else "labels only"
+        print(f"tinyear: training {kind} {arch_name} ({params:,} parameters, {macs / 1e6:.2f} M MACs), {what}, "
+              f"{len(features.train_y)} training clips x {features.variants} variants, on {dev}", file=sys.stderr)
+    result = fit(model, features, out, config, checkpoint_meta=meta, teacher=teacher, teacher_cache=cache,
+                 label_map=label_map, resume=(state == "resume"), device=dev, progress=progress,
+                 title=f"{kind} {arch_name}" + (f" <- {Path(teacher.source).name}" if teacher else ""),
+                 on_epoch=on_epoch)
+    metrics = _evaluate(model, features.eval, labels, dev)
+    info = {
+        "kind": kind, "name": arch_name, "command": command, "labels": labels,
+        "options": {"train": asdict(config), "data": {**asdict(data), "augment": dataclasses.asdict(data.augment)},
+                    "teacher": teacher_spec, "label_map": label_overrides or {}},
+        "params": params, "macs": macs,
+        "data": {**meta["data"], "summary": dataset.summary()},
+        "teacher": teacher_info,
+        "metrics": {split: {k: v for k, v in m.items()} for split, m in metrics.items()},
+        "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
+        "stopped_early": result["stopped_early"],
+        "feature_seconds": round(features.seconds, 2), "train_seconds": result["train_seconds"],
+        "epoch_seconds": result["epoch_seconds"],
+        "wall_seconds": round(time.perf_counter() - wall0, 2), "device": str(dev),
+        "versions": {"tinyear": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "frontend_fingerprint": fingerprint(features.frontend),
+    }
+    runs.write_run_json(out, info)
+    return info
+
+
+def train_teacher(data_roots, out, *, arch: str = DEFAULT_TEACHER_ARCH, **kwargs) -> dict:
+    """`tinyear teacher`: the built-in teacher on labels alone (see `train_run` for the options)."""
+    data = kwargs.pop("data", None) or DataOptions(roots=tuple(str(r) for r in data_roots))
+    config = kwargs.pop("config", None) or TrainConfig(epochs=12, lr=3e-3, batch_size=64, patience=4)
+    return train_run(out, data, config, kind="teacher", arch_name=arch, teacher_spec=None, **kwargs)
+
+
+def distill(data_roots, out, *, student: str, teacher: str | None, **kwargs) -> dict:
+    """`tinyear distill`: a registered student, from `teacher` (a spec for `load_teacher`) or, with
+    teacher=None, the baseline on labels alone."""
+    data = kwargs.pop("data", None) or DataOptions(roots=tuple(str(r) for r in data_roots))
+    config = kwargs.pop("config", None) or TrainConfig()
+    if teacher is None and (config.alpha != 0.0 or config.teacher_mode != "none"):
+        raise TinyearError("no teacher: alpha must be 0 and teacher_mode none")
+    return train_run(out, data, config, kind="student", arch_name=student, teacher_spec=teacher, **kwargs)

@@ -1,0 +1,276 @@
+"""Training features, computed once: K augmented variants of every training clip, clean features of the
+evaluation splits, and a teacher's outputs on those same variants, all cached on disk.
+
+Why: the shared numpy frontend costs about 2 ms per clip and waveform augmentation about as much, so
+making features for every augmented clip in every epoch would cost more than the training itself on
+two cores. Instead each training clip gets `variants` augmented waveforms (noise, shift, gain, reverb,
+speed: `tinyear.host.augment.Augmenter`) once, turned into features by THE frontend
+(`tinyear.device.features`, the code the device runs), in parallel processes; each epoch draws one
+variant per clip and SpecAugment runs on the fly on the feature batch. Variant k of clip i is made with
+`numpy.random.default_rng([seed, i, k])`, so it is the same whichever process made it and can be made
+again (`FeatureSet.variant_waves`) for a teacher that needs waveforms.
+
+Cache files live in `<cache>/features/` (the dataset's cache folder: `TINYEAR_CACHE`, else
+`<data>/.tinyear-cache`, else `~/.cache/tinyear`), named by a hash of the dataset fingerprint, the
+frontend fingerprint, the waveform augmentation settings, `variants` and `seed`; teacher outputs add
+the teacher's identity hash, so every student distilled from one teacher on one dataset reuses one
+teacher pass. Files are written under a temporary name and renamed when whole.
+
+Imports numpy, tqdm, `tinyear.device` and `tinyear.host.augment`; torch only to run a teacher.
+Never imports the training loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinyear.device.errors import TinyearError
+from tinyear.device.features import DEFAULT_CONFIG, FrontendConfig, fingerprint, fit_clip, log_mel
+
+from .augment import AugmentConfig, Augmenter
+
+FEATCACHE_VERSION = 1
+# SpecAugment runs on the fly on feature batches, so its settings do not change cached features.
+_ON_THE_FLY = {"spec_augment", "time_masks", "time_mask_frames", "freq_masks", "freq_mask_bins"}
+
+
+def cache_folder(dataset, override: str | Path | None = None) -> Path | None:
+    """Where feature caches go: `override`, the dataset's own cache_dir, $TINYEAR_CACHE,
+    `<root>/.tinyear-cache`, `~/.cache/tinyear` (the first writable), plus `/features`. None when
+    nothing is writable: features are then computed in memory every time."""
+    candidates = [Path(override)] if override else []
+    if getattr(dataset, "cache_dir", None):
+        candidates.append(Path(dataset.cache_dir))
+    if os.environ.get("TINYEAR_CACHE"):
+        candidates.append(Path(os.environ["TINYEAR_CACHE"]))
+    candidates += [Path(dataset.root) / ".tinyear-cache", Path.home() / ".cache" / "tinyear"]
+    for folder in candidates:
+        folder = folder / "features"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe-")
+            os.close(fd)
+            os.unlink(probe)
+            return folder
+        except OSError:
+            continue
+    return None
+
+
+def _key(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def waveform_augment_settings(config: AugmentConfig) -> dict:
+    """The AugmentConfig fields that change waveforms (the cache key), without SpecAugment's."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in _ON_THE_FLY}
+
+
+@dataclass
+class FeatureSet:
+    """Features of one dataset for training: `train` (K, N, frames, bins) float32 augmented variants,
+    `train_y` (N,), and clean `eval[split]` = (features (M, frames, bins), labels (M,)) per evaluation
+    split. `key` identifies the train variants (teacher outputs are cached under it)."""
+
+    labels: list[str]
+    train: np.ndarray
+    train_y: np.ndarray
+    eval: dict
+    key: str
+    frontend: FrontendConfig
+    augment: AugmentConfig
+    seed: int
+    waves: np.ndarray | None = None  # (N, samples) clean training waveforms, for variant_waves
+    augmenter: Augmenter | None = None
+    cache: Path | None = None
+    seconds: float = 0.0  # time spent computing (0 when everything came from the cache)
+
+    @property
+    def variants(self) -> int:
+        return self.train.shape[0]
+
+    def variant_waves(self, index: np.ndarray, variant: np.ndarray) -> np.ndarray:
+        """The augmented waveforms behind train[variant[j], index[j]]: (B, samples) float32, made again
+        with the same generator, so they are exactly the ones those features came from."""
+        if self.waves is None or self.augmenter is None:
+            raise RuntimeError("this FeatureSet was built without waveforms")
+        return np.stack([_variant(self.waves[i], self.augmenter, self.seed, int(i), int(k), self.frontend)
+                         for i, k in zip(index, variant)])
+
+
+def _variant(wave, augmenter, seed, i, k, frontend) -> np.ndarray:
+    if augmenter is None:
+        return wave
+    return fit_clip(augmenter(wave, np.random.default_rng([seed, i, k])), frontend)
+
+
+# -- workers --------------------------------------------------------------------------------------------
+
+_JOB: dict = {}  # set in the parent before the pool forks; read by the workers
+
+
+def _work(chunk: tuple[int, int]) -> int:
+    start, stop = chunk
+    job = _JOB
+    out = np.load(job["out"], mmap_mode="r+")  # (K, N, frames, bins)
+    for i in range(start, stop):
+        for k in range(out.shape[0]):
+            out[k, i] = log_mel(_variant(job["waves"][i], job["augmenter"], job["seed"], i, k, job["frontend"]),
+                                job["frontend"])
+    out.flush()
+    return stop - start
+
+
+def _compute(path: Path, waves: np.ndarray, variants: int, augmenter, seed: int, frontend: FrontendConfig,
+             jobs: int | None, desc: str, progress: bool) -> None:
+    """Fill a new .npy at `path` (written as path.part, renamed when whole) with (K, N, frames, bins)."""
+    from tqdm import tqdm
+
+    n = len(waves)
+    tmp = path.with_name(path.name + f".{os.getpid()}.part")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(variants, n, *frontend.feature_shape))
+    del out  # workers open it themselves
+    _JOB.clear()
+    _JOB.update(out=str(tmp), waves=waves, augmenter=augmenter, seed=seed, frontend=frontend)
+    step = 32
+    chunks = [(s, min(n, s + step)) for s in range(0, n, step)]
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(chunks)))
+    bar = tqdm(total=n, desc=desc, unit="clip", file=sys.stderr, disable=not progress, leave=False)
+    try:
+        if jobs == 1:
+            for c in chunks:
+                bar.update(_work(c))
+        else:
+            # fork: workers inherit the waveforms and the augmenter without pickling; they only run numpy.
+            with multiprocessing.get_context("fork").Pool(jobs) as pool:
+                for done in pool.imap_unordered(_work, chunks):
+                    bar.update(done)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    finally:
+        bar.close()
+        _JOB.clear()
+
+
+def _cached_or_compute(folder: Path | None, name: str, waves, variants, augmenter, seed, frontend, jobs, desc,
+                       progress) -> tuple[np.ndarray, bool]:
+    expected = (variants, len(waves), *frontend.feature_shape)
+    if folder is not None:
+        path = folder / name
+        if path.exists():
+            try:
+                arr = np.load(path, mmap_mode="r")
+                if arr.shape == expected and arr.dtype == np.float32:
+                    return arr, False
+            except (OSError, ValueError):
+                pass  # damaged: recompute
+        _compute(path, waves, variants, augmenter, seed, frontend, jobs, desc, progress)
+        return np.load(path, mmap_mode="r"), True
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        _compute(path, waves, variants, augmenter, seed, frontend, jobs, desc, progress)
+        return np.array(np.load(path)), True
+
+
+def build_features(dataset, *, variants: int = 4, augment: AugmentConfig | None = None, seed: int = 0,
+                   frontend: FrontendConfig = DEFAULT_CONFIG, eval_splits=("validation",),
+                   cache_dir: str | Path | None = None, jobs: int | None = None,
+                   progress: bool = True, keep_waves: bool = True) -> FeatureSet:
+    """Features for training on `dataset` (a `tinyear.host.data.Dataset`): see the module docstring.
+
+    variants: augmented copies per training clip (>= 1). augment: waveform augmentation (default
+    AugmentConfig(); its SpecAugment fields are applied later, on the fly). jobs: processes (default:
+    all cores). keep_waves: keep the training waveforms to remake variants for waveform teachers."""
+    import time
+
+    if variants < 1:
+        raise TinyearError("--variants must be at least 1")
+    augment = augment or AugmentConfig()
+    start = time.perf_counter()
+    folder = cache_folder(dataset, cache_dir)
+    fp = fingerprint(frontend)
+    waves, train_y = dataset.arrays("train", frontend, progress=progress)
+    wave_aug = waveform_augment_settings(augment)
+    any_wave_aug = any(wave_aug[s] for s in ("noise", "shift", "gain", "reverb", "speed"))
+    augmenter = Augmenter(augment, dataset.noise, frontend.sample_rate, seed=seed) if any_wave_aug else None
+    key = _key({"v": FEATCACHE_VERSION, "data": dataset.fingerprint(), "frontend": fp, "augment": wave_aug,
+                "variants": variants, "seed": seed})
+    train, made = _cached_or_compute(folder, f"train-{key}.npy", waves, variants, augmenter, seed, frontend, jobs,
+                                     f"features x{variants}", progress)
+    computed = made
+    evals = {}
+    for split in eval_splits:
+        x, y = dataset.arrays(split, frontend, progress=progress)
+        if len(x) == 0:
+            evals[split] = (np.zeros((0, *frontend.feature_shape), np.float32), y)
+            continue
+        ekey = _key({"v": FEATCACHE_VERSION, "data": dataset.fingerprint(), "frontend": fp, "split": split})
+        feats, made = _cached_or_compute(folder, f"{split}-{ekey}.npy", x, 1, None, 0, frontend, jobs,
+                                         f"{split} features", progress)
+        computed |= made
+        evals[split] = (feats[0], y)
+    return FeatureSet(labels=list(dataset.labels), train=train, train_y=np.asarray(train_y), eval=evals, key=key,
+                      frontend=frontend, augment=augment, seed=seed, waves=waves if keep_waves else None,
+                      augmenter=augmenter, cache=folder,
+                      seconds=time.perf_counter() - start if computed else 0.0)
+
+
+# -- teacher outputs ------------------------------------------------------------------------------------
+
+
+def teacher_outputs(features: FeatureSet, teacher, *, batch_size: int = 256, device: str = "cpu",
+                    progress: bool = True) -> np.ndarray:
+    """The teacher's logits on every training variant: (K, N, teacher labels) float32, computed once
+    per (variants, teacher) and cached beside the features. A teacher over the same shared features
+    reads the cached features; any other gets the variants' waveforms, made again exactly."""
+    import torch
+    from tqdm import tqdm
+
+    k_count, n = features.train.shape[:2]
+    name = f"teacher-{features.key}-{teacher.identity}.npy"
+    path = features.cache / name if features.cache is not None else None
+    if path is not None and path.exists():
+        try:
+            arr = np.load(path, mmap_mode="r")
+            if arr.shape == (k_count, n, len(teacher.labels)):
+                return arr
+        except (OSError, ValueError):
+            pass
+    out = np.zeros((k_count, n, len(teacher.labels)), dtype=np.float32)
+    use_features = teacher.accepts_features(features.frontend)
+    model = teacher.feature_model if use_features else teacher.module
+    model.to(device).eval()
+    bar = tqdm(total=k_count * n, desc="teacher outputs", unit="clip", file=sys.stderr, disable=not progress,
+               leave=False)
+    with torch.no_grad():
+        for k in range(k_count):
+            for s in range(0, n, batch_size):
+                idx = np.arange(s, min(n, s + batch_size))
+                if use_features:
+                    x = torch.from_numpy(np.array(features.train[k, idx], dtype=np.float32)).to(device)
+                else:
+                    x = torch.from_numpy(features.variant_waves(idx, np.full(len(idx), k))).to(device)
+                out[k, idx] = model(x).float().cpu().numpy()
+                bar.update(len(idx))
+    bar.close()
+    if path is not None:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".teacher-", suffix=".npy")
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, out)
+        os.replace(tmp, path)
+    return out

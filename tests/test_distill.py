@@ -1,0 +1,277 @@
+"""Training and distillation on a real (tiny) dataset on disk: the KD arithmetic against a hand
+computation, teacher training, distillation online and cached, the no-teacher baseline through the same
+code, determinism, resume after an interruption, the run-folder contract, and the command line's bad
+inputs (one line, non-zero exit, nothing that looks finished)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tinyear.device.errors import TinyearError
+from tinyear.host import runs
+from tinyear.host.augment import AugmentConfig
+from tinyear.host.distill import DataOptions, distill, train_teacher
+from tinyear.host.kd import distillation_loss
+from tinyear.host.teachers import LabelMap
+from tinyear.host.train import TrainConfig
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import train_data  # noqa: E402
+
+WORDS = train_data.WORDS
+FAST = TrainConfig(epochs=2, batch_size=32, lr=5e-3, patience=5)
+
+
+# -- arithmetic ----------------------------------------------------------------------------------------
+
+
+def test_kd_loss_matches_a_hand_computation():
+    s = torch.tensor([[1.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+    t = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 0.0]])
+    y = torch.tensor([0, 2])
+    labels = ["a", "b", "_unknown_"]
+    same = LabelMap.build(labels, labels)
+    alpha, T = 0.3, 2.0
+
+    def softmax(v, temp=1.0):
+        e = [math.exp(x / temp) for x in v]
+        return [x / sum(e) for x in e]
+
+    total_ce = total_kd = total = 0.0
+    for i in range(2):
+        ce = -math.log(softmax(s[i].tolist())[y[i]])
+        q, p = softmax(t[i].tolist(), T), softmax(s[i].tolist(), T)
+        kd = T * T * sum(qj * math.log(qj / pj) for qj, pj in zip(q, p))
+        total_ce, total_kd, total = total_ce + ce / 2, total_kd + kd / 2, total + ((1 - alpha) * ce + alpha * kd) / 2
+    loss, ce, kd = distillation_loss(s, y, t, same, alpha=alpha, temperature=T, kind="kl")
+    assert loss.item() == pytest.approx(total, rel=1e-6)
+    assert ce.item() == pytest.approx(total_ce, rel=1e-6) and kd.item() == pytest.approx(total_kd, rel=1e-6)
+
+    mse = sum(sum((a - b) ** 2 for a, b in zip(s[i].tolist(), t[i].tolist())) / 3 for i in range(2)) / 2
+    loss, ce, kd = distillation_loss(s, y, t, same, alpha=alpha, kind="mse")
+    assert kd.item() == pytest.approx(mse, rel=1e-6)
+    assert loss.item() == pytest.approx((1 - alpha) * total_ce + alpha * mse, rel=1e-6)
+
+    base, ce0, kd0 = distillation_loss(s, y)  # no teacher: cross-entropy alone
+    assert base.item() == pytest.approx(total_ce, rel=1e-6) and kd0.item() == 0.0
+
+
+def test_kd_skips_clips_the_teacher_cannot_speak_for():
+    student_labels = ["a", "_unknown_", "_silence_"]
+    m = LabelMap.build(["a", "zzz"], student_labels)  # zzz -> _unknown_; _silence_ uncovered
+    s = torch.tensor([[0.2, 0.1, 0.3], [1.0, -1.0, 0.0]])
+    t = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    y = torch.tensor([0, 2])  # the second clip is _silence_
+    loss, ce, kd = distillation_loss(s, y, t, m, alpha=0.5, temperature=1.0)
+    ce_each = torch.nn.functional.cross_entropy(s, y, reduction="none")
+    q = torch.softmax(t[0], 0)
+    p = torch.log_softmax(s[0], 0)
+    kd0 = (q[0] * (q[0].log() - p[0]) + q[1] * (q[1].log() - p[1])).item()
+    assert kd.item() == pytest.approx(kd0, rel=1e-5)
+    assert loss.item() == pytest.approx(((0.5 * ce_each[0] + 0.5 * kd0) + ce_each[1]).item() / 2, rel=1e-5)
+
+
+# -- training on a tiny dataset ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tones(tmp_path_factory):
+    root = train_data.make_dataset(tmp_path_factory.mktemp("tones") / "data", per_word=40)
+    return root
+
+
+def _data(root, **kw) -> DataOptions:
+    return DataOptions(roots=(str(root),), words=WORDS, variants=2, augment=AugmentConfig(reverb=False, speed=False),
+                       jobs=1, cache_dir=str(root.parent / "cache"), **kw)
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tones, tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher") / "t"
+    info = train_teacher([tones], out, data=_data(tones), config=replace(FAST, epochs=3), progress=False)
+    return out, info
+
+
+@pytest.mark.slow
+def test_teacher_run_folder_contract(teacher_run):
+    out, info = teacher_run
+    for name in (runs.BEST, runs.LAST, runs.LOG, runs.CURVES, runs.RUN_JSON):
+        assert (out / name).is_file(), name
+    assert info["params"] >= 1_000_000 and info["kind"] == "teacher"
+    model, meta = runs.load_run(out)
+    assert meta["kind"] == "teacher" and meta["labels"] == [*WORDS, "_unknown_", "_silence_"]
+    assert meta["frontend_fingerprint"] == info["frontend_fingerprint"]
+    assert model(torch.zeros(1, 98, 40)).shape == (1, 4)
+    assert info["metrics"]["validation"]["accuracy"] > 0.5  # tones are easy; 3 epochs is enough to beat chance
+    header = (out / runs.LOG).read_text().splitlines()[0].split(",")
+    assert {"train_ce", "train_kd", "val_acc", "val_loss"} <= set(header)
+    with pytest.raises(TinyearError, match="holds a teacher run, not a student"):
+        runs.load_run(out, "student")
+
+
+@pytest.mark.slow
+def test_distill_online_cached_and_baseline(tones, teacher_run, tmp_path):
+    teacher_dir, _ = teacher_run
+    kd = replace(FAST, alpha=0.5, temperature=2.0, teacher_mode="online")
+    online = distill([tones], tmp_path / "online", student="dscnn-s", teacher=str(teacher_dir), data=_data(tones),
+                     config=kd, progress=False)
+    cached = distill([tones], tmp_path / "cached", student="dscnn-s", teacher=str(teacher_dir), data=_data(tones),
+                     config=replace(kd, teacher_mode="cached", kd_loss="mse"), progress=False)
+    base = distill([tones], tmp_path / "base", student="dscnn-s", teacher=None, data=_data(tones), config=FAST,
+                   progress=False)
+    for info in (online, cached):
+        assert info["teacher"]["kind"] == "run" and info["teacher"]["validation_accuracy"] > 0.5
+        rows = (tmp_path / ("online" if info is online else "cached") / runs.LOG).read_text().splitlines()
+        kd_col = rows[0].split(",").index("train_kd")
+        assert all(float(r.split(",")[kd_col]) > 0 for r in rows[1:])  # the KD term was logged apart
+    assert base["teacher"] is None
+    base_rows = (tmp_path / "base" / runs.LOG).read_text().splitlines()
+    kd_col = base_rows[0].split(",").index("train_kd")
+    assert all(float(r.split(",")[kd_col]) == 0 for r in base_rows[1:])
+    cache_files = list((tones.parent / "cache" / "features").glob("teacher-*.npy"))
+    assert len(cache_files) == 1  # one teacher pass, keyed by data and teacher
+    model, meta = runs.load_run(tmp_path / "online", "student")
+    assert meta["teacher"]["source"] == str(teacher_dir.resolve()) and meta["name"] == "dscnn-s"
+
+
+@pytest.mark.slow
+def test_waveform_teacher_online_and_cached(tones, tmp_path):
+    spec = f"{HERE / 'test_teachers.py'}:make_teacher"  # labels yes, no, cat: 'cat' -> _unknown_
+    config = replace(FAST, epochs=1, alpha=0.5, teacher_mode="online")
+    words = DataOptions(roots=(str(tones),), words=WORDS, variants=1, augment=AugmentConfig.off(shift=True), jobs=1,
+                        cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(TinyearError, match="cannot be mapped.*yes, no, cat"):
+        distill([tones], tmp_path / "x", student="dscnn-s", teacher=spec, data=words, config=config, progress=False)
+    assert not (tmp_path / "x" / runs.RUN_JSON).exists()
+    info = distill([tones], tmp_path / "online", student="dscnn-s", teacher=spec, data=words, config=config,
+                   label_overrides={"yes": "low", "no": "high"}, progress=False)
+    assert info["teacher"]["label_map"]["to_unknown"] == ["cat"]
+    assert info["teacher"]["label_map"]["uncovered_student_labels"] == ["_silence_"]
+    info = distill([tones], tmp_path / "cached", student="dscnn-s", teacher=spec, data=words,
+                   config=replace(config, teacher_mode="cached"), label_overrides={"yes": "low", "no": "high"},
+                   progress=False)
+    assert info["epochs_run"] == 1
+
+
+@pytest.mark.slow
+def test_same_seed_same_weights_and_resume_is_exact(tones, tmp_path):
+    config = replace(FAST, epochs=3)
+    distill([tones], tmp_path / "a", student="dscnn-s", teacher=None, data=_data(tones), config=config, progress=False)
+    distill([tones], tmp_path / "b", student="dscnn-s", teacher=None, data=_data(tones), config=config, progress=False)
+    a = torch.load(tmp_path / "a" / runs.LAST, weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "b" / runs.LAST, weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_2(epoch, row):
+        if epoch == 2:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        distill([tones], tmp_path / "c", student="dscnn-s", teacher=None, data=_data(tones), config=config,
+                progress=False, on_epoch=stop_after_2)
+    assert (tmp_path / "c" / runs.LAST).exists() and not (tmp_path / "c" / runs.RUN_JSON).exists()
+    with pytest.raises(TinyearError, match="half-finished run"):
+        runs.load_run(tmp_path / "c")
+    with pytest.raises(TinyearError, match="already holds an unfinished run"):
+        distill([tones], tmp_path / "c", student="dscnn-s", teacher=None, data=_data(tones), config=config,
+                progress=False)
+    with pytest.raises(TinyearError, match="other training options.*lr"):
+        distill([tones], tmp_path / "c", student="dscnn-s", teacher=None, data=_data(tones),
+                config=replace(config, lr=1e-3), resume=True, progress=False)
+    info = distill([tones], tmp_path / "c", student="dscnn-s", teacher=None, data=_data(tones), config=config,
+                   resume=True, progress=False)
+    c = torch.load(tmp_path / "c" / runs.LAST, weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], c[k]) for k in a)
+    assert info["epochs_run"] == 3
+    assert len((tmp_path / "c" / runs.LOG).read_text().splitlines()) == 1 + 3  # header + one row per epoch
+
+
+def test_load_run_errors(tmp_path):
+    with pytest.raises(TinyearError, match="no such run folder"):
+        runs.load_run(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TinyearError, match="no checkpoint"):
+        runs.load_run(tmp_path / "empty")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / runs.BEST).write_bytes(b"not a checkpoint")
+    (tmp_path / "junk" / runs.RUN_JSON).write_text("{}")
+    with pytest.raises(TinyearError, match="not a readable checkpoint"):
+        runs.load_run(tmp_path / "junk")
+
+
+# -- command line --------------------------------------------------------------------------------------
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "tinyear.host.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def _one_error_line(done, needle):
+    assert done.returncode != 0, done.stderr
+    lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("tinyear: error:"), done.stderr
+    assert needle in lines[0], lines[0]
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_cli_bad_inputs(tones, tmp_path):
+    _one_error_line(_cli("distill", tones, "--no-teacher", "--alpha", "0.5", "--out", tmp_path / "o"),
+                    "--alpha need a teacher")
+    done = _cli("distill", tones, "--no-teacher", "--teacher", "x", "--out", tmp_path / "o")
+    assert done.returncode == 2 and "not allowed with" in done.stderr  # argparse's own conflict message
+    _one_error_line(_cli("distill", tones, "--no-teacher", "--out", tmp_path / "o", "--resume"), "nothing to resume")
+    _one_error_line(_cli("distill", tones, "--no-teacher", "--out", tmp_path / "o", "--words", "low", "zebra"),
+                    "has no clips of zebra")
+    _one_error_line(_cli("distill", tones, "--no-teacher", "--student", "huge", "--out", tmp_path / "o"),
+                    "unknown student 'huge'")
+    _one_error_line(_cli("distill", tones, "--teacher", f"{HERE / 'test_teachers.py'}:make_teacher",
+                         "--words", *WORDS, "--out", tmp_path / "o", "--epochs", "1"),
+                    "cannot be mapped onto the student's: none of yes, no, cat")
+    assert not (tmp_path / "o" / runs.RUN_JSON).exists()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if os.geteuid() == 0:  # root ignores mode bits; an immutable folder refuses even root
+        if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+            pytest.skip("cannot make a read-only folder here (chattr +i failed and we are root)")
+    else:
+        locked.chmod(0o555)
+    try:
+        _one_error_line(_cli("teacher", tones, "--words", *WORDS, "--out", locked / "run"), f"cannot write to {locked}")
+        assert not any(locked.iterdir())
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(locked)], check=False)
+        else:
+            locked.chmod(0o755)
+
+
+@pytest.mark.slow
+def test_cli_distill_json_and_finished_run(tones, teacher_run, tmp_path):
+    teacher_dir, _ = teacher_run
+    out = tmp_path / "s"
+    done = _cli("distill", tones, "--words", *WORDS, "--teacher", teacher_dir, "--teacher-cache", "--student", "dscnn-s",
+                "--epochs", "1", "--variants", "2", "--out", out, "--json")
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["options"]["train"]["teacher_mode"] == "cached" and info["options"]["train"]["alpha"] == 0.5
+    assert "epoch 1/1" in done.stderr  # the progress bar
+    _one_error_line(_cli("distill", tones, "--words", *WORDS, "--no-teacher", "--out", out), "already holds a finished run")
+    again = _cli("distill", tones, "--words", *WORDS, "--teacher", teacher_dir, "--teacher-cache", "--student", "dscnn-s",
+                 "--epochs", "1", "--variants", "2", "--out", out, "--resume")
+    assert again.returncode == 0 and "already finished" in again.stderr
