@@ -21,6 +21,12 @@ are cut to their loudest window.
 examples:
   tinyear-device classify models/keywords.tinyear yes.wav
   tinyear-device classify models/keywords.tinyear clips/*.flac --top 3 --json
+
+--stream runs one long recording through the live detector instead (as `listen` would hear it, but
+faster than real time) and prints its detections; with --truth (a CSV of start,end,label rows in
+seconds, e.g. from scripts/make_stream.py) it also reports hits, misses, false accepts per hour and the
+latency from the end of each word to its detection:
+  tinyear-device classify --stream models/keywords.tinyear long.wav --truth long.csv
 """
 
 
@@ -32,9 +38,20 @@ def add_arguments(parser) -> None:
     add_threads_option(parser)
     parser.add_argument("--runtime", choices=["ai-edge-litert", "tflite-runtime", "tensorflow"], default=None, help="force a TFLite runtime (default: the first installed)")
     add_json_option(parser, "one JSON object per file (file, label, score, top)")
+    parser.add_argument("--stream", action="store_true", help="detect keywords along one long FILE as the live listener would")
+    parser.add_argument("--truth", default=None, metavar="CSV", help="with --stream: score the detections against start,end,label rows")
+    from ._detection import add_detection_options
+
+    add_detection_options(parser)
 
 
 def run(args) -> int:
+    if args.stream:
+        from ..streameval import run_stream_command
+
+        return run_stream_command(args)
+    if args.truth:
+        raise TinyearError("--truth scores a stream: add --stream")
     from ..classify import Classifier
 
     classifier = Classifier(args.bundle, num_threads=args.threads, runtime=args.runtime)
