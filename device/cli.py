@@ -23,6 +23,9 @@ COMMANDS = [
     Command("classify", "tinyear.device.commands.classify", "classify audio files (or stream a long one) with a bundle"),
     Command("info", "tinyear.device.commands.info", "show and verify what a bundle holds"),
     Command("selftest", "tinyear.device.commands.selftest", "check that this device computes the bundle's self-test clip as the workstation did"),
+    Command("listen", "tinyear.device.commands.listen", "detect keywords on a live microphone"),
+    Command("devices", "tinyear.device.commands.devices", "list audio inputs with their rates and channels"),
+    Command("bench", "tinyear.device.commands.bench", "measure inference latency, feature cost, CPU share and memory of a bundle"),
 ]
 
 

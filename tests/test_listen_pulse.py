@@ -1,0 +1,259 @@
+"""`tinyear-device listen` end to end through real PortAudio: a private PulseAudio server with a 48 kHz
+stereo null sink is the microphone (scripts/virtual_mic.py), `paplay` plays known words into it, and
+the listener, a subprocess, must print them in order and nothing else. Nothing is mocked: PortAudio
+records the sink's monitor through ALSA's pulse plugin, the listener resamples 48 -> 16 kHz with soxr
+and downmixes (or picks a channel).
+
+The words are tone bursts that the stream-trained tone model knows (tests/stream_model.py); when the
+real keyword bundle exists (models/keywords.tinyear), the same test also runs with words spoken by
+espeak-ng. Also: `devices` lists the pulse device, and a microphone that disappears (its sink unloaded,
+then the whole server killed) is reported and retried until it is back, without a traceback, and
+SIGTERM ends the listener with its one-line summary.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, write_wav
+from stream_model import SR, tone_bundle, tone_stream  # noqa: F401  (tone_bundle is a fixture)
+
+pytestmark = pytest.mark.audio
+
+KEYWORDS_BUNDLE = ROOT / "models" / "keywords.tinyear"
+DEVICE_CLI = [sys.executable, "-m", "tinyear.device.cli"]
+
+
+def load_virtual_mic():
+    spec = importlib.util.spec_from_file_location("virtual_mic", ROOT / "scripts" / "virtual_mic.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def mic(tmp_path):
+    """A fresh virtual microphone per test (a vanishing-device test must not leave a broken one)."""
+    vm = load_virtual_mic()
+    missing = vm.missing_tools()
+    if missing:
+        pytest.skip(f"PulseAudio tools missing ({', '.join(missing)}): apt-get install pulseaudio pulseaudio-utils libasound2-plugins")
+    with vm.VirtualMic(tmp_path / "vmic") as m:
+        yield m
+
+
+class Listener:
+    """`tinyear-device listen ... --json` as a subprocess, its output collected line by line."""
+
+    def __init__(self, mic, bundle: Path, *args: str):
+        self.proc = subprocess.Popen([*DEVICE_CLI, "listen", str(bundle), "--json", "--input", "pulse", *args],
+                                     env=mic.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.out: list[dict] = []
+        self.err: list[str] = []
+        self._threads = [threading.Thread(target=self._read, args=(self.proc.stdout, True), daemon=True),
+                         threading.Thread(target=self._read, args=(self.proc.stderr, False), daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def _read(self, stream, is_json: bool) -> None:
+        for line in stream:
+            if is_json:
+                self.out.append(json.loads(line))
+            else:
+                self.err.append(line.rstrip("\n"))
+
+    def wait_for(self, pattern: str, timeout: float = 30.0, after: int = 0) -> str:
+        """The first stderr line (from index `after`) matching `pattern`; fails with the output so far."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.err[after:]:
+                if re.search(pattern, line):
+                    return line
+            if self.proc.poll() is not None and not any(t.is_alive() for t in self._threads):
+                break
+            time.sleep(0.05)
+        pytest.fail(f"listener never printed /{pattern}/; stderr so far:\n" + "\n".join(self.err))
+
+    def detections(self) -> list[dict]:
+        return [o for o in self.out if o.get("type") == "detection"]
+
+    def stop(self, timeout: float = 20.0) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=timeout)
+        for t in self._threads:
+            t.join(timeout=5)
+        return code
+
+
+def espeak_words(words: list[str], rng: np.random.Generator, tmp_path: Path):
+    """Words spoken by espeak-ng, as a stream like tone_stream's: (waveform at 16 kHz, truth rows)."""
+    from tinyear.device.audio import load_audio
+
+    parts, truth, t = [np.zeros(int(1.5 * SR), dtype=np.float32)], [], 1.5
+    for i, word in enumerate(words):
+        path = tmp_path / f"{i}_{word}.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), word], check=True, capture_output=True)
+        x = load_audio(path, SR)
+        on = np.nonzero(np.abs(x) > 0.02 * np.abs(x).max())[0]
+        x = x[on[0] : on[-1] + 1]
+        x = x * np.float32(10 ** (-16 / 20) / np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+        parts.append(x)
+        truth.append((t, t + len(x) / SR, word))
+        gap = rng.uniform(2.0, 2.6)
+        parts.append(np.zeros(int(gap * SR), dtype=np.float32))
+        t += len(x) / SR + gap
+    return np.concatenate(parts), truth
+
+
+def cases():
+    yield pytest.param("tones", id="tones")
+    keywords = pytest.mark.skipif(not KEYWORDS_BUNDLE.exists() or shutil.which("espeak-ng") is None,
+                                  reason="needs models/keywords.tinyear (tinyear export) and espeak-ng")
+    yield pytest.param("keywords", id="espeak-keywords", marks=keywords)
+
+
+def words_and_bundle(case: str, tone_bundle_path: Path, tmp_path: Path):
+    rng = np.random.default_rng(1)
+    if case == "tones":
+        words = ["low", "high", "high", "low", "high", "low"]
+        wave, truth = tone_stream(words, rng, noise_dbfs=-60.0)
+        return wave, truth, tone_bundle_path
+    words = ["yes", "stop", "left", "go", "down", "right"]
+    wave, truth = espeak_words(words, rng, tmp_path)
+    return wave, truth, KEYWORDS_BUNDLE
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(cases()))
+def test_listen_hears_the_words_in_order(mic, tone_bundle, tmp_path, case):
+    wave, truth, bundle = words_and_bundle(case, tone_bundle, tmp_path)
+    words = [label for _, _, label in truth]
+    # Played in stereo with the words on the right channel only: the default listener (both channels
+    # averaged) and --channel 1 hear them; --channel 0 hears silence.
+    stereo = np.stack([np.zeros_like(wave), wave], axis=1)
+    path = write_wav(tmp_path / "words.wav", stereo)
+    both = Listener(mic, bundle, "--capture-rate", "48000")
+    right = Listener(mic, bundle, "--channel", "1")
+    left = Listener(mic, bundle, "--channel", "0")
+    for listener in (both, right, left):
+        listener.wait_for(r"listening on")
+    assert "at 48000 Hz, 2 channels downmixed" in both.wait_for("listening on")
+    assert "channel 1 of 2" in right.wait_for("listening on")
+    time.sleep(2.0)  # the monitor stream takes a moment to start delivering audio
+    played_at = time.time()
+    mic.play(path)
+    time.sleep(2.5)  # the last word's event comes up to ~1.5 s after it ends
+    codes = [listener.stop() for listener in (both, right, left)]
+    for listener, code in zip((both, right, left), codes):
+        stderr = "\n".join(listener.err)
+        assert code == 0, stderr
+        assert "Traceback" not in stderr
+        assert re.search(r"terminated: ran [\d.]+ s, \d+ detections?, \d+ overflows?", stderr), stderr
+        summary = listener.out[-1]
+        assert summary["type"] == "summary" and summary["reason"] == "terminated"
+        assert summary["detections"] == len(listener.detections())
+    assert [d["label"] for d in both.detections()] == words, both.err
+    assert [d["label"] for d in right.detections()] == words, right.err
+    assert left.detections() == []
+    # Each event comes after its word started playing (a wall-clock sanity check of the pairing,
+    # not a speed requirement: latency is measured by scripts/bench_live.py).
+    for event, (start, _, _) in zip(both.detections(), truth):
+        assert event["wall_time"] > played_at + start
+
+
+def test_devices_lists_the_pulse_device(mic):
+    result = subprocess.run([*DEVICE_CLI, "devices", "--json"], env=mic.env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    devices = [json.loads(line) for line in result.stdout.splitlines()]
+    pulse = [d for d in devices if d["name"] == "pulse"]
+    assert pulse, devices
+    assert {16000, 48000} <= set(pulse[0]["supported_rates"]) and pulse[0]["max_input_channels"] >= 2
+    text = subprocess.run([*DEVICE_CLI, "devices"], env=mic.env, capture_output=True, text=True, timeout=60)
+    assert text.returncode == 0 and re.search(r"\d+\s+pulse\s+\[ALSA\]", text.stdout), text.stdout
+
+
+@pytest.mark.slow
+def test_vanishing_microphone_is_retried_until_it_is_back(mic, tone_bundle, tmp_path):
+    rng = np.random.default_rng(2)
+    listener = Listener(mic, tone_bundle)
+    listener.wait_for("listening on")
+    time.sleep(1.0)
+
+    # 1. The sink (the "USB microphone") disappears and comes back.
+    mic.unload_sink()
+    listener.wait_for(r"input 'pulse' lost \(", timeout=15)
+    time.sleep(2.0)
+    mark = len(listener.err)
+    mic.load_sink()
+    listener.wait_for(r"input back after", timeout=30, after=mark)
+
+    # 2. The whole sound server dies, and a new one starts later.
+    mic.kill_server()
+    mark = len(listener.err)
+    listener.wait_for(r"input 'pulse' lost \(", timeout=15, after=mark)
+    time.sleep(1.5)
+    mark = len(listener.err)
+    mic.start()
+    listener.wait_for(r"input back after", timeout=40, after=mark)
+
+    # 3. It still hears.
+    time.sleep(2.0)
+    wave, truth = tone_stream(["high", "low"], rng, noise_dbfs=-60.0)
+    mic.play(write_wav(tmp_path / "after.wav", wave))
+    time.sleep(2.5)
+    code = listener.stop()
+    stderr = "\n".join(listener.err)
+    assert code == 0, stderr
+    assert "Traceback" not in stderr and "Expression '" not in stderr and "ALSA lib" not in stderr, stderr
+    assert re.search(r"terminated: ran [\d.]+ s, \d+ detections?, \d+ overflows?, 2 reconnects", stderr), stderr
+    assert [d["label"] for d in listener.detections()][-2:] == ["high", "low"], stderr
+
+
+@pytest.mark.parametrize("case", ["no such input", "no such index", "channel out of range", "bad bundle", "cannot record"])
+def test_listen_bad_input_is_one_line(mic, tone_bundle, tmp_path, case):
+    bad_bundle = tmp_path / "bad.tinyear"
+    bad_bundle.write_bytes(tone_bundle.read_bytes()[:-5])
+    if case == "cannot record":  # the pulse device is listed, but the source behind it is gone
+        mic.unload_sink()
+    args = {
+        "cannot record": [str(tone_bundle), "--input", "pulse"],
+        "no such input": [str(tone_bundle), "--input", "no-such-microphone"],
+        "no such index": [str(tone_bundle), "--input", "999"],
+        "channel out of range": [str(tone_bundle), "--input", "pulse", "--channel", "99"],
+        "bad bundle": [str(bad_bundle)],
+    }[case]
+    result = subprocess.run([*DEVICE_CLI, "listen", *args, "--duration", "5"], env=mic.env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tinyear-device: error: "), result.stderr
+
+
+def test_exec_hook_gets_the_detection(mic, tone_bundle, tmp_path):
+    wave, truth = tone_stream(["high", "low"], np.random.default_rng(4), noise_dbfs=-60.0)
+    log = tmp_path / "heard.txt"
+    listener = Listener(mic, tone_bundle, "--exec", f'echo "$TINYEAR_LABEL $TINYEAR_SCORE $TINYEAR_TIME" >> {log}')
+    listener.wait_for("listening on")
+    time.sleep(2.0)
+    mic.play(write_wav(tmp_path / "two.wav", wave))
+    time.sleep(2.5)
+    assert listener.stop() == 0, "\n".join(listener.err)
+    rows = [line.split() for line in log.read_text().splitlines()]
+    assert [r[0] for r in rows] == ["high", "low"]
+    events = listener.detections()
+    assert [float(r[1]) for r in rows] == pytest.approx([e["score"] for e in events], abs=1e-4)
+    assert [float(r[2]) for r in rows] == pytest.approx([e["time"] for e in events], abs=1e-3)
+    assert listener.out[-1]["exec_ran"] == 2
