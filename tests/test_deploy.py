@@ -558,3 +558,25 @@ def test_deploy_with_tflite_runtime_on_the_device(device, deployed, tiny_bundles
     assert sorted(p.name for p in (d / "envs").iterdir()) == sorted([report["env"], deployed["state"]["env"]])
     proc = _ssh(device, "~/tinyear/venv/bin/tinyear-device info ~/tinyear/current.tinyear --json")
     assert json.loads(proc.stdout)["runtime"] == "tflite-runtime"
+
+
+@pytest.mark.slow
+def test_device_half_on_arm64_under_qemu_is_bit_identical(tiny_bundles):
+    """scripts/arm64_check.sh: a Debian bookworm arm64 userland (debootstrap --foreign + dpkg-deb -x),
+    the device wheel and its aarch64 wheels, selftest and classify under qemu-aarch64-static on the
+    Pi 4 and Pi 5 cores, for both runtimes, compared exactly with x86_64. ~100 s the first time (the
+    userland is kept in the artifacts folder), ~60 s after."""
+    missing = [t for t in ("debootstrap", "qemu-aarch64-static", "dpkg-deb") if shutil.which(t) is None]
+    if missing or not Path("/usr/bin/python3.11").exists():
+        pytest.fail(f"missing {missing or '/usr/bin/python3.11'}: apt-get install debootstrap qemu-user-static python3.11 "
+                    "(scripts/setup.sh should)")
+    if os.geteuid() != 0:
+        pytest.fail("debootstrap needs root (CI runs as root)")
+    script = Path(__file__).resolve().parent.parent / "scripts" / "arm64_check.sh"
+    proc = subprocess.run(["bash", str(script), str(tiny_bundles["int8"]), str(ARTIFACTS / "arm64")], capture_output=True,
+                          text=True, timeout=1200, env={**os.environ, "PYTHON": sys.executable})
+    (ARTIFACTS / "arm64-check.txt").write_text(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("arm64 (")]
+    assert len(lines) == 8, proc.stdout  # 2 CPUs x 2 runtimes x (selftest, classify)
+    assert all("identical to x86" in ln for ln in lines), proc.stdout
