@@ -462,6 +462,17 @@ def test_wrong_key_is_one_clear_line(tiny_bundles, device):
 
 
 @pytest.mark.slow
+def test_unknown_host_key_is_one_clear_line(tiny_bundles, device, tmp_path):
+    """BatchMode never asks whether to trust a new host key: an unknown one is refused, with what to do."""
+    proc = _tinyear("deploy", tiny_bundles["int8"], "--to", f"{DEVICE_USER}@127.0.0.1", "--port", device["port"],
+                    "--ssh-config", device["empty_config"], "--identity", device["keys"] / "id_ed25519",
+                    "--ssh-option", "IdentitiesOnly=yes", "--ssh-option", f"UserKnownHostsFile={tmp_path / 'known_hosts'}",
+                    "--ssh-option", "StrictHostKeyChecking=yes", timeout=60)
+    assert proc.returncode == 1
+    assert "the host key of 127.0.0.1 is unknown or has changed" in _one_error_line(proc)
+
+
+@pytest.mark.slow
 def test_a_deploy_under_way_is_not_disturbed(device, deployed, tiny_bundles):
     lock = device["dir"] / ".deploy-lock"
     lock.mkdir()
