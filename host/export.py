@@ -189,15 +189,15 @@ def export_run(run_dir, out, options: ExportOptions = ExportOptions()) -> dict:
     if options.qat:
         from .qat import qat_int8
 
-        train_waves, train_y = dataset.arrays("train", config, progress=options.progress)
-        train_x = batch_features(train_waves, config, progress=options.progress, desc="training features")
-        teacher_logits, label_map, qat_config = _teacher_signal(meta, labels, train_x, train_waves,
-                                                                options.qat_config, options.progress)
+        train_x, train_y, augment, teacher_logits, label_map, qat_config = qat_training_data(
+            meta, dataset, config, options.qat_config, progress=options.progress)
         _say(f"quantization-aware fine-tune: {qat_config.epochs} epochs over {len(train_y)} training clips"
+             + (f" x {train_x.shape[0]} augmented variants" if train_x.ndim == 4 else "")
              + (f", distilling (alpha {qat_config.alpha}, T {qat_config.temperature})" if teacher_logits is not None
                 else ", labels only"), options.progress)
         model_bytes, qat_record = qat_int8(model, train_x, train_y, teacher_logits=teacher_logits,
-                                           label_map=label_map, config=qat_config, progress=options.progress)
+                                           label_map=label_map, augment=augment, config=qat_config,
+                                           progress=options.progress)
         calibration = {"clips": int(len(train_y)), "split": "train", "by": "QAT fake-quantization observers"}
     else:
         _say(f"converting to int8 (calibration: {len(calib_y)} training clips)", options.progress)
@@ -266,19 +266,53 @@ def export_run(run_dir, out, options: ExportOptions = ExportOptions()) -> dict:
     }
 
 
-def _teacher_signal(meta: dict, labels: list[str], train_x: np.ndarray, train_waves: np.ndarray,
-                    config: QatConfig, progress: bool):
-    """(teacher logits (N, teacher labels) for the training clips or None, the label map, the QAT
-    config with the run's own distillation settings). The teacher is the one the run recorded; when it
-    can no longer be loaded, the error says so rather than fine-tuning without it."""
+def _augment_config(recorded: dict | None):
+    """The run's AugmentConfig from run.json (fields this version lacks dropped, JSON lists back to
+    tuples); None when the run recorded none."""
+    if not recorded:
+        return None
+    import dataclasses
+
+    from .augment import AugmentConfig
+
+    known = {f.name for f in dataclasses.fields(AugmentConfig)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in known}
+    try:
+        return AugmentConfig(**values)
+    except (TypeError, ValueError):
+        return None
+
+
+def qat_training_data(meta: dict, dataset, config: FrontendConfig, qat_config: QatConfig, *, progress: bool = True):
+    """What the QAT fine-tune trains on, mirroring the run's training: (features, labels, augment,
+    teacher logits or None, label map or None, QAT config with the run's distillation settings).
+
+    Features are the run's own augmented training variants (K, N, frames, bins) from the feature cache
+    (`tinyear.host.featcache`; computed again if the cache is gone) and its SpecAugment settings; a run
+    that recorded no options gets the clean training features (N, frames, bins). The teacher is the one
+    the run recorded, its outputs cached per variant like training's; when it can no longer be loaded
+    the error says so rather than fine-tuning without it."""
     from dataclasses import replace
 
+    from .featcache import build_features, teacher_outputs
+
+    options = (meta.get("run") or {}).get("options") or {}
+    data_opts, train_opts = options.get("data") or {}, options.get("train") or {}
+    augment = _augment_config(data_opts.get("augment"))
+    variants = int(data_opts.get("variants") or 1)
+    seed = int((meta.get("data") or {}).get("seed", data_opts.get("data_seed", 0)))
+    from .augment import AugmentConfig
+
+    features = build_features(dataset, variants=variants, augment=augment or AugmentConfig.off(), seed=seed,
+                              frontend=config, eval_splits=(), cache_dir=data_opts.get("cache_dir"),
+                              progress=progress, keep_waves=True)
+    x = features.train if variants > 1 else features.train[0]
+    settings = {k: train_opts[k] for k in ("alpha", "temperature", "kd_loss", "label_smoothing") if k in train_opts}
+    qat_config = replace(qat_config, **settings)
     info = meta.get("teacher")
-    train = (((meta.get("run") or {}).get("options") or {}).get("train")) or {}
     if not info:
-        return None, None, replace(config, alpha=0.0)
+        return x, features.train_y, augment, None, None, replace(qat_config, alpha=0.0)
     from .teachers import LabelMap, load_teacher
-    from .train import pick_device, predict
 
     spec = info.get("source") if isinstance(info, dict) else str(info)
     try:
@@ -286,16 +320,7 @@ def _teacher_signal(meta: dict, labels: list[str], train_x: np.ndarray, train_wa
     except TinyearError as exc:
         raise TinyearError(f"the run was distilled from {spec}, which cannot be loaded now ({exc}); --qat fine-tunes "
                            "with the teacher: restore it, or export without --qat") from None
-    overrides = (((meta.get("run") or {}).get("options") or {}).get("label_map")) or {}
-    label_map = LabelMap.build(teacher.labels, labels, overrides)
-    device = pick_device("cpu")
-    _say(f"teacher outputs for {len(train_x)} training clips ({teacher.kind} {spec})", progress)
-    if teacher.accepts_features(frontend_of(meta)):
-        logits = predict(teacher.feature_model, train_x, device)
-    else:
-        import torch
-
-        logits = np.concatenate([teacher(torch.from_numpy(train_waves[i : i + 64])).numpy()
-                                 for i in range(0, len(train_waves), 64)])
-    settings = {k: train[k] for k in ("alpha", "temperature", "kd_loss", "label_smoothing") if k in train}
-    return logits.astype(np.float32), label_map, replace(config, **settings)
+    label_map = LabelMap.build(teacher.labels, list(meta["labels"]), options.get("label_map") or {})
+    _say(f"teacher outputs for the training clips ({teacher.kind} {spec})", progress)
+    logits = np.asarray(teacher_outputs(features, teacher, progress=progress), dtype=np.float32)  # (K, N, T)
+    return x, features.train_y, augment, (logits if variants > 1 else logits[0]), label_map, qat_config

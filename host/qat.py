@@ -115,24 +115,34 @@ def prepare_qat(model: torch.nn.Module, example: torch.Tensor):
 
 
 def finetune(graph, features: np.ndarray, labels: np.ndarray, *, teacher_logits: np.ndarray | None = None,
-             label_map=None, config: QatConfig = QatConfig(), progress: bool = True) -> list[dict]:
-    """Train a prepared QAT graph in place on features (N, frames, bins) float32 and labels (N,) int64,
-    with optional teacher logits (N, teacher labels) and the `tinyear.host.teachers.LabelMap` from the
-    teacher's labels to the student's. Returns one dict per epoch (mean losses)."""
+             label_map=None, augment=None, config: QatConfig = QatConfig(), progress: bool = True) -> list[dict]:
+    """Train a prepared QAT graph in place.
+
+    features: (N, frames, bins) float32, or (K, N, frames, bins) augmented variants of the N training
+    clips (the training run's cached features), of which each epoch draws one per clip, as training did.
+    labels: (N,) int64. teacher_logits: (N, teacher labels) or (K, N, teacher labels), matching
+    `features`, with `label_map` (`tinyear.host.teachers.LabelMap`, teacher -> student labels).
+    augment: an `AugmentConfig` whose SpecAugment settings are applied to each batch (None: none).
+    Returns one dict per epoch (mean losses)."""
     from torchao.quantization.pt2e import disable_observer, move_exported_model_to_eval, move_exported_model_to_train
 
+    from .augment import spec_augment
     from .kd import distillation_loss
 
-    if len(features) == 0:
+    x_all = np.asarray(features)
+    variants = x_all.shape[0] if x_all.ndim == 4 else 0
+    n = x_all.shape[1] if variants else len(x_all)
+    if n == 0:
         raise TinyearError("no training clips for the quantization-aware fine-tune; the training split is empty")
-    x_all = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
     y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    t_all = None if teacher_logits is None else torch.from_numpy(np.asarray(teacher_logits, dtype=np.float32))
-    steps_per_epoch = max(1, len(x_all) // config.batch_size)
+    t_all = None if teacher_logits is None else np.asarray(teacher_logits, dtype=np.float32)
+    steps_per_epoch = max(1, n // config.batch_size)
     total = steps_per_epoch * config.epochs
     optimizer = torch.optim.AdamW(graph.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + np.cos(np.pi * min(s, total) / total)))
     generator = torch.Generator().manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    use_spec = augment is not None and getattr(augment, "spec_augment", False)
     move_exported_model_to_train(graph)
     bar = None
     if progress:
@@ -141,7 +151,8 @@ def finetune(graph, features: np.ndarray, labels: np.ndarray, *, teacher_logits:
         bar = tqdm(total=total, desc="QAT fine-tune", unit="step", file=sys.stderr, leave=False)
     history, step, bn_frozen, ranges_frozen = [], 0, False, False
     for epoch in range(config.epochs):
-        order = torch.randperm(len(x_all), generator=generator)
+        order = torch.randperm(n, generator=generator).numpy()
+        variant = rng.integers(variants, size=n) if variants else None  # one variant per clip per epoch
         sums = {"loss": 0.0, "label_loss": 0.0, "distill_loss": 0.0}
         for b in range(steps_per_epoch):
             if not bn_frozen and step >= config.freeze_bn_at * total:
@@ -150,11 +161,16 @@ def finetune(graph, features: np.ndarray, labels: np.ndarray, *, teacher_logits:
             if not ranges_frozen and step >= config.freeze_ranges_at * total:
                 graph.apply(disable_observer)
                 ranges_frozen = True
-            idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-            logits = graph(x_all[idx])  # (B, K)
-            loss, ce, kd = distillation_loss(logits, y_all[idx], None if t_all is None else t_all[idx], label_map,
-                                             alpha=config.alpha, temperature=config.temperature,
-                                             kind=config.kd_loss, label_smoothing=config.label_smoothing)
+            idx = np.sort(order[b * config.batch_size : (b + 1) * config.batch_size])
+            pick = (variant[idx], idx) if variants else (idx,)
+            x = torch.from_numpy(np.ascontiguousarray(x_all[pick], dtype=np.float32))  # (B, frames, bins)
+            if use_spec:
+                x = spec_augment(x, augment, generator)  # (B, frames, bins)
+            t = None if t_all is None else torch.from_numpy(np.ascontiguousarray(t_all[pick]))  # (B, teacher labels)
+            logits = graph(x)  # (B, K)
+            loss, ce, kd = distillation_loss(logits, y_all[idx], t, label_map, alpha=config.alpha,
+                                             temperature=config.temperature, kind=config.kd_loss,
+                                             label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -173,26 +189,31 @@ def finetune(graph, features: np.ndarray, labels: np.ndarray, *, teacher_logits:
 
 
 def qat_int8(model: torch.nn.Module, features: np.ndarray, labels: np.ndarray, *,
-             teacher_logits: np.ndarray | None = None, label_map=None, config: QatConfig = QatConfig(),
-             progress: bool = True) -> tuple[bytes, dict]:
+             teacher_logits: np.ndarray | None = None, label_map=None, augment=None,
+             config: QatConfig = QatConfig(), progress: bool = True) -> tuple[bytes, dict]:
     """Fine-tune `model` (left unchanged: the graph gets copies of its weights) through fake
-    quantization and lower it to a full-integer int8 TFLite model. Returns (TFLite bytes, a record of
-    the run: config, per-epoch losses)."""
+    quantization and lower it to a full-integer int8 TFLite model; arguments as for `finetune`. Returns
+    (TFLite bytes, a record of the run: config, per-epoch losses)."""
     from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-    example = torch.from_numpy(np.ascontiguousarray(features[:1], dtype=np.float32))
+    first = features[0, :1] if np.ndim(features) == 4 else features[:1]
+    example = torch.from_numpy(np.ascontiguousarray(first, dtype=np.float32))  # (1, frames, bins)
     graph, quantizer = prepare_qat(model, example)
     if teacher_logits is not None and label_map is None:
         raise ValueError("teacher_logits need the label_map from the teacher's labels to the student's")
-    history = finetune(graph, features, labels, teacher_logits=teacher_logits, label_map=label_map, config=config,
-                       progress=progress)
+    history = finetune(graph, features, labels, teacher_logits=teacher_logits, label_map=label_map,
+                       augment=augment, config=config, progress=progress)
     move_exported_model_to_eval(graph)
     with _quiet():
         converted = convert_pt2e(graph, fold_quantize=False)
     data = lower_int8(converted, example, quantizer, source=model)
     check_full_int8(data, model)
-    record = {"config": asdict(config), "history": history, "teacher": teacher_logits is not None,
-              "clips": int(len(features)), "route": "litert-torch PT2EQuantizer(is_qat=True) + prepare_qat_pt2e, "
-              "conv-bn annotator patterns wrapped in torchao WrapperModule"}
+    record = {
+        "config": asdict(config), "history": history, "teacher": teacher_logits is not None, "clips": int(len(labels)),
+        "variants": int(np.shape(features)[0]) if np.ndim(features) == 4 else 1,
+        "spec_augment": bool(augment is not None and getattr(augment, "spec_augment", False)),
+        "route": "litert-torch PT2EQuantizer(is_qat=True) + prepare_qat_pt2e, conv-bn annotator patterns wrapped in "
+                 "torchao WrapperModule",
+    }
     return data, record

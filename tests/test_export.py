@@ -164,28 +164,23 @@ def test_export_prints_microcontroller_ready_in_text_mode(exported, tmp_path):
 
 
 @pytest.mark.slow
-def test_qat_route_converts_a_tiny_student(exported):
-    """The QAT route works on torch 2.13 with the annotator fix, and its int8 model is still int8 in/out
-    and bit-exact under TFLite Micro."""
-    from tinyear.device.features import DEFAULT_CONFIG
-    from tinyear.host.data import load_dataset
-    from tinyear.host.evaluate import batch_features
-    from tinyear.host.qat import QatConfig, qat_int8
-    from tinyear.host.runs import load_run
-    from tinyear.host.verify import check_tflm, quantize_inputs, verify_int8
+def test_export_qat_route_through_the_cli(exported, tmp_path):
+    """--qat: fine-tune through fake quantization (litert-torch's quantizer in QAT mode, with the
+    annotator fix), then int8: still int8 in/out, agreeing with the float student, bit-exact under TFLM."""
+    from tinyear.device.bundle import read_bundle
 
-    model, meta = load_run(exported["run"], "student")
-    dataset = load_dataset(exported["data"], TONES, quiet=True)
-    w, y = dataset.arrays("train", progress=False)
-    x = batch_features(w, DEFAULT_CONFIG, progress=False)
-    data, record = qat_int8(model, x, y, config=QatConfig(epochs=1, batch_size=32), progress=False)
-    assert record["history"][0]["loss"] > 0
-    vw, vy = dataset.arrays("validation", progress=False)
-    vx = batch_features(vw, DEFAULT_CONFIG, progress=False)
-    v = verify_int8(model, data, vx, vy, qat=True, tflm_samples=6)
+    out = tmp_path / "qat.tinyear"
+    proc = tinyear("export", exported["run"], "--out", out, "--qat", "--qat-epochs", "1", "--tflm-samples", "6",
+                   "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    bundle = read_bundle(out)
+    m = bundle.metrics
+    assert m["quantization"] == "qat" and m["calibration"]["by"].startswith("QAT")
+    assert m["qat"]["history"][0]["loss"] > 0 and m["qat"]["teacher"] is False and m["qat"]["config"]["epochs"] == 1
+    v = m["verification"]
     assert v["input"]["dtype"] == "int8" and v["output"]["dtype"] == "int8"
-    assert v["validation"]["agreement_percent"] >= 90.0
-    assert check_tflm(data, quantize_inputs(data, vx[:4]))["bit_exact"]
+    assert v["validation"]["agreement_percent"] >= 90.0 and v["validation"]["targets"]["drop_met"] in (True, False)
+    assert v["tflm"]["bit_exact"] and m["microcontroller_ready"]
 
 
 @pytest.mark.slow
