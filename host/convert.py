@@ -180,15 +180,17 @@ def convert_int8(
     *,
     quiet: bool = True,
     check: bool = True,
+    linear_to_conv: bool = True,
 ) -> bytes:
     """A full-integer int8 TFLite model: int8 input and output, static int8 activations, per-channel
     int8 weights (post-training quantization). `calibration` yields float32 input batches
     (B, frames, bins), any B, that drive the observers. Raises ConversionError when there is no
-    calibration data, when a layer cannot be lowered, or (with `check`) when an op stays float."""
+    calibration data, when a layer cannot be lowered, or (with `check`) when an op stays float.
+    `linear_to_conv=False` keeps linear layers as FULLY_CONNECTED (to measure why the default does not)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     example = _as_batch(example)[:1]
-    model_c = linear_as_conv(model)
+    model_c = linear_as_conv(model) if linear_to_conv else copy.deepcopy(model).eval()
     quantizer = ptq_quantizer()
     with _quiet() if quiet else contextlib.nullcontext():
         graph = export_graph(model_c, example, dynamic_batch=True)
