@@ -31,6 +31,7 @@ COMMANDS: list[Command] = [
     Command("distill", "tinyear.host.commands.distill", "train a small student from a teacher, or alone (--no-teacher)"),
     Command("export", "tinyear.host.commands.export", "convert a trained student to a verified int8 bundle"),
     Command("evaluate", "tinyear.host.commands.evaluate", "score a bundle or run on a dataset: accuracy, per-class F1, confusion matrix"),
+    Command("pipeline", "tinyear.host.commands.pipeline", "the main job: data, teacher, student, baseline, int8 export, evaluation, report"),
     Command("deploy", "tinyear.host.commands.deploy", "copy a bundle and the device half to a Raspberry Pi over SSH, verify it there, switch to it"),
 ]
 

@@ -1,0 +1,83 @@
+"""`tinyear pipeline`: the main job, from nothing (or a real dataset) to a verified keyword bundle."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from tinyear.device.cliutil import add_json_option, positive_int, print_json
+
+HELP = "the main job: data, teacher, distilled student, baseline, int8 export, evaluation, report"
+DESCRIPTION = """\
+Run every workstation step in order and write a report and a bundle:
+
+  1. data      synthesize the default keyword set with espeak-ng/flite (or, with --data, use that
+               real set and synthesize only what it lacks: thin words, _unknown_, _silence_)
+  2. teacher   train the built-in large CNN
+  3. student   distill the student from the teacher (cached teacher outputs)
+  4. baseline  the same student on labels alone: what distillation has to beat
+  5. export    full-integer int8 TFLite (litert-torch PT2E), verified: float vs int8, TFLite Micro
+  6. evaluate  teacher, baseline, student and bundle side by side: accuracy on the test split and on
+               real speech (the shared Speech Commands test part, when present), size, MACs, latency
+  7. report    OUT/report.md with the table and plots; the bundle is OUT/keywords.tinyear
+
+Rerunning the same command resumes: finished steps are skipped, an interrupted training continues
+from its last epoch. --quick is a small version for CI and a first look (a few minutes).
+
+examples:
+  tinyear pipeline                                     # synthetic speech, into runs/default
+  tinyear pipeline --quick --out runs/quick
+  tinyear pipeline --data ../shared/data/speech-commands-mini-train --out runs/real
+  tinyear pipeline --out runs/default --force          # redo everything with these settings
+"""
+
+
+def add_arguments(parser) -> None:
+    from tinyear.host.pipeline import PipelineConfig
+
+    d = PipelineConfig()
+    parser.add_argument("--out", default="runs/default", metavar="DIR", help="where runs, bundle and report go")
+    parser.add_argument("--data", default=None, metavar="DIR",
+                        help="a real dataset (Speech Commands layout) to train on; what it lacks is synthesized")
+    parser.add_argument("--quick", action="store_true", help="small data and few epochs (CI, a first look)")
+    parser.add_argument("--real-test", default=None, metavar="DIR",
+                        help="real-speech evaluation folder (default: ../shared/data/speech-commands-v2-test-public "
+                             "beside this checkout, when present); evaluation only")
+    parser.add_argument("--no-real-test", action="store_true", help="do not evaluate on real speech")
+    parser.add_argument("--student", default=None, help=f"registered student (default {d.student})")
+    parser.add_argument("--per-word", type=positive_int, default=None, metavar="N",
+                        help=f"synthetic clips per word for the default set (default {d.per_word})")
+    parser.add_argument("--teacher-epochs", type=positive_int, default=None, metavar="N",
+                        help=f"teacher epochs (default {d.teacher_epochs})")
+    parser.add_argument("--student-epochs", type=positive_int, default=None, metavar="N",
+                        help=f"student and baseline epochs (default {d.student_epochs})")
+    parser.add_argument("--qat", action="store_true", help="quantization-aware fine-tune before int8 conversion")
+    parser.add_argument("--seed", type=int, default=None, help="seed of data, training and calibration (default 0)")
+    parser.add_argument("--jobs", type=positive_int, default=None, help="processes for synthesis and features "
+                        "(default: all cores)")
+    parser.add_argument("--force", action="store_true", help="redo every step (the data is reused if identical)")
+    add_json_option(parser, "the summary as one JSON object at the end")
+
+
+def run(args) -> int:
+    from tinyear.host.pipeline import PipelineConfig, quick_config, run_pipeline
+
+    overrides = {k: v for k, v in (("student", args.student), ("per_word", args.per_word),
+                                   ("teacher_epochs", args.teacher_epochs), ("student_epochs", args.student_epochs),
+                                   ("seed", args.seed)) if v is not None}
+    if args.qat:
+        overrides["qat"] = True
+    config = quick_config(**overrides) if args.quick else PipelineConfig(**overrides)
+    real_test = False if args.no_real_test else args.real_test
+    summary = run_pipeline(args.out, data=args.data, config=config, real_test=real_test, force=args.force,
+                           progress=True, jobs=args.jobs, command=shlex.join(["tinyear", *sys.argv[1:]]))
+    if args.json:
+        print_json(summary)
+        return 0
+    print(f"report: {summary['report']}")
+    print(f"bundle: {summary['bundle']}")
+    for row in summary["rows"]:
+        acc = ", ".join(f"{k} {v:.1f}%" for k, v in row["accuracy"].items())
+        print(f"  {row['name']:<18} {acc}")
+    print(f"took {summary['seconds'] / 60:.1f} min")
+    return 0

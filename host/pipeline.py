@@ -1,0 +1,316 @@
+"""`tinyear pipeline`: the main job, every workstation step in order, resumable.
+
+data (synthesize the default set, or fill what a given real set lacks) -> teacher -> distilled student
+-> baseline student (same student, same data and epochs, no teacher) -> int8 export with verification
+-> comparison on the synthetic test split and on real speech when it is available -> a Markdown report
+with plots, and the bundle.
+
+Each step writes its result so that its presence means it finished (a run's `run.json`, the bundle,
+the report: all written last and atomically), and a rerun skips what is finished and resumes an
+interrupted training from its last epoch. `pipeline.json` records the settings; rerunning into the same
+folder with other settings is refused rather than mixing two recipes. This module only orders and
+records steps: the work is in `synth`, `distill`, `export` and `report`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tinyear.device.errors import TinyearError
+
+PIPELINE_JSON = "pipeline.json"
+BUNDLE_NAME = "keywords.tinyear"
+REPORT_NAME = "report.md"
+# The real-speech evaluation set, when this checkout sits beside the project's shared data. Evaluation
+# only: nothing in the pipeline trains, calibrates, tunes or picks a checkpoint on it.
+SHARED_REAL_TEST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech-commands-v2-test-public"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Every setting of a pipeline run (recorded in pipeline.json)."""
+
+    per_word: int = 500
+    """Synthetic clips per keyword when synthesizing the default set (and `_unknown_` clips the same)."""
+    min_real_per_word: int = 200
+    """With --data: words with fewer real clips than this are filled with synthetic speech."""
+    teacher_arch: str = "cnn-teacher"
+    teacher_epochs: int = 10
+    student: str = "dscnn-s"
+    student_epochs: int = 20
+    variants: int = 4
+    """Augmented variants per training clip (features computed once, shared by every run)."""
+    alpha: float = 0.5
+    temperature: float = 4.0
+    kd_loss: str = "kl"
+    calibration: int = 500
+    qat: bool = False
+    seed: int = 0
+
+
+QUICK = dict(per_word=40, teacher_epochs=2, student_epochs=3, variants=1, calibration=100)
+
+
+def quick_config(**overrides) -> PipelineConfig:
+    """The `--quick` settings: a few minutes on two cores, for CI and a first look."""
+    return PipelineConfig(**{**QUICK, **overrides})
+
+
+class _Steps:
+    """Numbered progress lines on stderr, with each step's wall time recorded."""
+
+    def __init__(self, total: int, progress: bool):
+        self.total, self.progress, self.n = total, progress, 0
+        self.times: dict[str, float] = {}
+
+    def run(self, name: str, what: str, fn, done: bool = False):
+        self.n += 1
+        if done:
+            self._say(f"[{self.n}/{self.total}] {what}: already done, skipped")
+            self.times[name] = 0.0
+            return fn(skip=True)
+        self._say(f"[{self.n}/{self.total}] {what} ...")
+        t0 = time.perf_counter()
+        result = fn(skip=False)
+        self.times[name] = round(time.perf_counter() - t0, 1)
+        self._say(f"[{self.n}/{self.total}] {what}: done in {_fmt_s(self.times[name])}")
+        return result
+
+    def _say(self, line: str) -> None:
+        if self.progress:
+            print(f"tinyear: {line}", file=sys.stderr, flush=True)
+
+
+def _fmt_s(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def _run_state(run_dir: Path) -> str:
+    from . import runs
+
+    if (run_dir / runs.RUN_JSON).exists():
+        return "finished"
+    if (run_dir / runs.LAST).exists():
+        return "resume"
+    return "fresh"
+
+
+def _check_settings(out: Path, record: dict, force: bool) -> None:
+    path = out / PIPELINE_JSON
+    if not path.exists() or force:
+        return
+    try:
+        old = json.loads(path.read_text()).get("settings")
+    except (OSError, ValueError):
+        old = None
+    if old is not None and old != record:
+        changed = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
+        raise TinyearError(f"{out} holds a pipeline made with other settings ({', '.join(changed)}); choose another "
+                           "--out, or add --force to redo it with these")
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(obj, indent=1, default=str) + "\n")
+    tmp.replace(path)
+
+
+def run_pipeline(out="runs/default", *, data=None, config: PipelineConfig = PipelineConfig(), real_test=None,
+                 force: bool = False, progress: bool = True, jobs: int | None = None, command: str = "") -> dict:
+    """Run (or resume) every step into `out`. `data`: a real dataset folder to fill and train on instead
+    of the synthetic default; `real_test`: a real-speech evaluation folder (default: the shared Speech
+    Commands test part when present; False: none). Returns the summary written to pipeline.json."""
+    from . import runs
+    from .distill import DataOptions, distill, train_teacher
+    from .train import TrainConfig
+
+    started = time.perf_counter()
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        runs.check_writable(out)
+    except OSError as exc:
+        raise TinyearError(f"{out}: cannot write there ({exc.strerror}); choose another --out") from None
+    if data is not None and not Path(data).is_dir():
+        raise TinyearError(f"{data}: no such dataset folder")
+    real_test = (SHARED_REAL_TEST if SHARED_REAL_TEST.is_dir() else None) if real_test is None else (real_test or None)
+    if real_test is not None and not Path(real_test).is_dir():
+        raise TinyearError(f"{real_test}: no such evaluation folder")
+    settings = {**asdict(config), "data": None if data is None else str(Path(data).resolve())}
+    _check_settings(out, settings, force)
+    if force:
+        import shutil
+
+        for name in ("teacher", "student", "baseline", "eval", BUNDLE_NAME, REPORT_NAME, PIPELINE_JSON):
+            target = out / name
+            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+    _write_json(out / PIPELINE_JSON, {"settings": settings, "finished": False, "command": command})
+
+    steps = _Steps(7, progress)
+    paths = {"teacher": out / "teacher", "student": out / "student", "baseline": out / "baseline",
+             "bundle": out / BUNDLE_NAME, "report": out / REPORT_NAME}
+
+    # 1. data ------------------------------------------------------------------------------------------
+    def make_data(skip: bool):
+        from .synth import fill_missing, synthesize
+
+        if data is None:
+            target = out / "data" / "synth"
+            synthesize(target, per_word=config.per_word, seed=config.seed, jobs=jobs, progress=progress)
+            return [str(target)]
+        target = out / "data" / "fill"
+        dataset = fill_missing(data, target, min_per_word=config.min_real_per_word, seed=config.seed, jobs=jobs,
+                               progress=progress)
+        return [str(r) for r in dataset.roots]
+
+    what = "synthesizing the default keyword set" if data is None else f"filling what {data} lacks"
+    roots = steps.run("data", what, make_data)
+    data_options = DataOptions(roots=tuple(roots), variants=config.variants, data_seed=config.seed, jobs=jobs)
+
+    # 2-4. training --------------------------------------------------------------------------------------
+    def train(kind: str, run_dir: Path, **kw):
+        def go(skip: bool):
+            if skip:
+                return json.loads((run_dir / runs.RUN_JSON).read_text())
+            state = _run_state(run_dir)
+            common = dict(data=data_options, resume=state == "resume", progress=progress, command=command)
+            if kind == "teacher":
+                cfg = TrainConfig(epochs=config.teacher_epochs, lr=3e-3, batch_size=64, patience=4, seed=config.seed)
+                return train_teacher(roots, run_dir, arch=config.teacher_arch, config=cfg, **common)
+            return distill(roots, run_dir, student=config.student, teacher=kw.get("teacher"), config=kw["cfg"], **common)
+        return go
+
+    teacher_info = steps.run("teacher", f"training the teacher ({config.teacher_arch})",
+                             train("teacher", paths["teacher"]), _run_state(paths["teacher"]) == "finished")
+    kd = TrainConfig(epochs=config.student_epochs, seed=config.seed, alpha=config.alpha,
+                     temperature=config.temperature, kd_loss=config.kd_loss, teacher_mode="cached")
+    student_info = steps.run("student", f"distilling the student ({config.student}) from the teacher",
+                             train("student", paths["student"], teacher=str(paths["teacher"]), cfg=kd),
+                             _run_state(paths["student"]) == "finished")
+    base = dataclasses.replace(kd, alpha=0.0, teacher_mode="none")
+    baseline_info = steps.run("baseline", f"training the baseline ({config.student}, no teacher)",
+                              train("student", paths["baseline"], teacher=None, cfg=base),
+                              _run_state(paths["baseline"]) == "finished")
+
+    # 5. int8 export ---------------------------------------------------------------------------------------
+    def export(skip: bool):
+        from tinyear.device.bundle import read_bundle
+
+        if skip:
+            return {"bundle": str(paths["bundle"]), "metrics": read_bundle(paths["bundle"]).metrics}
+        from .export import ExportOptions, export_run
+
+        result = export_run(paths["student"], paths["bundle"],
+                            ExportOptions(calibration=config.calibration, qat=config.qat, progress=progress))
+        if progress:
+            for line in result["report"]:
+                print(f"  {line}", file=sys.stderr)
+        return result
+
+    bundle_done = paths["bundle"].exists() and paths["bundle"].stat().st_mtime >= (paths["student"] / runs.RUN_JSON).stat().st_mtime
+    export_info = steps.run("export", "exporting int8 and verifying it", export, bundle_done)
+
+    # 6. evaluation ------------------------------------------------------------------------------------------
+    eval_sets = {"synthetic test" if data is None else "test split (real + synthetic)": (roots, "test")}
+    if real_test is not None:
+        eval_sets["real speech"] = (str(real_test), "all")
+
+    def evaluate(skip: bool):
+        from .evaluate import evaluate as evaluate_one
+        from .report import compare
+
+        rows = compare(teacher=paths["teacher"], baseline=paths["baseline"], student=paths["student"],
+                       bundle=paths["bundle"], eval_sets=eval_sets, progress=progress)
+        confusions = {}
+        for set_name, (where, split) in eval_sets.items():
+            folder = out / "eval" / set_name.split(" ")[0]
+            result = evaluate_one(paths["bundle"], where, split=split, out_dir=folder, progress=progress)
+            confusions[set_name] = result
+        return rows, confusions
+
+    rows, confusions = steps.run("evaluate", "comparing teacher, students and the int8 bundle", evaluate)
+
+    # 7. report ------------------------------------------------------------------------------------------------
+    def report(skip: bool):
+        return write_report(out, rows, confusions, teacher_info, student_info, baseline_info, export_info,
+                            steps.times, config, data, real_test)
+
+    steps.run("report", "writing the report", report)
+    total = round(time.perf_counter() - started, 1)
+    summary = {
+        "settings": settings, "finished": True, "command": command, "seconds": total, "step_seconds": steps.times,
+        "bundle": str(paths["bundle"]), "report": str(paths["report"]),
+        "rows": [r.to_dict() for r in rows],
+    }
+    _write_json(out / PIPELINE_JSON, summary)
+    return summary
+
+
+def write_report(out: Path, rows, confusions, teacher_info, student_info, baseline_info, export_info,
+                 times: dict, config: PipelineConfig, data, real_test) -> Path:
+    """report.md: the comparison table, the plots, what each step did and how long it took."""
+    from .report import plot_comparison, write_markdown
+
+    plot = plot_comparison(rows, out / "comparison.png")
+    m = export_info["metrics"]
+    bundle_row = next(r for r in rows if r.name == "int8 bundle")
+    recipe = ("synthetic speech only (espeak-ng and flite, `tinyear synth`), the embedded default" if data is None else
+              f"real clips from `{data}`, with what they lack filled by synthetic speech")
+    sections = [
+        ("What was made", "\n".join([
+            f"- Bundle: `{BUNDLE_NAME}`, {m.get('model_bytes', 0):,} byte int8 model ({config.student}, "
+            f"{bundle_row.params or 0:,} parameters, {(bundle_row.macs or 0) / 1e6:.2f} M MACs).",
+            f"- Data: {recipe}.",
+            f"- Int8: float {m.get('float_accuracy')}% -> int8 {m.get('int8_accuracy')}% on the validation split "
+            f"(drop {m.get('accuracy_drop_points')} points, top-1 agreement {m.get('agreement_percent')}%), "
+            f"{m.get('quantization', 'ptq').upper()}.",
+            f"- Microcontroller-ready (TFLite Micro output bit-identical to LiteRT): "
+            f"{'yes, arena ' + format(m.get('tflm_arena_bytes') or 0, ',') + ' bytes' if m.get('microcontroller_ready') else 'no'}.",
+            "- Try it: `tinyear-device classify " + str(out / BUNDLE_NAME) + " clip.wav` or `tinyear-device listen "
+            + str(out / BUNDLE_NAME) + "`.",
+        ])),
+        ("Training", "\n".join(
+            f"- {name}: {info.get('name')} ({info.get('params', 0):,} parameters), best epoch {info.get('best_epoch')} of "
+            f"{info.get('epochs_run')}, validation accuracy {100 * info['metrics']['validation']['accuracy']:.1f}%"
+            f"{'' if name != 'distilled student' else f' (alpha {config.alpha}, T {config.temperature}, {config.kd_loss})'}, "
+            f"{_fmt_s(info.get('wall_seconds', 0))}"
+            for name, info in (("teacher", teacher_info), ("distilled student", student_info),
+                               ("baseline student", baseline_info))
+        ) + "\n\nValidation accuracy chose every checkpoint; the test split and real speech were only measured."),
+        ("Per class (int8 bundle)", "\n".join(_per_class_table(confusions))),
+        ("Time", "| step | wall time |\n|---|---|\n" + "\n".join(f"| {k} | {_fmt_s(v)} |" for k, v in times.items())
+         + f"\n| total | {_fmt_s(sum(times.values()))} |\n\nOn {os.cpu_count()} CPU cores. Steps shown as 0 s were "
+         "already done and were skipped."),
+    ]
+    if real_test is None:
+        sections.insert(1, ("Real speech", "No real-speech evaluation folder was found, so accuracy on people is not "
+                            "measured here; give one with `--real-test DIR`."))
+    images = [("accuracy and latency", plot)]
+    images += [(f"confusion matrix, {k}", v["confusion_png"]) for k, v in confusions.items() if v.get("confusion_png")]
+    images += [(f"training curves, {name}", out / name / "curves.png") for name in ("teacher", "student", "baseline")
+               if (out / name / "curves.png").exists()]
+    return write_markdown(out / REPORT_NAME, "tinyear pipeline report", rows, sections=sections, images=images,
+                          footer="Accuracy in percent. Latency: median single-thread LiteRT invoke, all models measured "
+                                 "side by side in one run. Real speech: Speech Commands v2 test, public part "
+                                 "(evaluation only).")
+
+
+def _per_class_table(confusions: dict) -> list[str]:
+    sets = list(confusions)
+    if not sets:
+        return ["(no evaluation)"]
+    labels = confusions[sets[0]]["labels"]
+    lines = ["| label | " + " | ".join(f"recall, {s}" for s in sets) + " |", "|---|" + "---|" * len(sets)]
+    for label in labels:
+        cells = []
+        for s in sets:
+            pc = confusions[s]["per_class"].get(label)
+            cells.append("–" if not pc or not pc.get("support") else f"{100 * pc['recall']:.1f}%")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines

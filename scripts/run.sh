@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The main job on a fresh machine:   scripts/run.sh [tinyear pipeline options...]
+#
+# Sets up the workstation environment (.venv; Debian packages when root or with sudo), then runs
+# `tinyear pipeline` on the embedded default: synthetic keyword speech (no download), teacher,
+# distilled student and baseline, int8 export with verification, evaluation, report. Results go to
+# runs/default (report.md, keywords.tinyear); rerunning resumes. Options pass through, e.g.
+#   scripts/run.sh --quick --out runs/quick
+#   scripts/run.sh --data ../shared/data/speech-commands-mini-train --out runs/real
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+scripts/setup.sh host
+args=("$@")
+printf '%s\n' "${args[@]}" | grep -qx -- '--out' || args=(--out runs/default "${args[@]}")
+.venv/bin/tinyear pipeline "${args[@]}"
