@@ -13,6 +13,8 @@ Imports torch and every `tinyear.host` training module; the command modules impo
 
 from __future__ import annotations
 
+from . import ompwait  # noqa: F401  (before torch: see the module)
+
 import dataclasses
 import platform
 import sys
@@ -128,18 +130,18 @@ def train_run(out, data: DataOptions, config: TrainConfig, *, kind: str, arch_na
 
     dataset = _load_data(data, progress)
     labels = list(dataset.labels)
+    teacher = label_map = cache = None
+    teacher_info = None
+    if teacher_spec is not None:  # before any long work: a teacher that cannot be used fails in a second
+        teacher = load_teacher(teacher_spec)
+        label_map = LabelMap.build(teacher.labels, labels, label_overrides)
     from .featcache import build_features, teacher_outputs
 
     features = build_features(dataset, variants=data.variants, augment=data.augment, seed=data.data_seed,
                               eval_splits=("validation", "test"), cache_dir=data.cache_dir, jobs=data.jobs,
                               progress=progress, keep_waves=True)
     dev = pick_device(device)
-
-    teacher = label_map = cache = None
-    teacher_info = None
-    if teacher_spec is not None:
-        teacher = load_teacher(teacher_spec)
-        label_map = LabelMap.build(teacher.labels, labels, label_overrides)
+    if teacher is not None:
         uncovered = label_map.describe()["uncovered_student_labels"]
         if uncovered and progress:
             print(f"tinyear: the teacher has no label for {', '.join(uncovered)}: those clips learn from their "

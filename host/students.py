@@ -22,6 +22,8 @@ and `tinyear.device`; never the data or training modules.
 
 from __future__ import annotations
 
+from . import ompwait  # noqa: F401  (before torch: see the module)
+
 from dataclasses import dataclass, field
 
 import torch

@@ -26,6 +26,8 @@ training loop.
 
 from __future__ import annotations
 
+from . import ompwait  # noqa: F401  (before torch: see the module)
+
 import hashlib
 import importlib
 import importlib.util

@@ -20,6 +20,8 @@ the data loading or command-line modules.
 
 from __future__ import annotations
 
+from . import ompwait  # noqa: F401  (before torch: see the module)
+
 import csv
 import ctypes
 import io
@@ -209,6 +211,11 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
             diff = [f"{k} was {old.get(k)!r}, now {new[k]!r}" for k in new if old.get(k) != new[k]]
             raise TinyearError(f"--resume with other training options than the interrupted run ({'; '.join(diff)}); "
                                "rerun with the original options, or start a new --out")
+        identity = {"kind": checkpoint_meta.get("kind"), "name": checkpoint_meta.get("name"),
+                    "teacher": (checkpoint_meta.get("teacher") or {}).get("identity")}
+        if last.get("identity", identity) != identity:
+            raise TinyearError(f"--resume with another model or teacher than the interrupted run (it was "
+                               f"{last['identity']}, now {identity}); rerun with the original options, or start a new --out")
         if last.get("data_key") != features.key:
             raise TinyearError("--resume on other data or augmentation than the interrupted run; rerun with the "
                                "original DATA and options, or start a new --out")
@@ -293,6 +300,8 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
             "kind": "resume", "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
             "schedule": schedule.state_dict(), "loop": state, "train_config": asdict(config),
             "data_key": features.key,
+            "identity": {"kind": checkpoint_meta.get("kind"), "name": checkpoint_meta.get("name"),
+                         "teacher": (checkpoint_meta.get("teacher") or {}).get("identity")},
         })
         _write_log(out_dir / runs.LOG, state["rows"])
         plot_curves(state["rows"], out_dir / runs.CURVES, title)

@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE))
 import train_data  # noqa: E402
 
 WORDS = train_data.WORDS
-FAST = TrainConfig(epochs=2, batch_size=32, lr=5e-3, patience=5)
+FAST = TrainConfig(epochs=2, batch_size=16, lr=3e-3, patience=5)
 
 
 # -- arithmetic ----------------------------------------------------------------------------------------
@@ -92,14 +92,15 @@ def tones(tmp_path_factory):
 
 
 def _data(root, **kw) -> DataOptions:
-    return DataOptions(roots=(str(root),), words=WORDS, variants=2, augment=AugmentConfig(reverb=False, speed=False),
+    # Light augmentation: the test is about behaviour, and tones under 0 dB noise need many epochs.
+    return DataOptions(roots=(str(root),), words=WORDS, variants=2, augment=AugmentConfig.off(shift=True, gain=True),
                        jobs=1, cache_dir=str(root.parent / "cache"), **kw)
 
 
 @pytest.fixture(scope="module")
 def teacher_run(tones, tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher") / "t"
-    info = train_teacher([tones], out, data=_data(tones), config=replace(FAST, epochs=3), progress=False)
+    info = train_teacher([tones], out, data=_data(tones), config=replace(FAST, epochs=4), progress=False)
     return out, info
 
 
@@ -113,7 +114,7 @@ def test_teacher_run_folder_contract(teacher_run):
     assert meta["kind"] == "teacher" and meta["labels"] == [*WORDS, "_unknown_", "_silence_"]
     assert meta["frontend_fingerprint"] == info["frontend_fingerprint"]
     assert model(torch.zeros(1, 98, 40)).shape == (1, 4)
-    assert info["metrics"]["validation"]["accuracy"] > 0.5  # tones are easy; 3 epochs is enough to beat chance
+    assert info["metrics"]["validation"]["accuracy"] > 0.5  # tones are easy; 4 epochs beat chance (0.25) clearly
     header = (out / runs.LOG).read_text().splitlines()[0].split(",")
     assert {"train_ce", "train_kd", "val_acc", "val_loss"} <= set(header)
     with pytest.raises(TinyearError, match="holds a teacher run, not a student"):
