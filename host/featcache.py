@@ -41,6 +41,7 @@ from .augment import AugmentConfig, Augmenter
 
 FEATCACHE_VERSION = 1
 # SpecAugment runs on the fly on feature batches, so its settings do not change cached features.
+SOURCES = ("real", "synthetic", "noise")
 _ON_THE_FLY = {"spec_augment", "time_masks", "time_mask_frames", "freq_masks", "freq_mask_bins"}
 
 
@@ -90,6 +91,7 @@ class FeatureSet:
     frontend: FrontendConfig
     augment: AugmentConfig
     seed: int
+    train_source: np.ndarray | None = None  # (N,) int: index into SOURCES of each training clip
     waves: np.ndarray | None = None  # (N, samples) clean training waveforms, for variant_waves
     augmenter: Augmenter | None = None
     cache: Path | None = None
@@ -224,7 +226,10 @@ def build_features(dataset, *, variants: int = 4, augment: AugmentConfig | None 
                                          f"{split} features", progress)
         computed |= made
         evals[split] = (feats[0], y)
+    source = np.array([SOURCES.index(c.source) if c.source in SOURCES else len(SOURCES)
+                       for c in dataset.clips_in("train")], dtype=np.int64)
     return FeatureSet(labels=list(dataset.labels), train=train, train_y=np.asarray(train_y), eval=evals, key=key,
+                      train_source=source,
                       frontend=frontend, augment=augment, seed=seed, waves=waves if keep_waves else None,
                       augmenter=augmenter, cache=folder,
                       seconds=time.perf_counter() - start if computed else 0.0)

@@ -40,6 +40,7 @@ from . import runs
 from .augment import spec_augment
 from .kd import KD_LOSSES, distillation_loss
 
+BALANCE = ("none", "class", "source")
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_ce", "train_kd", "train_acc", "val_loss", "val_acc",
                "val_macro_recall", "seconds", "best")
 
@@ -62,8 +63,12 @@ class TrainConfig:
     temperature: float = 4.0
     kd_loss: str = "kl"
     label_smoothing: float = 0.0
-    balanced: bool = False
-    """Draw training clips with class-balanced weights (with replacement) instead of a permutation."""
+    balance: str = "source"
+    """How each epoch draws its training clips: "none" (a shuffle: every clip once), "class" (each
+    class equally often, with replacement) or "source" (each class equally often and, within a class
+    that has both, real and synthetic clips equally often). "source" is what makes a handful of real
+    clips of a word filled with synthetic speech count: drawn in proportion, 8 real among 600
+    synthetic would be 1% of that word's examples. On a dataset of one source it equals "class"."""
     teacher_mode: str = "none"
     """"none", "cached" or "online"."""
 
@@ -74,6 +79,8 @@ class TrainConfig:
             raise ValueError("teacher_mode must be none, cached or online")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError("alpha must be in [0, 1]")
+        if self.balance not in BALANCE:
+            raise ValueError(f"balance must be one of {BALANCE}")
 
 
 def tune_malloc() -> None:
@@ -96,6 +103,22 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def draw_weights(y: np.ndarray, source: np.ndarray | None, balance: str) -> torch.Tensor | None:
+    """(N,) float64 sampling weights for `balance` ("class": 1 / clips of the class; "source": 1 /
+    (sources in the class x clips of the class from that source)), or None for "none"."""
+    if balance == "none":
+        return None
+    source = np.zeros_like(y) if source is None or balance == "class" else np.asarray(source)
+    weights = np.zeros(len(y), dtype=np.float64)
+    for c in np.unique(y):
+        in_class = y == c
+        kinds = np.unique(source[in_class])
+        for k in kinds:
+            member = in_class & (source == k)
+            weights[member] = 1.0 / (len(kinds) * member.sum())
+    return torch.from_numpy(weights)
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -193,10 +216,7 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
     if len(val_y) == 0:
         raise TinyearError("the validation split is empty: early stopping and checkpoint choice need it; add "
                            "clips from more speakers")
-    sample_weights = None
-    if config.balanced:
-        counts = np.bincount(features.train_y, minlength=len(labels)).astype(np.float64)
-        sample_weights = torch.from_numpy(1.0 / counts[features.train_y])
+    sample_weights = draw_weights(features.train_y, features.train_source, config.balance)
     cache = torch.from_numpy(np.asarray(teacher_cache)) if teacher_cache is not None else None
     if config.teacher_mode == "online" and teacher is not None:
         online_features = teacher.accepts_features(features.frontend)

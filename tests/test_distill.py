@@ -276,3 +276,15 @@ def test_cli_distill_json_and_finished_run(tones, teacher_run, tmp_path):
     again = _cli("distill", tones, "--words", *WORDS, "--teacher", teacher_dir, "--teacher-cache", "--student", "dscnn-s",
                  "--epochs", "1", "--variants", "2", "--out", out, "--resume")
     assert again.returncode == 0 and "already finished" in again.stderr
+
+
+def test_source_balanced_draws():
+    from tinyear.host.train import draw_weights
+
+    y = np.array([0, 0, 0, 0, 1, 1])
+    source = np.array([0, 1, 1, 1, 1, 1])  # class 0: one real clip, three synthetic
+    w = draw_weights(y, source, "source").numpy()
+    assert w[0] == pytest.approx(0.5) and w[1:4] == pytest.approx([1 / 6] * 3)  # real drawn as often as synthetic
+    assert w[y == 0].sum() == pytest.approx(w[y == 1].sum())  # classes equally often
+    assert draw_weights(y, source, "class").numpy() == pytest.approx([0.25] * 4 + [0.5] * 2)
+    assert draw_weights(y, source, "none") is None

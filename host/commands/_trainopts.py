@@ -40,8 +40,9 @@ def add_loop_arguments(parser: argparse.ArgumentParser, *, epochs: int, patience
     parser.add_argument("--lr", type=positive_float, default=lr, help="peak learning rate (AdamW, one-cycle)")
     parser.add_argument("--weight-decay", type=float, default=1e-3, metavar="WD")
     parser.add_argument("--label-smoothing", type=unit_float, default=0.0, metavar="E")
-    parser.add_argument("--balanced", action="store_true",
-                        help="draw training clips class-balanced (with replacement) instead of a shuffle")
+    parser.add_argument("--balance", choices=["source", "class", "none"], default="source",
+                        help="how epochs draw clips: each class equally and, within a class, real and synthetic "
+                             "equally (source); each class equally (class); every clip once, shuffled (none)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights, batches and masks: the same "
                         "seed gives the same weights on the CPU")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...")

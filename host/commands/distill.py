@@ -80,7 +80,7 @@ def run(args) -> int:
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          patience=args.patience, seed=args.seed, alpha=alpha,
                          temperature=args.temperature if args.temperature is not None else 4.0,
-                         kd_loss=args.kd_loss or "kl", label_smoothing=args.label_smoothing, balanced=args.balanced,
+                         kd_loss=args.kd_loss or "kl", label_smoothing=args.label_smoothing, balance=args.balance,
                          teacher_mode=mode)
     info = distill(args.data, args.out, student=args.student, teacher=None if args.no_teacher else args.teacher,
                    data=data_options(args), config=config, label_overrides=parse_label_map(args.label_map),

@@ -39,7 +39,7 @@ def run(args) -> int:
 
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          patience=args.patience, seed=args.seed, label_smoothing=args.label_smoothing,
-                         balanced=args.balanced)
+                         balance=args.balance)
     info = train_teacher(args.data, args.out, arch=args.arch, data=data_options(args), config=config,
                          resume=args.resume, force=args.force, device=args.device, progress=not args.quiet,
                          command=command_line())
