@@ -24,11 +24,12 @@ PYTHON=${PYTHON:-python3}
 say() { printf '\033[1m[setup %s]\033[0m %s\n' "$ROLE" "$*" >&2; }
 
 # -- Debian packages ---------------------------------------------------------------------------------
-# espeak-ng: synthetic speech; libportaudio2: microphones (sounddevice); libsndfile1: audio files;
+# espeak-ng, flite: synthetic speech (more voices with both); libportaudio2: microphones (sounddevice); libsndfile1: audio files;
 # pulseaudio + utils + ALSA's pulse plugin: the virtual microphone the tests play words into;
-# openssh-server: the deploy tests' sshd; sox: test audio tools; python3-venv: venvs on stock Debian.
-APT_PACKAGES=(espeak-ng libportaudio2 libsndfile1 pulseaudio pulseaudio-utils libasound2-plugins alsa-utils
-              openssh-server openssh-client sox python3-venv)
+# openssh-server: the deploy tests' sshd; sox: test audio tools; python3-venv: venvs on stock Debian;
+# debootstrap + qemu-user-static: the arm64 (Pi OS-like) userland the device half is proven in.
+APT_PACKAGES=(espeak-ng flite libportaudio2 libsndfile1 pulseaudio pulseaudio-utils libasound2-plugins alsa-utils
+              openssh-server openssh-client sox python3-venv debootstrap qemu-user-static)
 missing=()
 if command -v dpkg-query >/dev/null; then
   for p in "${APT_PACKAGES[@]}"; do
