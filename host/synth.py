@@ -157,8 +157,10 @@ def engine_versions(engines: list[str]) -> dict:
     versions = {}
     for engine in engines:
         flag = "--version"
-        out = subprocess.run([engine, flag], capture_output=True, text=True, check=False).stdout.strip()
-        versions[engine] = out.splitlines()[0] if out else "unknown"
+        lines = subprocess.run([engine, flag], capture_output=True, text=True, check=False).stdout.strip().splitlines()
+        # espeak-ng says its version on the first line, flite on the one that names it.
+        named = [line.strip() for line in lines if "version" in line.lower() or "text-to-speech" in line.lower()]
+        versions[engine] = (named or lines or ["unknown"])[0]
     return versions
 
 
