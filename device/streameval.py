@@ -89,7 +89,7 @@ def score_events(events, truth: list[TruthWord], *, keywords, duration_s: float,
     keywords = set(keywords)
     targets = [w for w in truth if w.label in keywords]
     matched = [False] * len(targets)
-    latencies, false_accepts = [], []
+    latencies, false_accepts, hit_events = [], [], []
     per_label = {k: {"words": 0, "hits": 0, "false_accepts": 0} for k in sorted(keywords)}
     for w in targets:
         per_label[w.label]["words"] += 1
@@ -106,6 +106,7 @@ def score_events(events, truth: list[TruthWord], *, keywords, duration_s: float,
             continue
         matched[hit] = True
         latencies.append(event.time - targets[hit].end)
+        hit_events.append(event)
         per_label[event.label]["hits"] += 1
     hits = sum(matched)
     hours = duration_s / 3600.0
@@ -123,7 +124,8 @@ def score_events(events, truth: list[TruthWord], *, keywords, duration_s: float,
                                                  "p90": round(float(np.percentile(lat, 90)), 1),
                                                  "mean": round(float(lat.mean()), 1)},
         "per_label": per_label,
-        "false_accept_times": [round(e.time, 2) for e in false_accepts][:100],
+        "false_accept_times": [round(e.time, 3) for e in false_accepts],
+        "hit_times": [[round(e.time, 3), round(1000.0 * lat, 1)] for e, lat in zip(hit_events, latencies)],
     }
 
 
