@@ -82,7 +82,8 @@ def run(args) -> int:
         print_json({"out": args.out, **summary})
         return 0
     per = summary["per_split"]
-    print(f"{args.out}: {summary['clips']} clips ({', '.join(f'{s} {sum(per[s].values())}' for s in per)}), "
+    name = " + ".join([*(args.fill_from or []), args.out])
+    print(f"{name}: {summary['clips']} clips ({', '.join(f'{s} {sum(per[s].values())}' for s in per)}), "
           f"labels {' '.join(summary['labels'])}, fingerprint {summary['fingerprint']}", file=sys.stdout)
     return 0
 
