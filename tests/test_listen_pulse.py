@@ -90,8 +90,8 @@ class Listener:
     def detections(self) -> list[dict]:
         return [o for o in self.out if o.get("type") == "detection"]
 
-    def stop(self, timeout: float = 20.0) -> int:
-        self.proc.send_signal(signal.SIGTERM)
+    def stop(self, timeout: float = 20.0, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
         code = self.proc.wait(timeout=timeout)
         for t in self._threads:
             t.join(timeout=5)
@@ -109,7 +109,8 @@ def espeak_words(words: list[str], rng: np.random.Generator, tmp_path: Path):
         x = load_audio(path, SR)
         on = np.nonzero(np.abs(x) > 0.02 * np.abs(x).max())[0]
         x = x[on[0] : on[-1] + 1]
-        x = x * np.float32(10 ** (-16 / 20) / np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+        gain = min(10 ** (-20 / 20) / np.sqrt(np.mean(x.astype(np.float64) ** 2)), 0.9 / np.abs(x).max())
+        x = x * np.float32(gain)  # -20 dBFS RMS, never clipped
         parts.append(x)
         truth.append((t, t + len(x) / SR, word))
         gap = rng.uniform(2.0, 2.6)
@@ -250,10 +251,19 @@ def test_exec_hook_gets_the_detection(mic, tone_bundle, tmp_path):
     time.sleep(2.0)
     mic.play(write_wav(tmp_path / "two.wav", wave))
     time.sleep(2.5)
-    assert listener.stop() == 0, "\n".join(listener.err)
+    assert listener.stop(sig=signal.SIGINT) == 0, "\n".join(listener.err)  # Ctrl-C: a clean stop too
+    assert re.search(r"interrupted: ran [\d.]+ s, 2 detections, \d+ overflows?", "\n".join(listener.err)), listener.err
     rows = [line.split() for line in log.read_text().splitlines()]
     assert [r[0] for r in rows] == ["high", "low"]
     events = listener.detections()
     assert [float(r[1]) for r in rows] == pytest.approx([e["score"] for e in events], abs=1e-4)
     assert [float(r[2]) for r in rows] == pytest.approx([e["time"] for e in events], abs=1e-3)
     assert listener.out[-1]["exec_ran"] == 2
+
+
+def test_duration_stops_by_itself(mic, tone_bundle):
+    result = subprocess.run([*DEVICE_CLI, "listen", str(tone_bundle), "--input", "pulse", "--duration", "2"],
+                            env=mic.env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""  # no word was played: nothing detected
+    assert re.search(r"duration reached: ran 2\.\d s, 0 detections, 0 overflows, 0 reconnects", result.stderr), result.stderr
