@@ -266,4 +266,4 @@ def test_duration_stops_by_itself(mic, tone_bundle):
                             env=mic.env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""  # no word was played: nothing detected
-    assert re.search(r"duration reached: ran 2\.\d s, 0 detections, 0 overflows, 0 reconnects", result.stderr), result.stderr
+    assert re.search(r"duration reached: ran 2\.\d s, 0 detections, \d+ overflows?, 0 reconnects", result.stderr), result.stderr
