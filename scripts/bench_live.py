@@ -238,6 +238,11 @@ def main(argv=None) -> int:
         s = live["score"]
         lines.append(f"| PulseAudio, the stream's first {args.listen_seconds:g} s played by paplay, wall clock | {s['keywords']} | "
                      f"{s['hits']} | {s['misses']} | {s['false_accepts']} | {fmt_latency(s)} | <= 300 ms |")
+    if is_tones:
+        lines += ["", "This run used the stream-trained tone model of the tests: models/keywords.tinyear did not exist yet. "
+                  "With it, `python scripts/bench_live.py --peer kws_ref_model.tflite --peer-python VENV/bin/python` "
+                  "measures the same on a stream of real speech (Speech Commands v2 test, public part) with the MLPerf "
+                  "Tiny reference model beside it (see ../shared/tools/README.md)."]
     lines += ["", f"Streaming evaluation: {duration:.0f} s of audio in {stream_cpu:.1f} s of CPU "
                   f"({duration / max(stream_cpu, 1e-9):.0f}x faster than real time). Latency can be negative: the "
                   "model may be sure before the word is over. Soak (30 minutes, memory and latency over time): "
