@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import math
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,7 +142,7 @@ def stream_file(detector, path: str | Path, *, channel: int | None = None, progr
 
     rate = detector.frontend_config.sample_rate
     wave = load_audio(path, rate, channel=channel)
-    bar = _progress_bar(len(wave) / rate, f"streaming {Path(path).name}") if progress else None
+    bar = ProgressLine(len(wave) / rate, f"streaming {Path(path).name}") if progress else None
     events = detect_array(detector, wave, chunk_samples=rate // 10,
                           progress=None if bar is None else (lambda n: bar.update(n / rate)))
     if bar is not None:
@@ -149,14 +150,30 @@ def stream_file(detector, path: str | Path, *, channel: int | None = None, progr
     return events, len(wave) / rate
 
 
-def _progress_bar(total_s: float, desc: str):
-    """A tqdm bar on stderr in seconds of audio, if tqdm is installed and stderr is a terminal."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=round(total_s, 1), desc=desc, unit="s", file=sys.stderr, leave=False,
-                disable=not sys.stderr.isatty(), bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]")
+class ProgressLine:
+    """A one-line progress report on stderr, redrawn at most twice a second, only when stderr is a
+    terminal (the device half has no tqdm): `update(n)` adds n units of `total`; `close()` clears it."""
+
+    def __init__(self, total: float, desc: str, unit: str = "s"):
+        self.total, self.desc, self.unit = total, desc, unit
+        self.done = 0.0
+        self.enabled = sys.stderr.isatty()
+        self._shown = 0.0
+        self._start = time.monotonic()
+
+    def update(self, n: float) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.enabled and now - self._shown >= 0.5:
+            self._shown = now
+            pct = 100.0 * self.done / self.total if self.total else 100.0
+            sys.stderr.write(f"\r{self.desc}: {self.done:.0f}/{self.total:.0f} {self.unit} ({pct:.0f}%, {now - self._start:.0f} s)")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self._shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
 
 
 def run_stream_command(args) -> int:

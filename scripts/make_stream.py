@@ -30,7 +30,7 @@ import soundfile as sf
 
 from tinyear.device.audio import load_audio
 from tinyear.device.errors import TinyearError
-from tinyear.device.streameval import TruthWord, write_truth
+from tinyear.device.streameval import ProgressLine, TruthWord, write_truth
 
 SR = 16000
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
@@ -151,19 +151,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     truth_path = args.truth or args.out.with_suffix(".csv")
     try:
-        bar = None
-        try:
-            from tqdm import tqdm
-
-            bar = tqdm(total=round(args.minutes * 60), unit="s", desc="placing words", file=sys.stderr, leave=False)
-        except ImportError:
-            pass
+        bar = ProgressLine(args.minutes * 60, "placing words")
         stream, truth = build(args.dataset, args.minutes, np.random.default_rng(args.seed),
                               words=args.words.split(",") if args.words else None, unknown_share=args.unknown,
                               gap=tuple(args.gap), word_db=tuple(args.word_level), noise_db=tuple(args.noise_level),
-                              noise_dir=args.noise, progress=None if bar is None else (lambda t: bar.update(int(t) - bar.n)))
-        if bar is not None:
-            bar.close()
+                              noise_dir=args.noise, progress=lambda t: bar.update(t - bar.done))
+        bar.close()
     except TinyearError as exc:
         print(f"make_stream: error: {exc}", file=sys.stderr)
         return 1
