@@ -330,7 +330,6 @@ class _Source:
         self.pa_overflows = 0
         self.finished = False
         self.last_callback = time.monotonic()
-        self.opened = time.monotonic()
         self.callbacks = 0
         with quiet_native_stderr():
             self.stream = sd.InputStream(device=choice.index, samplerate=choice.rate, channels=choice.channels,
