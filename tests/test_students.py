@@ -11,26 +11,15 @@ from torch import nn
 from tinyear.host.students import INPUT_SHAPE, STUDENTS, build_student, count_macs, count_params, describe
 
 
-def _macs_by_hooks(model: nn.Module, input_shape) -> int:
-    """MACs of convs and linears from their output shapes, counted by forward hooks: an independent check
-    of count_macs (which uses torch's FLOP counter)."""
-    total = 0
+def _macs_by_flop_counter(model: nn.Module, input_shape) -> int:
+    """MACs from torch's FLOP counter (convolutions and matrix products; FLOPs / 2): an independent
+    check of count_macs, which counts with forward hooks."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def hook(module, inputs, output):
-        nonlocal total
-        if isinstance(module, nn.Conv2d):
-            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-            total += output.numel() * per_output
-        elif isinstance(module, nn.Linear):
-            total += output.numel() * module.in_features
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, *input_shape))
-    for h in handles:
-        h.remove()
-    return total
+    return counter.get_total_flops() // 2
 
 
 def test_registry_has_two_families_in_three_sizes():
@@ -53,7 +42,7 @@ def test_shapes_params_and_macs(name):
     assert out.shape == (3, 7)
     assert count_params(model) == sum(p.numel() for p in model.parameters())
     macs = count_macs(model)
-    assert macs == _macs_by_hooks(model, INPUT_SHAPE)
+    assert macs == _macs_by_flop_counter(model, INPUT_SHAPE)
     assert 100_000 < macs < 100_000_000
     info = describe(name, 7)
     assert info["params"] == count_params(model) and info["macs"] == macs
