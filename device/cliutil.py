@@ -27,8 +27,17 @@ class Command:
     help: str
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keep hand-written paragraphs and examples in descriptions, and show defaults."""
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keep hand-written paragraphs and examples in descriptions, and show defaults that say something
+    (not "None" or "False": an unset option or a switch that is off)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" not in text and default not in (None, False, argparse.SUPPRESS)
+                and action.option_strings and action.nargs != 0):
+            text += " (default: %(default)s)"
+        return text
 
 
 def build_parser(prog: str, description: str, commands: list[Command], version: str, only: str | None = None):

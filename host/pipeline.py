@@ -54,7 +54,7 @@ class PipelineConfig:
     seed: int = 0
 
 
-QUICK = dict(per_word=40, teacher_epochs=2, student_epochs=3, variants=1, calibration=100)
+QUICK = dict(per_word=100, teacher_epochs=6, student_epochs=10, variants=2, calibration=200)
 
 
 def quick_config(**overrides) -> PipelineConfig:
