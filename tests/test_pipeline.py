@@ -1,0 +1,92 @@
+"""The main job end to end: `tinyear pipeline --quick` from nothing to a report and a bundle the device
+half uses, then a rerun that skips every finished step, and a rerun with other settings refused."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def tinyear(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "tinyear.host.cli", *map(str, args)], capture_output=True, text=True, **kw)
+
+
+def device(*args):
+    return subprocess.run([sys.executable, "-m", "tinyear.device.cli", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pipeline") / "quick"
+    proc = tinyear("pipeline", "--quick", "--out", out, "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+
+
+def test_pipeline_makes_report_and_bundle(quick_run):
+    out, summary, log = quick_run
+    for step in range(1, 8):
+        assert f"[{step}/7]" in log
+    assert summary["finished"] is True
+    names = [r["name"] for r in summary["rows"]]
+    assert names == ["teacher", "baseline student", "distilled student", "int8 bundle"]
+    report = (out / "report.md").read_text()
+    assert "| teacher (float) |" in report and "| int8 bundle (int8) |" in report
+    assert "## Per class (int8 bundle)" in report and "## Time" in report
+    for image in ("comparison.png", "teacher/curves.png", "student/curves.png", "baseline/curves.png"):
+        assert (out / image).stat().st_size > 1000, image
+    rows = {r["name"]: r for r in summary["rows"]}
+    # even the quick recipe learns: the teacher is well above chance (1/12) on held-out synthetic voices
+    test_set = next(iter(rows["teacher"]["accuracy"]))
+    assert rows["teacher"]["accuracy"][test_set] > 2 * 100 / 12
+    # the student is far smaller and faster than the teacher, and int8 shrinks it again
+    assert rows["int8 bundle"]["size_bytes"] < rows["distilled student"]["size_bytes"] < rows["teacher"]["size_bytes"]
+    assert rows["distilled student"]["params"] < rows["teacher"]["params"] / 20
+
+
+def test_bundle_works_on_the_device_side(quick_run, tmp_path):
+    out, summary, _ = quick_run
+    bundle = out / "keywords.tinyear"
+    info = json.loads(device("info", bundle, "--json").stdout)
+    assert info["input"]["dtype"] == "int8" and len(info["labels"]) == 12
+    assert info["metrics"]["microcontroller_ready"] is True
+    m = info["metrics"]  # measured at export on the validation split; targets are checked on real models
+    assert m["accuracy_drop_points"] == pytest.approx(m["float_accuracy"] - m["int8_accuracy"], abs=0.01)
+    assert 0 < m["agreement_percent"] <= 100 and m["model_bytes"] == info["model_bytes"]
+    selftest = device("selftest", bundle)
+    assert selftest.returncode == 0, selftest.stdout + selftest.stderr
+    clip = sorted((out / "data" / "synth" / "yes").glob("*.wav"))[0]
+    proc = device("classify", bundle, clip, "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["label"] in info["labels"]
+
+
+def test_rerun_skips_finished_steps(quick_run):
+    out, _, _ = quick_run
+    before = (out / "keywords.tinyear").read_bytes()
+    proc = tinyear("pipeline", "--quick", "--out", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for step in ("[1/7]", "[2/7]", "[3/7]", "[4/7]", "[5/7]"):
+        line = next(l for l in proc.stderr.splitlines() if step in l)
+        assert "already done" in line or step == "[1/7]", line
+    assert (out / "keywords.tinyear").read_bytes() == before
+
+
+def test_other_settings_are_refused(quick_run):
+    out, _, _ = quick_run
+    proc = tinyear("pipeline", "--out", out, "--student-epochs", "1")
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "holds a pipeline made with other settings" in proc.stderr
+    assert "--force" in proc.stderr
+
+
+def test_out_that_cannot_be_a_folder(tmp_path):
+    """A file where the output folder should go: refused in one line before any work (root included)."""
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a folder")
+    proc = tinyear("pipeline", "--quick", "--out", blocker / "run")
+    assert proc.returncode == 1 and "cannot write there" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
