@@ -322,7 +322,7 @@ def load_dataset(
     if skipped:
         what = f"{len(skipped)} of {total_files} audio files are unreadable"
         if not skip_unreadable:
-            raise TinyearError(f"{what} (first: {skipped[0]}); remove or convert them, or skip them")
+            raise TinyearError(f"{what} (first: {skipped[0]}); remove or convert them, or let them be skipped (no --strict)")
         if not quiet:
             print(f"tinyear: warning: {what}; skipped them (first: {skipped[0]})", file=sys.stderr)
 
