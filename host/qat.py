@@ -198,7 +198,7 @@ def qat_int8(model: torch.nn.Module, features: np.ndarray, labels: np.ndarray, *
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     first = features[0, :1] if np.ndim(features) == 4 else features[:1]
-    example = torch.from_numpy(np.ascontiguousarray(first, dtype=np.float32))  # (1, frames, bins)
+    example = torch.from_numpy(np.array(first, dtype=np.float32))  # (1, frames, bins); a writable copy
     graph, quantizer = prepare_qat(model, example)
     if teacher_logits is not None and label_map is None:
         raise ValueError("teacher_logits need the label_map from the teacher's labels to the student's")
