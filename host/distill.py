@@ -135,6 +135,9 @@ def train_run(out, data: DataOptions, config: TrainConfig, *, kind: str, arch_na
     if teacher_spec is not None:  # before any long work: a teacher that cannot be used fails in a second
         teacher = load_teacher(teacher_spec)
         label_map = LabelMap.build(teacher.labels, labels, label_overrides)
+        if config.mixup > 0 and not teacher.accepts_features():
+            raise TinyearError(f"--mixup mixes feature batches, which a {teacher.kind} teacher (waveforms in) cannot "
+                               "judge; drop --mixup or use a teacher trained by tinyear teacher")
     from .featcache import build_features, teacher_outputs
 
     features = build_features(dataset, variants=data.variants, augment=data.augment, seed=data.data_seed,

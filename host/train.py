@@ -71,6 +71,11 @@ class TrainConfig:
     synthetic would be 1% of that word's examples. On a dataset of one source it equals "class"."""
     teacher_mode: str = "none"
     """"none", "cached" or "online"."""
+    mixup: float = 0.0
+    """Fraction of each batch mixed with another example of the batch, by adding their mel energies
+    at a uniform random share (log(lam e^x1 + (1 - lam) e^x2): two sounds at once); the label term
+    mixes the labels the same way, an online teacher is asked about the mixture itself (function
+    matching). Needs teacher_mode "online" or "none"."""
 
     def __post_init__(self):
         if self.kd_loss not in KD_LOSSES:
@@ -81,6 +86,10 @@ class TrainConfig:
             raise ValueError("alpha must be in [0, 1]")
         if self.balance not in BALANCE:
             raise ValueError(f"balance must be one of {BALANCE}")
+        if not 0.0 <= self.mixup <= 1.0:
+            raise ValueError("mixup must be in [0, 1]")
+        if self.mixup > 0 and self.teacher_mode == "cached":
+            raise ValueError("mixup needs the teacher online (cached outputs are of unmixed clips)")
 
 
 def tune_malloc() -> None:
@@ -217,7 +226,7 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
         raise TinyearError("the validation split is empty: early stopping and checkpoint choice need it; add "
                            "clips from more speakers")
     sample_weights = draw_weights(features.train_y, features.train_source, config.balance)
-    cache = torch.from_numpy(np.asarray(teacher_cache)) if teacher_cache is not None else None
+    cache = torch.from_numpy(np.array(teacher_cache, dtype=np.float32)) if teacher_cache is not None else None  # (K, N, teacher labels), in memory
     if config.teacher_mode == "online" and teacher is not None:
         online_features = teacher.accepts_features(features.frontend)
         teacher_net = (teacher.feature_model if online_features else teacher.module).to(device).eval()
@@ -268,6 +277,15 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
             x = torch.from_numpy(features.train[kv, idx])  # (B, frames, bins)
             x = spec_augment(x, features.augment, gen)  # (B, frames, bins)
             y = torch.from_numpy(features.train_y[idx])  # (B,)
+            mix = None
+            if config.mixup > 0:
+                b = len(idx)
+                perm = torch.randperm(b, generator=gen)  # (B,): partner of each example
+                lam = torch.rand(b, generator=gen)  # (B,): share of the example itself
+                lam = torch.where(torch.rand(b, generator=gen) < config.mixup, lam, torch.ones(b))
+                w = lam.view(b, 1, 1)  # (B, 1, 1)
+                x = torch.logaddexp(x + w.log(), x[perm] + (1.0 - w).log())  # (B, frames, bins); lam = 1: x
+                mix = (perm.to(device), lam.to(device))
             x, y = x.to(device), y.to(device)
             t_logits = None
             if config.teacher_mode == "cached":
@@ -282,7 +300,7 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
             logits = model(x)  # (B, labels)
             loss, ce, kd = distillation_loss(logits, y, t_logits, label_map, alpha=config.alpha,
                                              temperature=config.temperature, kind=config.kd_loss,
-                                             label_smoothing=config.label_smoothing)
+                                             label_smoothing=config.label_smoothing, mix=mix)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -89,9 +89,12 @@ def main() -> None:
     parser.add_argument("--teacher-epochs", type=int, default=12)
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--temperature", type=float, default=4.0)
-    parser.add_argument("--kd", nargs="+", default=["kl", "mse"], choices=["kl", "mse"])
+    parser.add_argument("--kd", nargs="*", default=["kl", "mse"], choices=["kl", "mse"])
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--online", action="store_true", help="teacher online (sees the augmented batch) instead of "
+                        "cached outputs")
     parser.add_argument("--variants", type=int, default=4)
+    parser.add_argument("--mixup", type=float, default=0.0, help="fraction of each batch mixed (implies --online)")
     parser.add_argument("--tag", default="", help="suffix of the run folders (a tuning variant)")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench"))
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
@@ -134,17 +137,19 @@ def main() -> None:
     if time.time() - t0 > 5:  # freshly trained (a reused teacher is recorded already)
         record("teacher", teacher_dir, tinfo, 0, {"kd": None})
     for seed in args.seeds:
-        config = TrainConfig(epochs=args.epochs, patience=args.patience, seed=seed)
+        config = TrainConfig(epochs=args.epochs, patience=args.patience, seed=seed, mixup=args.mixup)
         jobs = [] if args.no_baseline else [("baseline", None, config)]
         for kd in args.kd:
             jobs.append((f"distilled-{kd}", str(teacher_dir),
-                         replace(config, alpha=args.alpha, temperature=args.temperature, kd_loss=kd, teacher_mode="cached")))
+                         replace(config, alpha=args.alpha, temperature=args.temperature, kd_loss=kd,
+                                 teacher_mode="online" if args.online or args.mixup else "cached")))
         for name, teacher, cfg in jobs:
             run_dir = base / f"{args.student}-{name}{args.tag}-s{seed}"
             info = distill(roots, run_dir, student=args.student, teacher=teacher, data=data, config=cfg,
                            resume=(run_dir / "last.pt").exists())
             record(name, run_dir, info, seed, {"kd": cfg.kd_loss if teacher else None, "alpha": cfg.alpha,
-                                               "temperature": cfg.temperature, "student": args.student})
+                                               "temperature": cfg.temperature, "student": args.student,
+                                               "teacher_mode": cfg.teacher_mode, "mixup": cfg.mixup})
 
 
 def render_table(path: Path) -> str:

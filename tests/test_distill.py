@@ -67,6 +67,16 @@ def test_kd_loss_matches_a_hand_computation():
     assert base.item() == pytest.approx(total_ce, rel=1e-6) and kd0.item() == 0.0
 
 
+def test_mixed_examples_mix_the_label_term():
+    s = torch.tensor([[1.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+    y = torch.tensor([0, 1])
+    perm, lam = torch.tensor([1, 0]), torch.tensor([0.75, 1.0])  # example 0 mixed with 1; example 1 not mixed
+    ce = torch.nn.functional.cross_entropy
+    loss, c, _ = distillation_loss(s, y, mix=(perm, lam))
+    want = (0.75 * ce(s[:1], y[:1]) + 0.25 * ce(s[:1], y[1:]) + ce(s[1:], y[1:])) / 2
+    assert loss.item() == pytest.approx(want.item(), rel=1e-6) and c.item() == pytest.approx(want.item(), rel=1e-6)
+
+
 def test_kd_skips_clips_the_teacher_cannot_speak_for():
     student_labels = ["a", "_unknown_", "_silence_"]
     m = LabelMap.build(["a", "zzz"], student_labels)  # zzz -> _unknown_; _silence_ uncovered
@@ -241,6 +251,8 @@ def test_cli_bad_inputs(tones, tmp_path):
                     "has no clips of zebra")
     _one_error_line(_cli("distill", tones, "--no-teacher", "--student", "huge", "--out", tmp_path / "o"),
                     "unknown student 'huge'")
+    _one_error_line(_cli("distill", tones, "--teacher", "t", "--teacher-cache", "--mixup", "0.5", "--out", tmp_path / "o"),
+                    "mixup needs the teacher online")
     _one_error_line(_cli("distill", tones, "--teacher", f"{HERE / 'test_teachers.py'}:make_teacher",
                          "--words", *WORDS, "--out", tmp_path / "o", "--epochs", "1"),
                     "cannot be mapped onto the student's: none of yes, no, cat")

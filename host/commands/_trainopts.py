@@ -43,6 +43,9 @@ def add_loop_arguments(parser: argparse.ArgumentParser, *, epochs: int, patience
     parser.add_argument("--balance", choices=["source", "class", "none"], default="source",
                         help="how epochs draw clips: each class equally and, within a class, real and synthetic "
                              "equally (source); each class equally (class); every clip once, shuffled (none)")
+    parser.add_argument("--mixup", type=unit_float, default=0.0, metavar="P",
+                        help="fraction of each batch mixed with another clip (energies added; labels mixed alike; "
+                             "an online teacher judges the mixture)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights, batches and masks: the same "
                         "seed gives the same weights on the CPU")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...")
@@ -50,6 +53,17 @@ def add_loop_arguments(parser: argparse.ArgumentParser, *, epochs: int, patience
     parser.add_argument("--force", action="store_true", help="start over in an --out that holds a run")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     add_json_option(parser, "one JSON object: the run summary (run.json)")
+
+
+def train_config(**kwargs):
+    """TrainConfig(**kwargs), its complaints as one-line user errors."""
+    from tinyear.device.errors import TinyearError
+    from tinyear.host.train import TrainConfig
+
+    try:
+        return TrainConfig(**kwargs)
+    except ValueError as exc:
+        raise TinyearError(f"{exc}; see --help") from None
 
 
 def data_options(args):

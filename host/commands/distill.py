@@ -9,7 +9,7 @@ from __future__ import annotations
 from tinyear.device.cliutil import unit_float, positive_float
 from tinyear.device.errors import TinyearError
 
-from ._trainopts import add_data_arguments, add_loop_arguments, command_line, data_options, report
+from ._trainopts import add_data_arguments, add_loop_arguments, command_line, data_options, report, train_config
 
 HELP = "train a small student from a teacher (knowledge distillation), or alone with --no-teacher"
 DESCRIPTION = """\
@@ -66,8 +66,6 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from tinyear.host.distill import distill
     from tinyear.host.teachers import parse_label_map
-    from tinyear.host.train import TrainConfig
-
     if args.no_teacher:
         given = [name for name, value in (("--alpha", args.alpha), ("--temperature", args.temperature),
                                           ("--kd-loss", args.kd_loss), ("--label-map", args.label_map))
@@ -77,11 +75,11 @@ def run(args) -> int:
                                "a --teacher")
     alpha = 0.0 if args.no_teacher else (0.5 if args.alpha is None else args.alpha)
     mode = "none" if args.no_teacher else ("cached" if args.teacher_cache else "online")
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+    config = train_config(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          patience=args.patience, seed=args.seed, alpha=alpha,
                          temperature=args.temperature if args.temperature is not None else 4.0,
                          kd_loss=args.kd_loss or "kl", label_smoothing=args.label_smoothing, balance=args.balance,
-                         teacher_mode=mode)
+                         teacher_mode=mode, mixup=args.mixup)
     info = distill(args.data, args.out, student=args.student, teacher=None if args.no_teacher else args.teacher,
                    data=data_options(args), config=config, label_overrides=parse_label_map(args.label_map),
                    resume=args.resume, force=args.force, device=args.device, progress=not args.quiet,

@@ -5,7 +5,7 @@ A thin shell over `tinyear.host.distill.train_teacher` (the same loop `tinyear d
 
 from __future__ import annotations
 
-from ._trainopts import add_data_arguments, add_loop_arguments, command_line, data_options, report
+from ._trainopts import add_data_arguments, add_loop_arguments, command_line, data_options, report, train_config
 
 HELP = "train the built-in large CNN teacher (>= 1M parameters) on a dataset"
 DESCRIPTION = """\
@@ -35,11 +35,9 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from tinyear.host.distill import train_teacher
-    from tinyear.host.train import TrainConfig
-
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+    config = train_config(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          patience=args.patience, seed=args.seed, label_smoothing=args.label_smoothing,
-                         balance=args.balance)
+                         balance=args.balance, mixup=args.mixup)
     info = train_teacher(args.data, args.out, arch=args.arch, data=data_options(args), config=config,
                          resume=args.resume, force=args.force, device=args.device, progress=not args.quiet,
                          command=command_line())
