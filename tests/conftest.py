@@ -21,6 +21,14 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
+def pytest_ignore_collect(collection_path, config):
+    """Without torch (the device-only environments), leave out the test modules that are not marked
+    `device`: they test the workstation half, which those environments do not install."""
+    if HAS_TORCH or collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    return "pytest.mark.device" not in collection_path.read_text() or None
+
+
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
