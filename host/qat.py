@@ -68,6 +68,10 @@ class QatConfig:
     freeze_ranges_at: float = 0.75
     """Fraction of the steps after which the quantization ranges (observers) are frozen."""
 
+    warmup_batches: int = 20
+    """Batches run through the observers with fake quantization off before training, so the first
+    steps train against measured ranges rather than those of a single batch."""
+
     seed: int = 0
     """Shuffling seed."""
 
@@ -143,6 +147,21 @@ def finetune(graph, features: np.ndarray, labels: np.ndarray, *, teacher_logits:
     generator = torch.Generator().manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     use_spec = augment is not None and getattr(augment, "spec_augment", False)
+    def batch(idx, variant):
+        pick = (variant[idx], idx) if variants else (idx,)
+        return pick, torch.from_numpy(np.ascontiguousarray(x_all[pick], dtype=np.float32))  # (B, frames, bins)
+
+    if config.warmup_batches:
+        from torchao.quantization.pt2e import disable_fake_quant, enable_fake_quant
+
+        move_exported_model_to_eval(graph)
+        graph.apply(disable_fake_quant)
+        warm_rng = np.random.default_rng(config.seed + 1)
+        with torch.no_grad():
+            for _ in range(config.warmup_batches):
+                idx = np.sort(warm_rng.choice(n, size=min(n, config.batch_size), replace=False))
+                graph(batch(idx, warm_rng.integers(variants, size=n) if variants else None)[1])
+        graph.apply(enable_fake_quant)
     move_exported_model_to_train(graph)
     bar = None
     if progress:
@@ -162,8 +181,7 @@ def finetune(graph, features: np.ndarray, labels: np.ndarray, *, teacher_logits:
                 graph.apply(disable_observer)
                 ranges_frozen = True
             idx = np.sort(order[b * config.batch_size : (b + 1) * config.batch_size])
-            pick = (variant[idx], idx) if variants else (idx,)
-            x = torch.from_numpy(np.ascontiguousarray(x_all[pick], dtype=np.float32))  # (B, frames, bins)
+            pick, x = batch(idx, variant)
             if use_spec:
                 x = spec_augment(x, augment, generator)  # (B, frames, bins)
             t = None if t_all is None else torch.from_numpy(np.ascontiguousarray(t_all[pick]))  # (B, teacher labels)
