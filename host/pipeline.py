@@ -1,7 +1,8 @@
 """`tinyear pipeline`: the main job, every workstation step in order, resumable.
 
 data (synthesize the default set, or fill what a given real set lacks) -> teacher -> distilled student
--> baseline student (same student, same data and epochs, no teacher) -> int8 export with verification
+-> baseline student (same student, same data and epochs, no teacher) -> int8 export, with verification, of
+the student with the higher validation accuracy
 -> comparison on the synthetic test split and on real speech when it is available -> a Markdown report
 with plots, and the bundle.
 
@@ -199,6 +200,11 @@ def run_pipeline(out="runs/default", *, data=None, config: PipelineConfig = Pipe
                               _run_state(paths["baseline"]) == "finished")
 
     # 5. int8 export ---------------------------------------------------------------------------------------
+    # The bundle gets the student with the higher VALIDATION accuracy: the distilled one unless the
+    # baseline beat it (then distillation did not pay with this teacher, and the report says so).
+    shipped = pick_shipped(student_info, baseline_info)
+    shipped_dir = paths[shipped]
+
     def export(skip: bool):
         from tinyear.device.bundle import read_bundle
 
@@ -206,15 +212,19 @@ def run_pipeline(out="runs/default", *, data=None, config: PipelineConfig = Pipe
             return {"bundle": str(paths["bundle"]), "metrics": read_bundle(paths["bundle"]).metrics}
         from .export import ExportOptions, export_run
 
-        result = export_run(paths["student"], paths["bundle"],
+        if progress and shipped == "baseline":
+            print("tinyear: the baseline student beat the distilled one on the validation split "
+                  f"({_val(baseline_info):.1f}% vs {_val(student_info):.1f}%), so the bundle gets the baseline",
+                  file=sys.stderr)
+        result = export_run(shipped_dir, paths["bundle"],
                             ExportOptions(calibration=config.calibration, qat=config.qat, progress=progress))
         if progress:
             for line in result["report"]:
                 print(f"  {line}", file=sys.stderr)
         return result
 
-    bundle_done = paths["bundle"].exists() and paths["bundle"].stat().st_mtime >= (paths["student"] / runs.RUN_JSON).stat().st_mtime
-    export_info = steps.run("export", "exporting int8 and verifying it", export, bundle_done)
+    export_info = steps.run("export", f"exporting the {'distilled' if shipped == 'student' else 'baseline'} student "
+                            "to int8 and verifying it", export, _bundle_is_from(paths["bundle"], shipped_dir))
 
     # 6. evaluation ------------------------------------------------------------------------------------------
     eval_sets = {"synthetic test" if data is None else "test split (real + synthetic)": (roots, "test")}
@@ -239,21 +249,53 @@ def run_pipeline(out="runs/default", *, data=None, config: PipelineConfig = Pipe
     # 7. report ------------------------------------------------------------------------------------------------
     def report(skip: bool):
         return write_report(out, rows, confusions, teacher_info, student_info, baseline_info, export_info,
-                            steps.times, config, data, real_test)
+                            steps.times, config, data, real_test, shipped)
 
     steps.run("report", "writing the report", report)
     total = round(time.perf_counter() - started, 1)
     summary = {
         "settings": settings, "finished": True, "command": command, "seconds": total, "step_seconds": steps.times,
         "bundle": str(paths["bundle"]), "report": str(paths["report"]),
+        "bundle_student": "distilled" if shipped == "student" else "baseline",
         "rows": [r.to_dict() for r in rows],
     }
     _write_json(out / PIPELINE_JSON, summary)
     return summary
 
 
+def _val(info: dict) -> float:
+    """A finished run's validation accuracy in percent."""
+    return 100.0 * info["metrics"]["validation"]["accuracy"]
+
+
+def pick_shipped(student_info: dict, baseline_info: dict) -> str:
+    """"student" (distilled) or "baseline": the one with the higher validation accuracy, ties to the
+    distilled student. Test and real-speech numbers play no part."""
+    return "baseline" if _val(baseline_info) > _val(student_info) else "student"
+
+
+def _bundle_is_from(bundle: Path, run_dir: Path) -> bool:
+    """Whether `bundle` exists and was exported from `run_dir`'s current checkpoint."""
+    if not bundle.exists():
+        return False
+    from tinyear.device.bundle import read_bundle
+
+    from .runs import BEST
+
+    try:
+        run = read_bundle(bundle).provenance.get("run") or {}
+    except Exception:  # an unreadable bundle is redone
+        return False
+    best = run_dir / BEST
+    if run.get("dir") != str(run_dir.resolve()) or not best.exists():
+        return False
+    import hashlib
+
+    return run.get("checkpoint_sha256") == hashlib.sha256(best.read_bytes()).hexdigest()
+
+
 def write_report(out: Path, rows, confusions, teacher_info, student_info, baseline_info, export_info,
-                 times: dict, config: PipelineConfig, data, real_test) -> Path:
+                 times: dict, config: PipelineConfig, data, real_test, shipped: str = "student") -> Path:
     """report.md: the comparison table, the plots, what each step did and how long it took."""
     from .report import plot_comparison, write_markdown
 
@@ -264,8 +306,13 @@ def write_report(out: Path, rows, confusions, teacher_info, student_info, baseli
               f"real clips from `{data}`, with what they lack filled by synthetic speech")
     sections = [
         ("What was made", "\n".join([
-            f"- Bundle: `{BUNDLE_NAME}`, {m.get('model_bytes', 0):,} byte int8 model ({config.student}, "
-            f"{bundle_row.params or 0:,} parameters, {(bundle_row.macs or 0) / 1e6:.2f} M MACs).",
+            f"- Bundle: `{BUNDLE_NAME}`, {m.get('model_bytes', 0):,} byte int8 model of the "
+            f"{'distilled' if shipped == 'student' else 'baseline'} student ({config.student}, "
+            f"{bundle_row.params or 0:,} parameters, {(bundle_row.macs or 0) / 1e6:.2f} M MACs)"
+            + ("." if shipped == "student" else
+               f": the baseline beat the distilled student on the validation split ({_val(baseline_info):.1f}% vs "
+               f"{_val(student_info):.1f}%), so distillation did not pay with this teacher "
+               f"({_val(teacher_info):.1f}% on validation)."),
             f"- Data: {recipe}.",
             f"- Int8: float {m.get('float_accuracy')}% -> int8 {m.get('int8_accuracy')}% on the validation split "
             f"(drop {m.get('accuracy_drop_points')} points, top-1 agreement {m.get('agreement_percent')}%), "

@@ -125,6 +125,10 @@ def test_export_writes_a_verified_int8_bundle(exported):
     from tinyear.device.classify import Classifier
 
     bundle = read_bundle(exported["path"])
+    # readable by other users (a listener service runs as its own user), as a plain open() would make it
+    umask = os.umask(0)
+    os.umask(umask)
+    assert Path(exported["path"]).stat().st_mode & 0o777 == 0o666 & ~umask
     model = bundle.load_model()
     assert model.input_dtype == np.int8 and model.output_dtype == np.int8
     assert bundle.labels == TONES + ["_unknown_", "_silence_"]

@@ -46,6 +46,12 @@ def test_pipeline_makes_report_and_bundle(quick_run):
     # the student is far smaller and faster than the teacher, and int8 shrinks it again
     assert rows["int8 bundle"]["size_bytes"] < rows["distilled student"]["size_bytes"] < rows["teacher"]["size_bytes"]
     assert rows["distilled student"]["params"] < rows["teacher"]["params"] / 20
+    # the bundle holds the student that did better on the validation split, and the report names it
+    runs = {"distilled": out / "student", "baseline": out / "baseline"}
+    val = {k: json.loads((d / "run.json").read_text())["metrics"]["validation"]["accuracy"] for k, d in runs.items()}
+    expected = "baseline" if val["baseline"] > val["distilled"] else "distilled"
+    assert summary["bundle_student"] == expected
+    assert f"int8 model of the {expected} student" in report
 
 
 def test_bundle_works_on_the_device_side(quick_run, tmp_path):
@@ -62,6 +68,17 @@ def test_bundle_works_on_the_device_side(quick_run, tmp_path):
     clip = sorted((out / "data" / "synth" / "yes").glob("*.wav"))[0]
     proc = device("classify", bundle, clip, "--json")
     assert proc.returncode == 0 and json.loads(proc.stdout)["label"] in info["labels"]
+
+
+def test_pick_shipped_goes_by_validation_only():
+    from tinyear.host.pipeline import pick_shipped
+
+    def info(val, test):
+        return {"metrics": {"validation": {"accuracy": val}, "test": {"accuracy": test}}}
+
+    assert pick_shipped(info(0.90, 0.50), info(0.89, 0.99)) == "student"  # test accuracy plays no part
+    assert pick_shipped(info(0.88, 0.99), info(0.90, 0.50)) == "baseline"
+    assert pick_shipped(info(0.90, 0.80), info(0.90, 0.90)) == "student"  # ties go to the distilled student
 
 
 def test_rerun_skips_finished_steps(quick_run):

@@ -16,7 +16,9 @@ Run every workstation step in order and write a report and a bundle:
   2. teacher   train the built-in large CNN
   3. student   distill the student from the teacher (cached teacher outputs)
   4. baseline  the same student on labels alone: what distillation has to beat
-  5. export    full-integer int8 TFLite (litert-torch PT2E), verified: float vs int8, TFLite Micro
+  5. export    the student that did better on the validation split (the distilled one, unless the
+               baseline beat it) to full-integer int8 TFLite (litert-torch PT2E), verified: float vs
+               int8, TFLite Micro
   6. evaluate  teacher, baseline, student and bundle side by side: accuracy on the test split and on
                real speech (the shared Speech Commands test part, when present), size, MACs, latency
   7. report    OUT/report.md with the table and plots; the bundle is OUT/keywords.tinyear
