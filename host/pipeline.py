@@ -41,6 +41,9 @@ class PipelineConfig:
     """Synthetic clips per keyword when synthesizing the default set (and `_unknown_` clips the same)."""
     min_real_per_word: int = 200
     """With --data: words with fewer real clips than this are filled with synthetic speech."""
+    mix_per_word: int = 0
+    """With --data: synthetic clips added to each word that has enough real ones, so that sounding
+    synthetic does not predict the label (0: none)."""
     teacher_arch: str = "cnn-teacher"
     teacher_epochs: int = 10
     student: str = "dscnn-s"
@@ -110,6 +113,8 @@ def _check_settings(out: Path, record: dict, force: bool) -> None:
         old = json.loads(path.read_text()).get("settings")
     except (OSError, ValueError):
         old = None
+    if old is not None:  # a setting added since that run was recorded had its default then
+        old = {**{k: v for k, v in asdict(PipelineConfig()).items() if k not in old}, **old}
     if old is not None and old != record:
         changed = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
         raise TinyearError(f"{out} holds a pipeline made with other settings ({', '.join(changed)}); choose another "
@@ -166,8 +171,8 @@ def run_pipeline(out="runs/default", *, data=None, config: PipelineConfig = Pipe
             synthesize(target, per_word=config.per_word, seed=config.seed, jobs=jobs, progress=progress)
             return [str(target)]
         target = out / "data" / "fill"
-        dataset = fill_missing(data, target, min_per_word=config.min_real_per_word, seed=config.seed, jobs=jobs,
-                               progress=progress)
+        dataset = fill_missing(data, target, min_per_word=config.min_real_per_word, mix_per_word=config.mix_per_word,
+                               seed=config.seed, jobs=jobs, progress=progress)
         return [str(r) for r in dataset.roots]
 
     what = "synthesizing the default keyword set" if data is None else f"filling what {data} lacks"

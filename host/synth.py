@@ -254,15 +254,16 @@ def speakers(engines: list[str], seed: int, config: SynthConfig = DEFAULT_SYNTH)
     return pool
 
 
-def plan(words, per_word: int, unknown: int, seed: int, engines: list[str],
+def plan(words, per_word: int | dict, unknown: int, seed: int, engines: list[str],
          config: SynthConfig = DEFAULT_SYNTH, unknown_words=UNKNOWN_WORDS) -> list[Job]:
-    """Every clip of a dataset: per_word clips of each word, `unknown` clips of unknown_words (round
-    robin over a seeded shuffle, so each word gets its share)."""
+    """Every clip of a dataset: per_word clips of each word (or per_word[word], a dict), `unknown` clips
+    of unknown_words (round robin over a seeded shuffle, so each word gets its share)."""
     pool = speakers(engines, seed, config)
     share = config.flite_share if "flite" in pool else 0.0
     others = [w for w in unknown_words if w not in set(words)]
     order = np.random.default_rng([seed, 0x554E]).permutation(len(others)) if others else []
-    texts = [(w, w) for w in words for _ in range(per_word)]
+    counts = per_word if isinstance(per_word, dict) else {w: per_word for w in words}
+    texts = [(w, w) for w in words for _ in range(counts[w])]
     texts += [(UNKNOWN, others[order[i % len(others)]]) for i in range(unknown if others else 0)]
     endings, weights = zip(*config.punctuation)
     jobs, seen = [], Counter()
@@ -305,7 +306,7 @@ def synthesize(
     out: str | Path,
     words=WORDS,
     *,
-    per_word: int = 500,
+    per_word: int | dict = 500,
     unknown: int | None = None,
     seed: int = 0,
     jobs: int | None = None,
@@ -319,7 +320,8 @@ def synthesize(
 ) -> dict:
     """Write a synthetic dataset to `out` (Speech Commands layout); return its manifest (a dict).
 
-    per_word clips of each word, `unknown` clips of other words (default per_word), background noise
+    per_word clips of each word (a dict: per_word[word] of each), `unknown` clips of other words
+    (default per_word, or the largest count of the dict), background noise
     from `noise_dir` (copied, as 16 kHz WAV) or synthesized (`write_noise=False`: none). The same
     request on an existing complete dataset reuses it; a different one needs force=True. jobs:
     processes (default: all cores). Raises TinyearError for a missing engine or unwritable folder."""
@@ -331,7 +333,8 @@ def synthesize(
     if bad:
         raise TinyearError(f"word {bad[0]!r} cannot be a folder name; words are plain names like yes, stop")
     engines = resolve_engines(engines)
-    unknown = per_word if unknown is None else unknown
+    unknown = (max(per_word.values(), default=0) if isinstance(per_word, dict) else per_word) if unknown is None \
+        else unknown
     request = {"words": words, "per_word": per_word, "unknown": unknown, "seed": seed, "engines": engines,
                "noise": str(Path(noise_dir).resolve()) if noise_dir else ("synthetic" if write_noise else None),
                "config": asdict(config), "tinyear": __version__}
@@ -454,6 +457,7 @@ def fill_missing(
     *,
     min_per_word: int = 200,
     per_word: int | None = None,
+    mix_per_word: int = 0,
     unknown_ratio: float = 1.0,
     seed: int = 0,
     jobs: int | None = None,
@@ -467,8 +471,11 @@ def fill_missing(
     """Synthesize what real data lacks into `out`, print what was filled, return the union Dataset.
 
     Filled: every word with fewer than `min_per_word` real clips gets `per_word` synthetic ones
-    (default: the median real count of the other words, at least min_per_word); `_unknown_` is topped
-    up to unknown_ratio x the mean word count; background noise is synthesized only if the real data
+    (default: the median real count of the other words, at least min_per_word); with `mix_per_word`,
+    every other word gets that many synthetic clips too, so that sounding synthetic does not tell the
+    model which word it is (without them, a model trained where only the thin words and `_unknown_`
+    are synthetic learns that shortcut and hears a synthetic `stop` as `_unknown_`, a real `off` as
+    some real word); `_unknown_` is topped up to unknown_ratio x the mean word count; background noise is synthesized only if the real data
     has none. `force`: replace an `out` made by an earlier, different fill. `report`: a function taking
     one line (default: print to stderr). Extra keyword arguments go to load_dataset."""
     say = report or (lambda line: print(line, file=sys.stderr))
@@ -485,16 +492,22 @@ def fill_missing(
     have_unknown = sum(1 for c in real.clips if c.label == UNKNOWN)
     n_unknown = max(0, int(round(unknown_ratio * mean_after)) - have_unknown)
     need_noise = real.noise_source != "real"
-    if not thin and n_unknown == 0 and not need_noise:
+    mixed = [w for w in words if w not in thin] if mix_per_word > 0 else []
+    if not thin and not mixed and n_unknown == 0 and not need_noise:
         say(f"tinyear: {', '.join(str(r) for r in roots)} has enough of every word, _unknown_ and noise; "
             "nothing synthesized")
         return load_dataset(roots, words, seed=seed, quiet=True, **load_kwargs)
-    synthesize(out, thin, per_word=n_word, unknown=n_unknown, seed=seed, jobs=jobs, engines=engines,
+    counts = {w: n_word if w in thin else mix_per_word for w in words if w in thin or w in mixed}
+    synthesize(out, [w for w in words if w in counts], per_word=n_word if not mixed else counts, unknown=n_unknown,
+               seed=seed, jobs=jobs, engines=engines,
                write_noise=need_noise, config=config, progress=progress, force=force,
                extra={"fill_from": [str(r) for r in roots],
                       "real_counts": {**{w: have[w] for w in words}, UNKNOWN: have_unknown}})
     for w in thin:
         say(f"tinyear: filled {w}: {have[w]} real + {n_word} synthetic clips (fewer than {min_per_word} real)")
+    if mixed:
+        say(f"tinyear: mixed in {mix_per_word} synthetic clips of each of {', '.join(mixed)}, so that a synthetic "
+            "voice does not predict the label")
     if n_unknown:
         say(f"tinyear: filled {UNKNOWN}: {have_unknown} real + {n_unknown} synthetic clips of other words")
     say(f"tinyear: {'filled _silence_ and noise augmentation with synthetic noise (no real background recordings)' if need_noise else '_silence_ cut from the real background recordings'}")

@@ -150,6 +150,21 @@ def test_fill_missing_synthesizes_only_what_is_thin_and_says_so(tmp_path):
     assert ds.roots == [real, tmp_path / "fill"]
 
 
+def test_fill_missing_mixes_synthetic_clips_into_every_word_when_asked(tmp_path):
+    real = make_tree(tmp_path / "real", words=("yes", "no"), others=("bed",), speakers=10, per_speaker=2)
+    for p in list((real / "no").iterdir())[3:]:
+        p.unlink()  # "no" is thin: 3 real clips
+    lines = []
+    ds = fill_missing(real, tmp_path / "fill", ["yes", "no"], min_per_word=10, per_word=6, mix_per_word=4,
+                      unknown_ratio=0.0, seed=0, jobs=2, progress=False, report=lines.append,
+                      cache_dir=tmp_path / "c")
+    text = "\n".join(lines)
+    assert "filled no: 3 real + 6 synthetic" in text and "mixed in 4 synthetic clips of each of yes" in text
+    sources = ds.summary()["sources"]
+    # every word now has synthetic clips, so sounding synthetic no longer tells which word it is
+    assert sources["yes"] == {"real": 20, "synthetic": 4} and sources["no"] == {"real": 3, "synthetic": 6}
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not MINI.exists(), reason=f"shared data not here: {MINI}")
 def test_fill_missing_on_the_real_mini_train(tmp_path):

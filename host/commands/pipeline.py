@@ -49,6 +49,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--student", default=None, help=f"registered student (default {d.student})")
     parser.add_argument("--per-word", type=positive_int, default=None, metavar="N",
                         help=f"synthetic clips per word for the default set (default {d.per_word})")
+    parser.add_argument("--synth-mix", type=int, default=None, metavar="N",
+                        help="with --data: also N synthetic clips of each word that has enough real ones, so that a "
+                             f"synthetic voice does not predict the label (default {d.mix_per_word})")
     parser.add_argument("--teacher-epochs", type=positive_int, default=None, metavar="N",
                         help=f"teacher epochs (default {d.teacher_epochs})")
     parser.add_argument("--student-epochs", type=positive_int, default=None, metavar="N",
@@ -66,7 +69,7 @@ def run(args) -> int:
 
     overrides = {k: v for k, v in (("student", args.student), ("per_word", args.per_word),
                                    ("teacher_epochs", args.teacher_epochs), ("student_epochs", args.student_epochs),
-                                   ("seed", args.seed)) if v is not None}
+                                   ("seed", args.seed), ("mix_per_word", args.synth_mix)) if v is not None}
     if args.qat:
         overrides["qat"] = True
     config = quick_config(**overrides) if args.quick else PipelineConfig(**overrides)
