@@ -53,6 +53,9 @@ def add_arguments(parser) -> None:
                         help="real dataset folder(s): synthesize only what they lack")
     parser.add_argument("--min-per-word", type=positive_int, default=200, metavar="N",
                         help="with --fill-from: fill words with fewer real clips than this")
+    parser.add_argument("--mix", type=int, default=0, metavar="N",
+                        help="with --fill-from: also N synthetic clips of each word the real data covers, so that a "
+                             "synthetic voice does not predict the label (default 0; see docs/DATA.md)")
     parser.add_argument("--force", action="store_true", help="replace OUT if it holds another synthetic dataset")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_json_option(parser, "one JSON object: the dataset summary")
@@ -69,7 +72,7 @@ def run(args) -> int:
     progress = not args.quiet
     if args.fill_from:
         dataset = fill_missing(args.fill_from, args.out, args.words, min_per_word=args.min_per_word,
-                               per_word=args.per_word, seed=args.seed,
+                               per_word=args.per_word, mix_per_word=args.mix, seed=args.seed,
                                jobs=args.jobs, engines=engines, config=config, progress=progress,
                                force=args.force)
     else:
