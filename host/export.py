@@ -110,7 +110,8 @@ def calibration_set(dataset, n: int, config: FrontendConfig, *, seed: int = 0, p
     return batch_features(waves[pick], config, progress=progress, desc="calibration features"), y[pick]
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (the run checkpoint a bundle was exported from)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -245,7 +246,7 @@ def export_run(run_dir, out, options: ExportOptions = ExportOptions()) -> dict:
         "teacher": meta.get("teacher"),
         "data": {"roots": [str(r) for r in dataset.roots], "fingerprint": dataset.fingerprint(),
                  "run_fingerprint": (meta.get("data") or {}).get("fingerprint")},
-        "run": {"dir": str(Path(run_dir).resolve()), "checkpoint_sha256": _sha256_file(Path(run_dir) / BEST),
+        "run": {"dir": str(Path(run_dir).resolve()), "checkpoint_sha256": sha256_file(Path(run_dir) / BEST),
                 "validation_metrics": run_metrics},
         "export": {"calibration": options.calibration, "qat": options.qat, "seed": options.seed,
                    "converter": "litert-torch PT2E, strict export, per-channel int8 weights, static int8 activations",

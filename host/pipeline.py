@@ -212,6 +212,7 @@ def run_pipeline(out="runs/default", *, data=None, config: PipelineConfig = Pipe
     # baseline beat it (then distillation did not pay with this teacher, and the report says so).
     shipped = pick_shipped(student_info, baseline_info)
     shipped_dir = paths[shipped]
+    shipped_name = "distilled" if shipped == "student" else "baseline"
 
     def export(skip: bool):
         from tinyear.device.bundle import read_bundle
@@ -231,7 +232,7 @@ def run_pipeline(out="runs/default", *, data=None, config: PipelineConfig = Pipe
                 print(f"  {line}", file=sys.stderr)
         return result
 
-    export_info = steps.run("export", f"exporting the {'distilled' if shipped == 'student' else 'baseline'} student "
+    export_info = steps.run("export", f"exporting the {shipped_name} student "
                             "to int8 and verifying it", export, _bundle_is_from(paths["bundle"], shipped_dir))
 
     # 6. evaluation ------------------------------------------------------------------------------------------
@@ -264,7 +265,7 @@ def run_pipeline(out="runs/default", *, data=None, config: PipelineConfig = Pipe
     summary = {
         "settings": settings, "finished": True, "command": command, "seconds": total, "step_seconds": steps.times,
         "bundle": str(paths["bundle"]), "report": str(paths["report"]),
-        "bundle_student": "distilled" if shipped == "student" else "baseline",
+        "bundle_student": shipped_name,
         "rows": [r.to_dict() for r in rows],
     }
     _write_json(out / PIPELINE_JSON, summary)
@@ -288,6 +289,7 @@ def _bundle_is_from(bundle: Path, run_dir: Path) -> bool:
         return False
     from tinyear.device.bundle import read_bundle
 
+    from .export import sha256_file
     from .runs import BEST
 
     try:
@@ -295,11 +297,8 @@ def _bundle_is_from(bundle: Path, run_dir: Path) -> bool:
     except Exception:  # an unreadable bundle is redone
         return False
     best = run_dir / BEST
-    if run.get("dir") != str(run_dir.resolve()) or not best.exists():
-        return False
-    import hashlib
-
-    return run.get("checkpoint_sha256") == hashlib.sha256(best.read_bytes()).hexdigest()
+    return (run.get("dir") == str(run_dir.resolve()) and best.exists()
+            and run.get("checkpoint_sha256") == sha256_file(best))
 
 
 def write_report(out: Path, rows, confusions, teacher_info, student_info, baseline_info, export_info,

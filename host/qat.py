@@ -147,6 +147,7 @@ def finetune(graph, features: np.ndarray, labels: np.ndarray, *, teacher_logits:
     generator = torch.Generator().manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     use_spec = augment is not None and getattr(augment, "spec_augment", False)
+
     def batch(idx, variant):
         pick = (variant[idx], idx) if variants else (idx,)
         return pick, torch.from_numpy(np.ascontiguousarray(x_all[pick], dtype=np.float32))  # (B, frames, bins)

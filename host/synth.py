@@ -474,9 +474,9 @@ def fill_missing(
     (default: the median real count of the other words, at least min_per_word); with `mix_per_word`,
     every other word gets that many synthetic clips too, so that sounding synthetic does not tell the
     model which word it is (without them, a model trained where only the thin words and `_unknown_`
-    are synthetic learns that shortcut and hears a synthetic `stop` as `_unknown_`, a real `off` as
-    some real word); `_unknown_` is topped up to unknown_ratio x the mean word count; background noise is synthesized only if the real data
-    has none. `force`: replace an `out` made by an earlier, different fill. `report`: a function taking
+    are synthetic learns that shortcut and hears a synthetic `stop` as `_unknown_`); `_unknown_` is
+    topped up to unknown_ratio x the mean word count; background noise is synthesized only if the
+    real data has none. `force`: replace an `out` made by an earlier, different fill. `report`: a function taking
     one line (default: print to stderr). Extra keyword arguments go to load_dataset."""
     say = report or (lambda line: print(line, file=sys.stderr))
     roots = [Path(r) for r in (real_roots if isinstance(real_roots, (list, tuple)) else [real_roots])]
@@ -497,9 +497,9 @@ def fill_missing(
         say(f"tinyear: {', '.join(str(r) for r in roots)} has enough of every word, _unknown_ and noise; "
             "nothing synthesized")
         return load_dataset(roots, words, seed=seed, quiet=True, **load_kwargs)
-    counts = {w: n_word if w in thin else mix_per_word for w in words if w in thin or w in mixed}
-    synthesize(out, [w for w in words if w in counts], per_word=n_word if not mixed else counts, unknown=n_unknown,
-               seed=seed, jobs=jobs, engines=engines,
+    # Without a mix, a plain count keeps the synthesis request (and so the reuse of earlier fills) as it was.
+    make, counts = (words, {w: n_word if w in thin else mix_per_word for w in words}) if mixed else (thin, n_word)
+    synthesize(out, make, per_word=counts, unknown=n_unknown, seed=seed, jobs=jobs, engines=engines,
                write_noise=need_noise, config=config, progress=progress, force=force,
                extra={"fill_from": [str(r) for r in roots],
                       "real_counts": {**{w: have[w] for w in words}, UNKNOWN: have_unknown}})
