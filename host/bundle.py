@@ -1,33 +1,21 @@
 """Writing `.tinyear` bundles on the workstation.
 
 Fills in what only the host knows (tool versions, provenance) around the device's pure serialiser
-`tinyear.device.bundle.pack_bundle`, and writes atomically: a bundle that exists is complete, because it
-is written to a temporary file in the same folder and renamed into place.
+`tinyear.device.bundle.pack_bundle`, and writes atomically (`tinyear.device.fileio.atomic_write_bytes`):
+a bundle that exists is complete, and readable by other users (a listener service runs as its own).
 """
 
 from __future__ import annotations
 
-import os
-import platform
-import tempfile
 from pathlib import Path
 
-from tinyear.device import __version__
 from tinyear.device.bundle import SUFFIX, SelfTest, pack_bundle
 from tinyear.device.errors import TinyearError
 from tinyear.device.features import FrontendConfig
+from tinyear.device.fileio import atomic_write_bytes, tool_versions
 
-
-def tool_versions() -> dict:
-    versions = {"tinyear": __version__, "python": platform.python_version()}
-    for dist in ("torch", "litert-torch", "ai-edge-litert", "numpy"):
-        try:
-            from importlib.metadata import version
-
-            versions[dist] = version(dist)
-        except Exception:
-            pass
-    return versions
+# The distributions whose versions shape a bundle's numbers: training, conversion, verification.
+HOST_TOOLS = ("torch", "litert-torch", "torchao", "ai-edge-litert", "tflite-micro", "numpy")
 
 
 def write_bundle(
@@ -52,28 +40,13 @@ def write_bundle(
         frontend,
         detection=detection,
         metrics=metrics,
-        provenance={**(provenance or {}), "tools": tool_versions()},
+        provenance={**(provenance or {}), "tools": tool_versions(*HOST_TOOLS)},
         selftest=selftest,
         output=output,
     )
     folder = path.parent if str(path.parent) else Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+        return atomic_write_bytes(path, data)
     except OSError as exc:
         raise TinyearError(f"{folder}: cannot write there ({exc.strerror}); choose another --out") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes the file owner-only; a bundle is read by other users (a listener service runs
-        # as its own user), so give it the permissions a plain open() would have
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

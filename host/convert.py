@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from tinyear.device.errors import TinyearError
+from tinyear.device.fileio import quiet_fd
 
 # Ops that only move or requantize int8 data; every other op must compute on int8 tensors too.
 _PASS_THROUGH = {"QUANTIZE", "DEQUANTIZE"}
@@ -56,24 +57,17 @@ class ConversionError(TinyearError):
 
 
 @contextlib.contextmanager
-def _quiet():
-    """litert-torch and its converter print pages of progress; keep them out of our output."""
+def quiet_converter():
+    """litert-torch and its converter print pages of progress through Python logging, Python streams and
+    C++ (file descriptors 1 and 2); keep all of it out of our output."""
     loggers = [logging.getLogger(n) for n in ("", "absl", "litert_torch", "torch._export")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
-    saved = os.dup(2), os.dup(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, 2)
-        os.dup2(devnull, 1)
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        with quiet_fd(1, 2), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             yield
     finally:
-        os.dup2(saved[0], 2)
-        os.dup2(saved[1], 1)
-        for fd in (*saved, devnull):
-            os.close(fd)
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
 
@@ -165,7 +159,7 @@ def convert_float(model: torch.nn.Module, example: torch.Tensor, *, quiet: bool 
     """A float32 TFLite model of `model`, traced at `example`'s shape (batch 1)."""
     import litert_torch
 
-    with _quiet() if quiet else contextlib.nullcontext():
+    with quiet_converter() if quiet else contextlib.nullcontext():
         try:
             edge = litert_torch.convert(model.eval(), (example,))
         except Exception as exc:
@@ -192,7 +186,7 @@ def convert_int8(
     example = _as_batch(example)[:1]
     model_c = linear_as_conv(model) if linear_to_conv else copy.deepcopy(model).eval()
     quantizer = ptq_quantizer()
-    with _quiet() if quiet else contextlib.nullcontext():
+    with quiet_converter() if quiet else contextlib.nullcontext():
         graph = export_graph(model_c, example, dynamic_batch=True)
         graph = prepare_pt2e(graph, quantizer)
         seen = calibrate(graph, calibration)
@@ -213,7 +207,7 @@ def lower_int8(graph, example: torch.Tensor, quantizer, *, source: torch.nn.Modu
     import litert_torch
     from litert_torch.quantize.quant_config import QuantConfig
 
-    with _quiet() if quiet else contextlib.nullcontext():
+    with quiet_converter() if quiet else contextlib.nullcontext():
         try:
             edge = litert_torch.convert(graph, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
         except Exception as exc:
@@ -245,7 +239,7 @@ def _lowering_error(exc: Exception, model: torch.nn.Module | None, example: torc
 def _layer_of_op(model: torch.nn.Module, example: torch.Tensor, op: str) -> tuple[str, str] | None:
     """(dotted module path, class name) of the first node calling `op` in the exported float graph."""
     try:
-        with _quiet():
+        with quiet_converter():
             graph = torch.export.export(model.eval(), (_as_batch(example)[:1],), strict=True).module()
     except Exception:
         return None
@@ -303,9 +297,7 @@ class TfliteSummary:
 def _interpreter(model_bytes: bytes, resolver: str = "BUILTIN_WITHOUT_DEFAULT_DELEGATES"):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from tinyear.device.runtime import _silence_stderr
-
-    with _silence_stderr():
+    with quiet_fd():
         return Interpreter(model_content=bytes(model_bytes),
                            experimental_op_resolver_type=getattr(OpResolverType, resolver))
 

@@ -22,7 +22,7 @@ loader makes of it, for the words asked for:
 - **several roots** (say real recordings plus a synthetic fill) load as one dataset, the union.
 
 `Dataset.arrays(split)` returns fixed-length waveforms (`fit_clip` applied) and label indices,
-computed once and cached on disk (`.npy` in `$TINYEAR_CACHE`, else `~/.cache/tinyear`, keyed by the
+computed once and cached on disk (`.npy` in the user's cache folder, `tinyear.host.cache`, keyed by the
 dataset and frontend fingerprints, written atomically). Unreadable files are skipped with a warning that counts them. Imports numpy, soundfile,
 tqdm and `tinyear.device`; never torch.
 """
@@ -30,11 +30,7 @@ tqdm and `tinyear.device`; never torch.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import re
 import sys
-import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +40,10 @@ import numpy as np
 from tinyear.device.audio import load_audio
 from tinyear.device.errors import AudioError, TinyearError
 from tinyear.device.features import DEFAULT_CONFIG, FrontendConfig, fingerprint as frontend_fingerprint, fit_clip
+from tinyear.device.fileio import atomic_path
+
+from .cache import cache_root, key as cache_key
+from .progress import bar as progress_bar
 
 WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 UNKNOWN, SILENCE = "_unknown_", "_silence_"
@@ -199,13 +199,12 @@ class Dataset:
             except (OSError, ValueError):
                 pass  # a damaged cache file is recomputed below
         x = np.zeros((len(clips), config.clip_samples), dtype=np.float32)
-        bar = _progress(len(clips), f"reading {split} clips", progress and len(clips) >= 200)
-        for i, clip in enumerate(clips):
-            x[i] = self._waveform(clip, config)
-            bar.update(1)
-        bar.close()
+        with progress_bar(len(clips), f"reading {split} clips", enabled=progress, at_least=200) as bar:
+            for i, clip in enumerate(clips):
+                x[i] = self._waveform(clip, config)
+                bar.update(1)
         if x_path is not None:
-            _atomic_save(x_path, x)
+            _save_cache(x_path, x)
         return x, y
 
     def waveform(self, clip: Clip, config: FrontendConfig = DEFAULT_CONFIG) -> np.ndarray:
@@ -235,20 +234,7 @@ class Dataset:
         return h.hexdigest()
 
     def _cache_folder(self) -> Path | None:
-        candidates = [self.cache_dir] if self.cache_dir else []
-        if os.environ.get("TINYEAR_CACHE"):
-            candidates.append(Path(os.environ["TINYEAR_CACHE"]))
-        # Never inside the dataset folder: datasets are often shared or synced, and a cache there would
-        # grow them by N x 64 kB per split.
-        candidates.append(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tinyear")
-        for folder in candidates:
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                if os.access(folder, os.W_OK):
-                    return folder
-            except OSError:
-                continue
-        return None  # nowhere writable: compute every time
+        return cache_root(self.cache_dir)  # None: nowhere writable, computed every time
 
 
 def load_dataset(
@@ -546,8 +532,7 @@ def _check_split(split: str) -> None:
         raise TinyearError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
 
 
-def _sha(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+_sha = cache_key
 
 
 def _size(path: Path) -> int:
@@ -557,31 +542,11 @@ def _size(path: Path) -> int:
         return -1
 
 
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    """np.save to a temporary file in the same folder, then rename: a cache file that exists is whole."""
+def _save_cache(path: Path, array: np.ndarray) -> None:
+    """np.save, atomically: a cache file that exists is whole. Failing to write it is not an error (the
+    cache is an optimisation)."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npy")
-        with os.fdopen(fd, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.save(f, array)
-        os.replace(tmp, path)
     except OSError:
-        try:
-            os.unlink(tmp)
-        except (OSError, UnboundLocalError):
-            pass  # the cache is an optimisation: failing to write it is not an error
-
-
-class _NoBar:
-    def update(self, n):
         pass
-
-    def close(self):
-        pass
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="clip", file=sys.stderr, leave=False)

@@ -23,7 +23,6 @@ the device half (to read the bundle and run its self-test here) and the system's
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -36,10 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinyear.device.errors import TinyearError
+from tinyear.device.fileio import sha256_bytes
 
 from . import deploy_remote as scripts
 from .deploy_ssh import Remote, RemoteError, Target
 from .deploy_wheel import build_device_wheel
+from .progress import Steps
 
 MIN_PYTHON = (3, 10)  # tinyear's Requires-Python
 # Which runtime has wheels where (checked by scripts/check_aarch64_wheels.sh, recorded in docs/DEPLOY.md):
@@ -74,35 +75,6 @@ class DeployOptions:
     service: bool = False
     bundle_only: bool = False
     tolerance: float | None = None
-
-
-class Progress:
-    """The step lines on stderr: "[i/n] what ... ok (1.2 s)"; silent when `stream` is None."""
-
-    def __init__(self, total: int, stream=sys.stderr):
-        self.total, self.stream, self.index = total, stream, 0
-        self.steps: list[dict] = []
-
-    def start(self, what: str) -> None:
-        self.index += 1
-        self._t0, self._what = time.monotonic(), what
-        if self.stream:
-            self.stream.write(f"[{self.index}/{self.total}] {what} ... ")
-            self.stream.flush()
-
-    def done(self, note: str = "ok") -> None:
-        seconds = time.monotonic() - self._t0
-        self.steps.append({"step": self._what, "result": note, "seconds": round(seconds, 3)})
-        if self.stream:
-            self.stream.write(f"{note} ({seconds:.1f} s)\n")
-            self.stream.flush()
-
-    def fail(self) -> None:
-        seconds = time.monotonic() - self._t0
-        self.steps.append({"step": self._what, "result": "failed", "seconds": round(seconds, 3)})
-        if self.stream:
-            self.stream.write("failed\n")
-            self.stream.flush()
 
 
 class DeployError(TinyearError):
@@ -158,9 +130,8 @@ def local_selftest(bundle: Path, tolerance: float | None) -> dict:
 
 
 def _env_key(wheel: bytes, runtime: str, probe: dict) -> str:
-    h = hashlib.sha256(wheel)
-    h.update(f"|{runtime}|{probe.get('python_version')}|{probe.get('python_executable')}".encode())
-    return h.hexdigest()[:16]
+    """The name of the device environment for this wheel, runtime and device Python."""
+    return sha256_bytes(wheel + f"|{runtime}|{probe.get('python_version')}|{probe.get('python_executable')}".encode())[:16]
 
 
 def deploy(opts: DeployOptions, stream=sys.stderr) -> dict:
@@ -170,7 +141,7 @@ def deploy(opts: DeployOptions, stream=sys.stderr) -> dict:
 
     service_steps = 1 if opts.service else 0
     total = (5 if opts.bundle_only else 7) + service_steps
-    progress = Progress(total, stream)
+    progress = Steps(total, stream)
     report: dict = {"target": str(opts.target), "bundle": str(opts.bundle), "ok": False}
 
     def step(what, fn, note=None):

@@ -24,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 
 from tinyear.device.errors import TinyearError
+from tinyear.device.fileio import atomic_write_bytes
 
 DIST = "tinyear"
 REQUIRES_PYTHON = ">=3.10"
@@ -130,6 +131,4 @@ def wheel_bytes() -> tuple[str, bytes]:
 def build_device_wheel(out_dir: str | Path) -> Path:
     """Write the device wheel into `out_dir`; returns its path."""
     name, data = wheel_bytes()
-    path = Path(out_dir) / name
-    path.write_bytes(data)
-    return path
+    return atomic_write_bytes(Path(out_dir) / name, data)

@@ -15,7 +15,6 @@ Imports numpy, matplotlib (Agg, lazily) and `tinyear.device`; torch only for run
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,10 @@ import numpy as np
 
 from tinyear.device.errors import TinyearError
 from tinyear.device.features import FrontendConfig, clip_features
+from tinyear.device.fileio import atomic_write_text
+
+from .plots import pyplot, save_figure
+from .progress import bar as progress_bar
 
 SPLIT_CHOICES = ("train", "validation", "test", "all")
 
@@ -32,17 +35,10 @@ def batch_features(waves: np.ndarray, config: FrontendConfig, *, progress: bool 
     """(N, samples) float32 waveforms -> (N, frames, bins) float32 features with the shared frontend."""
     frames, bins = config.feature_shape
     out = np.zeros((len(waves), frames, bins), dtype=np.float32)
-    bar = None
-    if progress and len(waves) >= 500:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(waves), desc=desc, unit="clip", file=sys.stderr, leave=False)
-    for i, wave in enumerate(waves):
-        out[i] = clip_features(wave, config)
-        if bar is not None:
+    with progress_bar(len(waves), desc, enabled=progress, at_least=500) as bar:
+        for i, wave in enumerate(waves):
+            out[i] = clip_features(wave, config)
             bar.update(1)
-    if bar is not None:
-        bar.close()
     return out
 
 
@@ -190,10 +186,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[
 
 def plot_confusion(confusion, labels: list[str], path: str | Path, title: str = "") -> Path:
     """A confusion-matrix PNG: rows true label, columns predicted, cells row-normalised, counts written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     cm = np.asarray(confusion, dtype=np.float64)
     rows = cm.sum(axis=1, keepdims=True)
@@ -214,13 +207,7 @@ def plot_confusion(confusion, labels: list[str], path: str | Path, title: str = 
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def evaluate(model_path, data, *, split: str = "test", out_dir: str | Path | None = None, seed: int = 0,
@@ -245,9 +232,7 @@ def evaluate(model_path, data, *, split: str = "test", out_dir: str | Path | Non
         title = f"{Path(scorer.path).name} on {', '.join(Path(r).name for r in eval_set.roots)} ({split}): " \
                 f"{result['accuracy']:.1f}%"
         result["confusion_png"] = str(plot_confusion(result["confusion"], scorer.labels, out / "confusion.png", title))
-        tmp = out / ".metrics.json.part"
-        tmp.write_text(json.dumps(result, indent=1) + "\n")
-        tmp.replace(out / "metrics.json")
+        atomic_write_text(out / "metrics.json", json.dumps(result, indent=1) + "\n")
         result["metrics_json"] = str(out / "metrics.json")
     return result
 

@@ -13,7 +13,6 @@ Imports torch (through the converter and the run loader) and `tinyear.device`.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,7 @@ import numpy as np
 
 from tinyear.device.errors import TinyearError
 from tinyear.device.features import FrontendConfig, fingerprint as frontend_fingerprint
+from tinyear.device.fileio import sha256_file
 
 from .evaluate import batch_features, frontend_of
 from .qat import QatConfig
@@ -108,27 +108,6 @@ def calibration_set(dataset, n: int, config: FrontendConfig, *, seed: int = 0, p
     waves, y = dataset.arrays("train", config, progress=progress)
     pick = pick_spread(y, n, seed)
     return batch_features(waves[pick], config, progress=progress, desc="calibration features"), y[pick]
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks (the run checkpoint a bundle was exported from)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for dist in ("torchao", "tflite-micro"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            pass
-    return out
 
 
 def _selftest(model_bytes: bytes, labels: list[str], waves: np.ndarray, y: np.ndarray, config: FrontendConfig):
@@ -249,8 +228,7 @@ def export_run(run_dir, out, options: ExportOptions = ExportOptions()) -> dict:
         "run": {"dir": str(Path(run_dir).resolve()), "checkpoint_sha256": sha256_file(Path(run_dir) / BEST),
                 "validation_metrics": run_metrics},
         "export": {"calibration": options.calibration, "qat": options.qat, "seed": options.seed,
-                   "converter": "litert-torch PT2E, strict export, per-channel int8 weights, static int8 activations",
-                   "tools": _versions()},
+                   "converter": "litert-torch PT2E, strict export, per-channel int8 weights, static int8 activations"},
     }
     detection = (meta.get("run") or {}).get("detection") or meta.get("detection") or None
     path = write_bundle(out, model_bytes, labels, config, detection=detection, metrics=metrics,

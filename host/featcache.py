@@ -10,11 +10,12 @@ variant per clip and SpecAugment runs on the fly on the feature batch. Variant k
 `numpy.random.default_rng([seed, i, k])`, so it is the same whichever process made it and can be made
 again (`FeatureSet.variant_waves`) for a teacher that needs waveforms.
 
-Cache files live in `<cache>/features/` (the dataset's cache folder: `TINYEAR_CACHE`, else
-`<data>/.tinyear-cache`, else `~/.cache/tinyear`), named by a hash of the dataset fingerprint, the
-frontend fingerprint, the waveform augmentation settings, `variants` and `seed`; teacher outputs add
-the teacher's identity hash, so every student distilled from one teacher on one dataset reuses one
-teacher pass. Files are written under a temporary name and renamed when whole.
+Cache files live in `<cache>/features/`, `<cache>` being the user's cache folder (`tinyear.host.cache`:
+`--cache-dir`, `$TINYEAR_CACHE`, `~/.cache/tinyear`; never the dataset folder), named by a hash of the
+dataset fingerprint, the frontend fingerprint, the waveform augmentation settings, `variants` and
+`seed`; teacher outputs add the teacher's identity hash, so every student distilled from one teacher on
+one dataset reuses one teacher pass. Files are written atomically (`tinyear.device.fileio`), and with
+progress on, the folder and its size are said once features are ready.
 
 Imports numpy, tqdm, `tinyear.device` and `tinyear.host.augment`; torch only to run a teacher.
 Never imports the training loop.
@@ -23,8 +24,6 @@ Never imports the training loop.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import multiprocessing
 import os
 import sys
@@ -36,8 +35,11 @@ import numpy as np
 
 from tinyear.device.errors import TinyearError
 from tinyear.device.features import DEFAULT_CONFIG, FrontendConfig, fingerprint, fit_clip, log_mel
+from tinyear.device.fileio import atomic_path
 
 from .augment import AugmentConfig, Augmenter
+from .cache import cache_root, folder_bytes, key as cache_key
+from .progress import bar as progress_bar
 
 FEATCACHE_VERSION = 1
 # SpecAugment runs on the fly on feature batches, so its settings do not change cached features.
@@ -46,30 +48,14 @@ _ON_THE_FLY = {"spec_augment", "time_masks", "time_mask_frames", "freq_masks", "
 
 
 def cache_folder(dataset, override: str | Path | None = None) -> Path | None:
-    """Where feature caches go: `override`, the dataset's own cache_dir, $TINYEAR_CACHE,
-    `<root>/.tinyear-cache`, `~/.cache/tinyear` (the first writable), plus `/features`. None when
-    nothing is writable: features are then computed in memory every time."""
-    candidates = [Path(override)] if override else []
-    if getattr(dataset, "cache_dir", None):
-        candidates.append(Path(dataset.cache_dir))
-    if os.environ.get("TINYEAR_CACHE"):
-        candidates.append(Path(os.environ["TINYEAR_CACHE"]))
-    candidates += [Path(dataset.root) / ".tinyear-cache", Path.home() / ".cache" / "tinyear"]
-    for folder in candidates:
-        folder = folder / "features"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe-")
-            os.close(fd)
-            os.unlink(probe)
-            return folder
-        except OSError:
-            continue
-    return None
+    """Where feature caches go: `<cache>/features`, with <cache> chosen by `tinyear.host.cache`'s rule
+    from `override` or the dataset's own cache_dir. None when nothing is writable: features are then
+    computed in memory every time."""
+    return cache_root(override or getattr(dataset, "cache_dir", None), "features")
 
 
 def _key(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return cache_key(obj)[:20]
 
 
 def waveform_augment_settings(config: AugmentConfig) -> dict:
@@ -135,38 +121,27 @@ def _work(chunk: tuple[int, int]) -> int:
 
 def _compute(path: Path, waves: np.ndarray, variants: int, augmenter, seed: int, frontend: FrontendConfig,
              jobs: int | None, desc: str, progress: bool) -> None:
-    """Fill a new .npy at `path` (written as path.part, renamed when whole) with (K, N, frames, bins)."""
-    from tqdm import tqdm
-
+    """Fill a new .npy at `path` (written atomically) with (K, N, frames, bins)."""
     n = len(waves)
-    tmp = path.with_name(path.name + f".{os.getpid()}.part")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(variants, n, *frontend.feature_shape))
-    del out  # workers open it themselves
-    _JOB.clear()
-    _JOB.update(out=str(tmp), waves=waves, augmenter=augmenter, seed=seed, frontend=frontend)
     step = 32
     chunks = [(s, min(n, s + step)) for s in range(0, n, step)]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(chunks)))
-    bar = tqdm(total=n, desc=desc, unit="clip", file=sys.stderr, disable=not progress, leave=False)
-    try:
-        if jobs == 1:
-            for c in chunks:
-                bar.update(_work(c))
-        else:
-            # fork: workers inherit the waveforms and the augmenter without pickling; they only run numpy.
-            with multiprocessing.get_context("fork").Pool(jobs) as pool:
-                for done in pool.imap_unordered(_work, chunks):
-                    bar.update(done)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    finally:
-        bar.close()
+    with atomic_path(path) as tmp, progress_bar(n, desc, enabled=progress) as bar:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(variants, n, *frontend.feature_shape))
+        del out  # workers open it themselves
         _JOB.clear()
+        _JOB.update(out=str(tmp), waves=waves, augmenter=augmenter, seed=seed, frontend=frontend)
+        try:
+            if jobs == 1:
+                for c in chunks:
+                    bar.update(_work(c))
+            else:
+                # fork: workers inherit the waveforms and the augmenter without pickling; they only run numpy.
+                with multiprocessing.get_context("fork").Pool(jobs) as pool:
+                    for done in pool.imap_unordered(_work, chunks):
+                        bar.update(done)
+        finally:
+            _JOB.clear()
 
 
 def _cached_or_compute(folder: Path | None, name: str, waves, variants, augmenter, seed, frontend, jobs, desc,
@@ -228,6 +203,9 @@ def build_features(dataset, *, variants: int = 4, augment: AugmentConfig | None 
         evals[split] = (feats[0], y)
     source = np.array([SOURCES.index(c.source) if c.source in SOURCES else len(SOURCES)
                        for c in dataset.clips_in("train")], dtype=np.int64)
+    if progress:
+        where = f"{folder} ({folder_bytes(folder) / 2**20:,.0f} MB in all)" if folder else "nowhere (no writable cache folder)"
+        print(f"tinyear: features {'computed and ' if computed else ''}cached in {where}", file=sys.stderr)
     return FeatureSet(labels=list(dataset.labels), train=train, train_y=np.asarray(train_y), eval=evals, key=key,
                       train_source=source,
                       frontend=frontend, augment=augment, seed=seed, waves=waves if keep_waves else None,
@@ -244,7 +222,6 @@ def teacher_outputs(features: FeatureSet, teacher, *, batch_size: int = 256, dev
     per (variants, teacher) and cached beside the features. A teacher over the same shared features
     reads the cached features; any other gets the variants' waveforms, made again exactly."""
     import torch
-    from tqdm import tqdm
 
     k_count, n = features.train.shape[:2]
     name = f"teacher-{features.key}-{teacher.identity}.npy"
@@ -260,9 +237,7 @@ def teacher_outputs(features: FeatureSet, teacher, *, batch_size: int = 256, dev
     use_features = teacher.accepts_features(features.frontend)
     model = teacher.feature_model if use_features else teacher.module
     model.to(device).eval()
-    bar = tqdm(total=k_count * n, desc="teacher outputs", unit="clip", file=sys.stderr, disable=not progress,
-               leave=False)
-    with torch.no_grad():
+    with progress_bar(k_count * n, "teacher outputs", enabled=progress) as bar, torch.no_grad():
         for k in range(k_count):
             for s in range(0, n, batch_size):
                 idx = np.arange(s, min(n, s + batch_size))
@@ -272,10 +247,7 @@ def teacher_outputs(features: FeatureSet, teacher, *, batch_size: int = 256, dev
                     x = torch.from_numpy(features.variant_waves(idx, np.full(len(idx), k))).to(device)
                 out[k, idx] = model(x).float().cpu().numpy()
                 bar.update(len(idx))
-    bar.close()
     if path is not None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".teacher-", suffix=".npy")
-        with os.fdopen(fd, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.save(f, out)
-        os.replace(tmp, path)
     return out

@@ -24,6 +24,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tinyear.device.errors import TinyearError
+from tinyear.device.fileio import atomic_write_text
+
+from .progress import Steps, format_seconds
 
 PIPELINE_JSON = "pipeline.json"
 BUNDLE_NAME = "keywords.tinyear"
@@ -69,33 +72,21 @@ def quick_config(**overrides) -> PipelineConfig:
     return PipelineConfig(**{**QUICK, **overrides})
 
 
-class _Steps:
-    """Numbered progress lines on stderr, with each step's wall time recorded."""
+class _Steps(Steps):
+    """The pipeline's numbered step lines ("tinyear: [2/7] training the teacher ..."), each step's wall
+    time recorded; a finished step is skipped."""
 
     def __init__(self, total: int, progress: bool):
-        self.total, self.progress, self.n = total, progress, 0
-        self.times: dict[str, float] = {}
+        super().__init__(total, sys.stderr if progress else None, prefix="tinyear: ", inline=False)
 
     def run(self, name: str, what: str, fn, done: bool = False):
-        self.n += 1
         if done:
-            self._say(f"[{self.n}/{self.total}] {what}: already done, skipped")
-            self.times[name] = 0.0
+            self.skip(what, name)
             return fn(skip=True)
-        self._say(f"[{self.n}/{self.total}] {what} ...")
-        t0 = time.perf_counter()
+        self.start(what, name)
         result = fn(skip=False)
-        self.times[name] = round(time.perf_counter() - t0, 1)
-        self._say(f"[{self.n}/{self.total}] {what}: done in {_fmt_s(self.times[name])}")
+        self.done("done")
         return result
-
-    def _say(self, line: str) -> None:
-        if self.progress:
-            print(f"tinyear: {line}", file=sys.stderr, flush=True)
-
-
-def _fmt_s(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def _run_state(run_dir: Path) -> str:
@@ -125,9 +116,7 @@ def _check_settings(out: Path, record: dict, force: bool) -> None:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(obj, indent=1, default=str) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(obj, indent=1, default=str) + "\n")
 
 
 def run_pipeline(out="runs/default", *, data=None, config: PipelineConfig = PipelineConfig(), real_test=None,
@@ -288,8 +277,8 @@ def _bundle_is_from(bundle: Path, run_dir: Path) -> bool:
     if not bundle.exists():
         return False
     from tinyear.device.bundle import read_bundle
+    from tinyear.device.fileio import sha256_file
 
-    from .export import sha256_file
     from .runs import BEST
 
     try:
@@ -333,13 +322,13 @@ def write_report(out: Path, rows, confusions, teacher_info, student_info, baseli
             f"- {name}: {info.get('name')} ({info.get('params', 0):,} parameters), best epoch {info.get('best_epoch')} of "
             f"{info.get('epochs_run')}, validation accuracy {100 * info['metrics']['validation']['accuracy']:.1f}%"
             f"{'' if name != 'distilled student' else f' (alpha {config.alpha}, T {config.temperature}, {config.kd_loss})'}, "
-            f"{_fmt_s(info.get('wall_seconds', 0))}"
+            f"{format_seconds(info.get('wall_seconds', 0))}"
             for name, info in (("teacher", teacher_info), ("distilled student", student_info),
                                ("baseline student", baseline_info))
         ) + "\n\nValidation accuracy chose every checkpoint; the test split and real speech were only measured."),
         ("Per class (int8 bundle)", "\n".join(_per_class_table(confusions))),
-        ("Time", "| step | wall time |\n|---|---|\n" + "\n".join(f"| {k} | {_fmt_s(v)} |" for k, v in times.items())
-         + f"\n| total | {_fmt_s(sum(times.values()))} |\n\nOn {os.cpu_count()} CPU cores. Steps shown as 0 s were "
+        ("Time", "| step | wall time |\n|---|---|\n" + "\n".join(f"| {k} | {format_seconds(v)} |" for k, v in times.items())
+         + f"\n| total | {format_seconds(sum(times.values()))} |\n\nOn {os.cpu_count()} CPU cores. Steps shown as 0 s were "
          "already done and were skipped."),
     ]
     if real_test is None:

@@ -21,7 +21,6 @@ torchao and litert-torch; never the data loading code (features and labels come 
 from __future__ import annotations
 
 import contextlib
-import sys
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -29,7 +28,8 @@ import torch
 
 from tinyear.device.errors import TinyearError
 
-from .convert import _quiet, check_full_int8, export_graph, linear_as_conv, lower_int8, ptq_quantizer
+from .convert import check_full_int8, export_graph, linear_as_conv, lower_int8, ptq_quantizer, quiet_converter
+from .progress import bar as progress_bar
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def prepare_qat(model: torch.nn.Module, example: torch.Tensor):
 
     quantizer = ptq_quantizer(qat=True)
     student = linear_as_conv(model).train()
-    with _quiet():
+    with quiet_converter():
         graph = export_graph(student, example, dynamic_batch=True)
         with conv_bn_annotator_fix():
             graph = prepare_qat_pt2e(graph, quantizer)
@@ -164,11 +164,7 @@ def finetune(graph, features: np.ndarray, labels: np.ndarray, *, teacher_logits:
                 graph(batch(idx, warm_rng.integers(variants, size=n) if variants else None)[1])
         graph.apply(enable_fake_quant)
     move_exported_model_to_train(graph)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, desc="QAT fine-tune", unit="step", file=sys.stderr, leave=False)
+    bar = progress_bar(total, "QAT fine-tune", enabled=progress, unit="step")
     history, step, bn_frozen, ranges_frozen = [], 0, False, False
     for epoch in range(config.epochs):
         order = torch.randperm(n, generator=generator).numpy()
@@ -198,12 +194,10 @@ def finetune(graph, features: np.ndarray, labels: np.ndarray, *, teacher_logits:
             sums["loss"] += loss.item()
             sums["label_loss"] += float(ce)
             sums["distill_loss"] += float(kd)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
         history.append({"epoch": epoch + 1, **{k: round(v / steps_per_epoch, 5) for k, v in sums.items()}})
-    if bar is not None:
-        bar.close()
+    bar.close()
     return history
 
 
@@ -224,7 +218,7 @@ def qat_int8(model: torch.nn.Module, features: np.ndarray, labels: np.ndarray, *
     history = finetune(graph, features, labels, teacher_logits=teacher_logits, label_map=label_map,
                        augment=augment, config=config, progress=progress)
     move_exported_model_to_eval(graph)
-    with _quiet():
+    with quiet_converter():
         converted = convert_pt2e(graph, fold_quantize=False)
     data = lower_int8(converted, example, quantizer, source=model)
     check_full_int8(data, model)

@@ -22,6 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from tinyear.device.errors import TinyearError
+from tinyear.device.fileio import atomic_write_text
+
+from .plots import pyplot, save_figure
 
 LATENCY_REPEATS = 200
 LATENCY_WARMUP = 20
@@ -185,10 +188,7 @@ def markdown_table(rows: list[Row]) -> str:
 
 def plot_comparison(rows: list[Row], path: str | Path) -> Path:
     """Two panels: accuracy per evaluation set per model, and latency per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sets = list(dict.fromkeys(k for r in rows for k in r.accuracy))
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
@@ -206,13 +206,7 @@ def plot_comparison(rows: list[Row], path: str | Path) -> Path:
     a2.set_ylabel("median ms per inference, 1 thread")
     a2.set_title("LiteRT latency")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def write_markdown(path: str | Path, title: str, rows: list[Row], *, sections: list[tuple[str, str]] = (),
@@ -233,7 +227,4 @@ def write_markdown(path: str | Path, title: str, rows: list[Row], *, sections: l
     if footer:
         parts += [footer, ""]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text("\n".join(parts))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, "\n".join(parts))

@@ -12,7 +12,7 @@ A run folder holds
 - `run.json`: options, wall time and final metrics, written LAST: a folder without it is a run that
   has not finished (still training, interrupted or crashed), and `load_run` says so.
 
-Every file is written to a temporary name and renamed, so none is ever seen half-written. Every model
+Every file is written atomically (`tinyear.device.fileio`), so none is ever seen half-written. Every model
 in a run folder (student or teacher) takes the shared log-mel features (B, frames, bins); a teacher
 run's waveform-level wrapper is `tinyear.host.teachers.load_teacher(run_dir)`.
 
@@ -33,6 +33,7 @@ import torch
 
 from tinyear.device.errors import TinyearError
 from tinyear.device.features import FrontendConfig
+from tinyear.device.fileio import atomic_path, atomic_write_text
 
 CHECKPOINT_FORMAT = 1
 BEST, LAST, LOG, CURVES, RUN_JSON = "best.pt", "last.pt", "log.csv", "curves.png", "run.json"
@@ -51,40 +52,10 @@ def archs() -> dict[str, type]:
 # -- writing --------------------------------------------------------------------------------------------
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it over `path`."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def save_checkpoint(path: Path, payload: dict) -> None:
-    """torch.save to a temporary file, then rename: a checkpoint that exists is whole."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
+    """torch.save, atomically (`tinyear.device.fileio.atomic_path`): a checkpoint that exists is whole."""
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def write_run_json(run_dir: Path, info: dict) -> None:

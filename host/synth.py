@@ -15,8 +15,9 @@ settings transfer best to real people was measured; see docs/DATA.md.
 
 Determinism: every clip's settings come from `numpy.random.default_rng([seed, clip index])`, planned in
 the parent process, and both engines are deterministic, so one seed gives bit-identical files on the
-same engine versions, however many processes render them. Writes go to `OUT.part/` and the folder is
-renamed to OUT after `tinyear-synth.json` is written: a half-written dataset never looks complete.
+same engine versions, however many processes render them. Writes go to a uniquely named staging folder
+beside OUT (`.OUT.<pid>.<random>.part`), renamed to OUT after `tinyear-synth.json` is written: a
+half-written dataset never looks complete, and two processes never write into one staging folder.
 
 `fill_missing(real_roots, out)` is the real + synthetic recipe: it synthesizes only what a real
 dataset lacks (words below a minimum count, `_unknown_`, background noise), says so, and returns the
@@ -26,6 +27,7 @@ union. Imports numpy, soundfile, soxr, tqdm and `tinyear.device` / `tinyear.host
 from __future__ import annotations
 
 import functools
+import glob
 import hashlib
 import io
 import json
@@ -34,6 +36,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,8 +45,10 @@ import numpy as np
 
 from tinyear.device import __version__
 from tinyear.device.errors import TinyearError
+from tinyear.device.fileio import atomic_write_text
 
 from .data import BACKGROUND, SYNTH_MANIFEST, UNKNOWN, WORDS, Dataset, load_dataset
+from .progress import bar as progress_bar
 
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = SAMPLE_RATE  # one second, like Speech Commands
@@ -154,6 +159,8 @@ def espeak_variants() -> tuple[str, ...]:
 
 
 def engine_versions(engines: list[str]) -> dict:
+    """What each speech engine says its version is (`--version`): programs, not Python distributions, so
+    not `tinyear.device.fileio.tool_versions`."""
     versions = {}
     for engine in engines:
         flag = "--version"
@@ -355,51 +362,37 @@ def synthesize(
                                    "another folder or pass --force to replace it")
         elif any(out.iterdir()) if out.is_dir() else True:
             raise TinyearError(f"{out} exists and is not a tinyear synthetic dataset; choose a new folder")
-    part = out.with_name(out.name + ".part")
+    part = _staging_folder(out)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if part.exists():
-            shutil.rmtree(part)  # left by an interrupted run: ours, and incomplete
-        part.mkdir()
-    except OSError as exc:
-        raise TinyearError(f"cannot write to {out.parent}: {exc.strerror or exc}; choose a writable folder") from None
+        job_list = plan(words, per_word, unknown, seed, engines, config)
+        for folder in sorted({j.rel.split("/")[0] for j in job_list}):
+            (part / folder).mkdir()
+        noise_names = _write_noise(part, noise_dir, seed) if (noise_dir or write_noise) else []
+        _run_jobs(job_list, part, jobs, progress)
 
-    job_list = plan(words, per_word, unknown, seed, engines, config)
-    for folder in sorted({j.rel.split("/")[0] for j in job_list}):
-        (part / folder).mkdir()
-    noise_names = _write_noise(part, noise_dir, seed) if (noise_dir or write_noise) else []
-    _run_jobs(job_list, part, jobs, progress)
-
-    counts = Counter(j.rel.split("/")[0] for j in job_list)
-    manifest = {
-        "request": request,
-        "made_by": f"tinyear {__version__} synth",
-        "engines": engine_versions(engines),
-        "speakers": {e: len(v) for e, v in speakers(engines, seed, config).items()},
-        "clips": dict(sorted(counts.items())),
-        "unknown_words": sorted({j.text.rstrip(".!?") for j in job_list if j.rel.startswith(UNKNOWN + "/")}),
-        "background_noise": noise_names,
-        **(extra or {}),
-    }
-    _write_text_atomic(part / SYNTH_MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    if out.exists():  # force: replace the old dataset only now that the new one is whole
-        trash = out.with_name(out.name + ".old")
-        shutil.rmtree(trash, ignore_errors=True)
-        os.replace(out, trash)
-        os.replace(part, out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(part, out)
+        counts = Counter(j.rel.split("/")[0] for j in job_list)
+        manifest = {
+            "request": request,
+            "made_by": f"tinyear {__version__} synth",
+            "engines": engine_versions(engines),
+            "speakers": {e: len(v) for e, v in speakers(engines, seed, config).items()},
+            "clips": dict(sorted(counts.items())),
+            "unknown_words": sorted({j.text.rstrip(".!?") for j in job_list if j.rel.startswith(UNKNOWN + "/")}),
+            "background_noise": noise_names,
+            **(extra or {}),
+        }
+        atomic_write_text(part / SYNTH_MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        _publish(part, out)
+    except BaseException:
+        shutil.rmtree(part, ignore_errors=True)
+        raise
     return manifest
 
 
 def _run_jobs(job_list: list[Job], folder: Path, jobs: int | None, progress: bool) -> None:
-    from tqdm import tqdm
-
     jobs = max(1, jobs or os.cpu_count() or 1)
-    bar = tqdm(total=len(job_list), desc="synthesizing", unit="clip", file=sys.stderr, disable=not progress)
     work = [(j, str(folder)) for j in job_list]
-    try:
+    with progress_bar(len(job_list), "synthesizing", enabled=progress) as bar:
         if jobs == 1:
             for item in work:
                 _render_to_file(item)
@@ -409,8 +402,6 @@ def _run_jobs(job_list: list[Job], folder: Path, jobs: int | None, progress: boo
             with multiprocessing.get_context("fork").Pool(jobs) as pool:
                 for _ in pool.imap_unordered(_render_to_file, work, chunksize=8):
                     bar.update(1)
-    finally:
-        bar.close()
 
 
 def _write_noise(part: Path, noise_dir, seed: int) -> list[str]:
@@ -441,10 +432,45 @@ def _write_noise(part: Path, noise_dir, seed: int) -> list[str]:
     return names
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _staging_folder(out: Path) -> Path:
+    """A new, uniquely named folder beside `out` (`.OUT.<pid>.<random>.part`) to write the dataset into,
+    with the permissions a plain mkdir gives; staging folders of processes that are gone (killed
+    mid-run) are removed first."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for old in out.parent.glob(f".{glob.escape(out.name)}.*.part"):
+            pid = old.name[len(out.name) + 2 :].split(".", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
+        part = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.{os.getpid()}.", suffix=".part"))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(part, 0o777 & ~umask)  # mkdtemp's folders are owner-only
+        return part
+    except OSError as exc:
+        raise TinyearError(f"cannot write to {out.parent}: {exc.strerror or exc}; choose a writable folder") from None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _publish(part: Path, out: Path) -> None:
+    """Rename the finished `part` to `out`; an existing `out` (force) is replaced only now that the new
+    one is whole."""
+    if not out.exists():
+        os.replace(part, out)
+        return
+    trash = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
+    os.replace(out, trash)
+    os.replace(part, out)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 # -- real + synthetic --------------------------------------------------------------------------------------

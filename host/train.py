@@ -35,10 +35,13 @@ import torch
 import torch.nn.functional as F
 
 from tinyear.device.errors import TinyearError
+from tinyear.device.fileio import atomic_write_text
 
 from . import runs
 from .augment import spec_augment
 from .kd import KD_LOSSES, distillation_loss
+from .plots import pyplot, save_figure
+from .progress import bar as progress_bar
 
 BALANCE = ("none", "class", "source")
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_ce", "train_kd", "train_acc", "val_loss", "val_acc",
@@ -165,15 +168,12 @@ def _write_log(path: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-    runs.atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
 
 
 def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
     """Loss terms and accuracies per epoch, as a PNG (matplotlib, Agg)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     epochs = [r["epoch"] for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -194,10 +194,7 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
     ax2.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    runs.atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path, dpi=90)
 
 
 def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, checkpoint_meta: dict,
@@ -267,10 +264,7 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
         variant = torch.randint(k_count, (n,), generator=gen)
         model.train()
         sums = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "correct": 0, "seen": 0}
-        from tqdm import tqdm
-
-        bar = tqdm(total=n, desc=f"epoch {epoch}/{config.epochs}", unit="clip", file=sys.stderr,
-                   disable=not progress, leave=False)
+        bar = progress_bar(n, f"epoch {epoch}/{config.epochs}", enabled=progress)
         for s in range(0, n, config.batch_size):
             idx = order[s : s + config.batch_size].numpy()
             kv = variant[idx].numpy()

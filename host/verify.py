@@ -23,6 +23,7 @@ import tempfile
 import numpy as np
 
 from tinyear.device.errors import TinyearError
+from tinyear.device.fileio import quiet_fd
 
 # Targets from the project's definition of done (percent of clips, accuracy points).
 AGREEMENT_TARGET = 98.0
@@ -100,7 +101,8 @@ def compare_float_int8(float_out: np.ndarray, int8_out: np.ndarray, labels: np.n
 
 @contextlib.contextmanager
 def _capture_fd2():
-    """Collect what C++ code writes to file descriptor 2 (TFLM prints allocation reports and errors there)."""
+    """Collect what C++ code writes to file descriptor 2 (TFLM prints allocation reports and errors there).
+    Not `fileio.quiet_fd`: the arena size is read from what it captures."""
     captured = {"text": ""}
     with tempfile.TemporaryFile(mode="w+b") as tmp:
         saved = os.dup(2)
@@ -161,9 +163,7 @@ def tflm_arena(model_bytes: bytes, probe: np.ndarray) -> dict:
 def _litert_raw(model_bytes: bytes, resolver: str, inputs: np.ndarray) -> np.ndarray:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from tinyear.device.runtime import _silence_stderr
-
-    with _silence_stderr():
+    with quiet_fd():
         interp = Interpreter(model_content=bytes(model_bytes), num_threads=1,
                              experimental_op_resolver_type=getattr(OpResolverType, resolver))
         interp.allocate_tensors()

@@ -21,6 +21,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+from tinyear.device.fileio import atomic_write_text
+
 ROOT = Path(__file__).resolve().parent.parent
 REAL_TEST = ROOT.parent / "shared" / "data" / "speech-commands-v2-test-public"
 SECTION = "## Int8 export"
@@ -60,7 +62,7 @@ def bench_one(run: Path, args):
         real = evaluate(model, [str(REAL_TEST)], split="all", progress=False) if REAL_TEST.exists() else None
         scores[name] = {"test": test["accuracy"], "real": None if real is None else real["accuracy"]}
         print(f"{run} {name}: test {test['accuracy']:.2f}%, real {scores[name]['real']}", file=sys.stderr)
-    (work / "results.json").write_text(json.dumps({"scores": scores, "exports": {
+    atomic_write_text(work / "results.json", json.dumps({"scores": scores, "exports": {
         k: {kk: vv for kk, vv in v.items() if kk != "report"} for k, v in results.items()}}, indent=1) + "\n")
 
     def real(name):
@@ -106,7 +108,7 @@ def main() -> None:
         + ("Every int8 model ran under the TFLite Micro interpreter with outputs bit-identical to LiteRT's "
            "reference kernels." if tflm else "TFLite Micro did NOT match LiteRT for at least one model (see results.json)."),
     ])
-    args.out.write_text(replace_section(args.out.read_text() if args.out.exists() else "# Benchmarks\n", SECTION, body))
+    atomic_write_text(args.out, replace_section(args.out.read_text() if args.out.exists() else "# Benchmarks\n", SECTION, body))
     print(body)
 
 

@@ -25,6 +25,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 from tinyear.device.features import DEFAULT_CONFIG, StreamingFrontend, fingerprint, log_mel  # noqa: E402
+from tinyear.device.fileio import atomic_write_text  # noqa: E402
 
 
 def per_call(fn, repeats: int, rounds: int = 7) -> float:
@@ -96,7 +97,7 @@ def main() -> None:
     text = args.out.read_text() if args.out.exists() else "# Benchmarks\n\n"
     pattern = re.compile(r"^## Frontend\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section + "\n"
-    args.out.write_text(text)
+    atomic_write_text(args.out, text)
     print(f"wrote {args.out}", file=sys.stderr)
 
 

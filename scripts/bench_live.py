@@ -52,6 +52,7 @@ from soak import default_bundle, tone_stream_files  # noqa: E402
 from tinyear.device.bundle import read_bundle  # noqa: E402
 from tinyear.device.commands.bench import measure  # noqa: E402
 from tinyear.device.detector import Detection, DetectionConfig, Detector  # noqa: E402
+from tinyear.device.fileio import atomic_write_text  # noqa: E402
 from tinyear.device.streameval import TruthWord, keyword_labels, read_truth, score_events, stream_file  # noqa: E402
 
 REAL_SPEECH = ROOT.parent / "shared" / "data" / "speech-commands-v2-test-public"
@@ -252,9 +253,7 @@ def main(argv=None) -> int:
     text = args.out.read_text() if args.out.exists() else "# Benchmarks\n\n"
     pattern = re.compile(r"^## Live detection\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section + "\n"
-    tmp_out = args.out.with_name(args.out.name + ".part")
-    tmp_out.write_text(text)
-    os.replace(tmp_out, args.out)
+    atomic_write_text(args.out, text)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -21,7 +21,6 @@ evaluation set (`speech-commands-v2-test-public`) only to evaluate, never to tun
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import soundfile as sf
 
 from tinyear.device.audio import load_audio
 from tinyear.device.errors import TinyearError
+from tinyear.device.fileio import atomic_path
 from tinyear.device.streameval import ProgressLine, TruthWord, write_truth
 
 SR = 16000
@@ -161,12 +161,9 @@ def main(argv=None) -> int:
         print(f"make_stream: error: {exc}", file=sys.stderr)
         return 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_wav = args.out.with_name(args.out.name + ".part")
-    tmp_csv = truth_path.with_name(truth_path.name + ".part")
-    sf.write(str(tmp_wav), stream, SR, subtype="PCM_16", format="WAV")
-    write_truth(tmp_csv, truth)
-    os.replace(tmp_wav, args.out)
-    os.replace(tmp_csv, truth_path)
+    with atomic_path(args.out) as tmp_wav, atomic_path(truth_path) as tmp_csv:
+        sf.write(str(tmp_wav), stream, SR, subtype="PCM_16", format="WAV")
+        write_truth(tmp_csv, truth)
     counts = {}
     for w in truth:
         counts[w.label] = counts.get(w.label, 0) + 1

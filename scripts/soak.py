@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from tinyear.device.bundle import read_bundle  # noqa: E402
 from tinyear.device.capture import Converter, SampleRing  # noqa: E402
 from tinyear.device.detector import Detector  # noqa: E402
+from tinyear.device.fileio import atomic_write_text  # noqa: E402
 from tinyear.device.streameval import keyword_labels, read_truth, score_events  # noqa: E402
 
 
@@ -240,7 +241,7 @@ def main(argv=None) -> int:
               "core (other processes on this shared machine), not the listener slowing down; memory is the process's "
               "resident set, sampled at the end of each minute."]
     lines += ["", f"Per minute: [{out_csv.name}]({out_csv.name})" + (f"; plot: ![soak]({out_png.name})" if plotted else "") + ".", ""]
-    args.out.write_text("\n".join(lines))
+    atomic_write_text(args.out, "\n".join(lines))
     print("\n".join(lines))
     print(f"wrote {args.out}, {out_csv}" + (f", {out_png}" if plotted else ""), file=sys.stderr)
     tmp.cleanup()

@@ -41,7 +41,7 @@ def tiny(tmp_path_factory) -> Path:
 
 
 def test_layout_format_and_manifest(tiny):
-    assert not tiny.with_name("tiny.part").exists()
+    assert [p.name for p in tiny.parent.iterdir()] == ["tiny"]  # no staging folder left
     manifest = json.loads((tiny / SYNTH_MANIFEST).read_text())
     assert manifest["clips"] == {"_unknown_": 4, "stop": 4, "yes": 4}
     assert manifest["request"]["seed"] == 7 and "espeak-ng" in manifest["engines"]
@@ -101,7 +101,7 @@ def test_existing_output_reused_refused_or_replaced(tiny, tmp_path):
     synthesize(target, ["go"], per_word=2, unknown=0, seed=1, progress=False)
     synthesize(target, ["up"], per_word=2, unknown=0, seed=1, progress=False, force=True)
     assert (target / "up").is_dir() and not (target / "go").exists()
-    assert not target.with_name("replace.old").exists() and not target.with_name("replace.part").exists()
+    assert not list(tmp_path.glob(".replace.*"))  # neither the staging folder nor the old dataset is left
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("x")
     with pytest.raises(TinyearError, match="exists and is not a tinyear synthetic dataset"):
@@ -123,10 +123,11 @@ def test_interrupted_run_never_looks_complete(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         synthesize(out, ["yes"], per_word=5, unknown=0, seed=0, jobs=1, progress=False)
     assert not out.exists()
-    assert not (out.with_name("cut.part") / SYNTH_MANIFEST).exists()
+    assert not list(tmp_path.glob(".cut.*"))  # the interrupted staging folder is removed
     monkeypatch.setattr(synth_module, "make_clip", real)
+    (tmp_path / ".cut.999999999.x.part").mkdir()  # a killed run's (its process is gone): swept
     synthesize(out, ["yes"], per_word=5, unknown=0, seed=0, jobs=1, progress=False)  # starts over cleanly
-    assert len(list((out / "yes").iterdir())) == 5 and not out.with_name("cut.part").exists()
+    assert len(list((out / "yes").iterdir())) == 5 and not list(tmp_path.glob(".cut.*"))
 
 
 def test_fill_missing_synthesizes_only_what_is_thin_and_says_so(tmp_path):

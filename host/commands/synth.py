@@ -15,7 +15,8 @@ Write a dataset in the Speech Commands layout (a folder per word, `_unknown_/` w
 `_background_noise_/`), spoken by text-to-speech engines: espeak-ng's English accents and voice
 variants, and flite's voices when flite is installed (apt-get install flite). Every speaker gets its
 own vocal-tract factor and pitch; every clip its own rate, intonation, level and placement. The same
---seed gives bit-identical files. Clips are written to OUT.part and renamed to OUT when complete.
+--seed gives bit-identical files. Clips are written to a staging folder beside OUT (.OUT.*.part) and
+renamed to OUT when complete.
 
 `tinyear teacher` and `tinyear distill` read the result like any real dataset, split by speaker.
 
