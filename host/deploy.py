@@ -39,10 +39,9 @@ from tinyear.device.fileio import sha256_bytes
 
 from . import deploy_remote as scripts
 from .deploy_ssh import Remote, RemoteError, Target
-from .deploy_wheel import build_device_wheel
+from .deploy_wheel import build_device_wheel, min_python
 from .progress import Steps
 
-MIN_PYTHON = (3, 10)  # tinyear's Requires-Python
 # Which runtime has wheels where (checked by scripts/check_aarch64_wheels.sh, recorded in docs/DEPLOY.md):
 # runtime -> (pip extra of the device wheel, machines, oldest and newest Python with wheels).
 RUNTIMES = {
@@ -261,9 +260,10 @@ def _connect_and_probe(remote: Remote, opts: DeployOptions) -> dict:
     if probe.get("python_broken") or "python_version" not in probe:
         raise TinyearError(f"'{opts.python}' on {who} does not run as a Python 3 interpreter; point --python at one")
     version = _version(probe["python_version"])
-    if version[:2] < MIN_PYTHON:
+    floor = min_python()
+    if version[:2] < floor:
         raise TinyearError(f"the device's Python is {probe['python_version']} ({opts.python}), older than the "
-                           f"{MIN_PYTHON[0]}.{MIN_PYTHON[1]} tinyear needs; use Pi OS Bookworm (3.11) or Trixie (3.13), or pass --python")
+                           f"{floor[0]}.{floor[1]} tinyear needs; use Pi OS Bookworm (3.11) or Trixie (3.13), or pass --python")
     if probe.get("venv") != "1" and not opts.bundle_only:
         raise TinyearError(f"the device's Python {probe['python_version']} cannot create virtual environments; "
                            "install them there: sudo apt install python3-venv (scripts/install_pi.sh does)")

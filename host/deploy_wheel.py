@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import re
 import zipfile
 from importlib import metadata
 from pathlib import Path
@@ -27,9 +28,28 @@ from tinyear.device.errors import TinyearError
 from tinyear.device.fileio import atomic_write_bytes
 
 DIST = "tinyear"
-REQUIRES_PYTHON = ">=3.10"
 RUNTIME_PACKAGES = ("ai-edge-litert", "tflite-runtime")
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip can hold: no build time leaks into the bytes
+
+
+def _metadata():
+    try:
+        return metadata.metadata(DIST)
+    except metadata.PackageNotFoundError:
+        raise TinyearError("tinyear is not installed as a package here, so its device dependencies are unknown; "
+                           "pip install -e '.[host]' in the checkout first") from None
+
+
+def requires_python() -> str:
+    """tinyear's Requires-Python, e.g. ">=3.10": pyproject.toml's `requires-python` (its one home), as
+    the installed metadata has it."""
+    return _metadata()["Requires-Python"] or ""
+
+
+def min_python() -> tuple[int, int]:
+    """The oldest Python tinyear runs on, (major, minor), from `requires_python()`."""
+    match = re.search(r">=\s*(\d+)\.(\d+)", requires_python())
+    return (int(match.group(1)), int(match.group(2))) if match else (3, 0)
 
 
 def _name(requirement: str) -> str:
@@ -48,11 +68,8 @@ def device_requirements() -> dict[str, list[str]]:
     "base" is what every device needs (numpy, soundfile, soxr, sounddevice), "device" adds the default
     runtime (ai-edge-litert), "tflite" adds tflite-runtime and numpy<2. Raises TinyearError when tinyear
     is not installed as a distribution (a bare checkout on sys.path)."""
-    try:
-        requires = metadata.requires(DIST) or []
-    except metadata.PackageNotFoundError:
-        raise TinyearError("tinyear is not installed as a package here, so its device dependencies are unknown; "
-                           "pip install -e '.[host]' in the checkout first") from None
+    _metadata()
+    requires = metadata.requires(DIST) or []
     plain, extras = [], {"device": [], "tflite": []}
     for req in requires:
         spec, _, marker = req.partition(";")
@@ -104,7 +121,7 @@ def wheel_bytes() -> tuple[str, bytes]:
         f"Name: {DIST}",
         f"Version: {__version__}",
         "Summary: tinyear's device half: run a .tinyear keyword model on a microphone (deployed by tinyear deploy)",
-        f"Requires-Python: {REQUIRES_PYTHON}",
+        f"Requires-Python: {requires_python()}",
         *[f"Requires-Dist: {r}" for r in reqs["base"]],
         "Provides-Extra: device",
         *[f'Requires-Dist: {r}; extra == "device"' for r in reqs["device"]],

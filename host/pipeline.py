@@ -26,6 +26,7 @@ from pathlib import Path
 from tinyear.device.errors import TinyearError
 from tinyear.device.fileio import atomic_write_text
 
+from .defaults import PIPELINE_STUDENT
 from .progress import Steps, format_seconds
 
 PIPELINE_JSON = "pipeline.json"
@@ -52,7 +53,7 @@ class PipelineConfig:
     """30, not fewer: on the real + synthetic recipe a 10-epoch teacher (85.8% validation) was weaker
     than its own student; 30 epochs gave 95.2% (docs/BENCHMARKS.md). The default run still fits in
     15 minutes on 2 cores."""
-    student: str = "dscnn-s"
+    student: str = PIPELINE_STUDENT
     student_epochs: int = 30
     variants: int = 4
     """Augmented variants per training clip (features computed once, shared by every run)."""
@@ -89,16 +90,6 @@ class _Steps(Steps):
         return result
 
 
-def _run_state(run_dir: Path) -> str:
-    from . import runs
-
-    if (run_dir / runs.RUN_JSON).exists():
-        return "finished"
-    if (run_dir / runs.LAST).exists():
-        return "resume"
-    return "fresh"
-
-
 def _check_settings(out: Path, record: dict, force: bool) -> None:
     path = out / PIPELINE_JSON
     if not path.exists() or force:
@@ -126,7 +117,7 @@ def run_pipeline(out="runs/default", *, data=None, config: PipelineConfig = Pipe
     Commands test part when present; False: none). Returns the summary written to pipeline.json."""
     from . import runs
     from .distill import DataOptions, distill, train_teacher
-    from .train import TrainConfig
+    from .trainconfig import TrainConfig
 
     started = time.perf_counter()
     out = Path(out)
@@ -176,7 +167,7 @@ def run_pipeline(out="runs/default", *, data=None, config: PipelineConfig = Pipe
         def go(skip: bool):
             if skip:
                 return json.loads((run_dir / runs.RUN_JSON).read_text())
-            state = _run_state(run_dir)
+            state = runs.run_state(run_dir)
             common = dict(data=data_options, resume=state == "resume", progress=progress, command=command)
             if kind == "teacher":
                 cfg = TrainConfig(epochs=config.teacher_epochs, lr=3e-3, batch_size=64, patience=4, seed=config.seed)
@@ -185,16 +176,16 @@ def run_pipeline(out="runs/default", *, data=None, config: PipelineConfig = Pipe
         return go
 
     teacher_info = steps.run("teacher", f"training the teacher ({config.teacher_arch})",
-                             train("teacher", paths["teacher"]), _run_state(paths["teacher"]) == "finished")
+                             train("teacher", paths["teacher"]), runs.run_state(paths["teacher"]) == "finished")
     kd = TrainConfig(epochs=config.student_epochs, seed=config.seed, alpha=config.alpha,
                      temperature=config.temperature, kd_loss=config.kd_loss, teacher_mode="cached")
     student_info = steps.run("student", f"distilling the student ({config.student}) from the teacher",
                              train("student", paths["student"], teacher=str(paths["teacher"]), cfg=kd),
-                             _run_state(paths["student"]) == "finished")
+                             runs.run_state(paths["student"]) == "finished")
     base = dataclasses.replace(kd, alpha=0.0, teacher_mode="none")
     baseline_info = steps.run("baseline", f"training the baseline ({config.student}, no teacher)",
                               train("student", paths["baseline"], teacher=None, cfg=base),
-                              _run_state(paths["baseline"]) == "finished")
+                              runs.run_state(paths["baseline"]) == "finished")
 
     # 5. int8 export ---------------------------------------------------------------------------------------
     # The bundle gets the student with the higher VALIDATION accuracy: the distilled one unless the

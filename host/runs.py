@@ -78,6 +78,17 @@ def check_writable(folder: Path, what: str = "--out") -> None:
 # -- reading --------------------------------------------------------------------------------------------
 
 
+def run_state(run_dir: Path) -> str:
+    """"finished" (run.json is there), "resume" (last.pt but no run.json: interrupted, or still
+    training) or "fresh" (neither)."""
+    run_dir = Path(run_dir)
+    if (run_dir / RUN_JSON).exists():
+        return "finished"
+    if (run_dir / LAST).exists():
+        return "resume"
+    return "fresh"
+
+
 def read_checkpoint(path: Path) -> dict:
     """torch.load a checkpoint dict on the CPU, with a one-line error when it is not one of ours."""
     try:

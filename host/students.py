@@ -31,6 +31,9 @@ from torch import nn
 
 from tinyear.device.features import DEFAULT_CONFIG
 
+# The defaults that name a registry entry live in `tinyear.host.defaults` (torch-free, for --help).
+from .defaults import DEFAULT_STUDENT, PIPELINE_STUDENT  # noqa: F401  (re-exported)
+
 INPUT_SHAPE = DEFAULT_CONFIG.feature_shape  # (frames, bins) = (98, 40)
 
 
@@ -172,7 +175,6 @@ STUDENTS: dict[str, StudentSpec] = {
     "bcresnet-3": StudentSpec(BCResNet, {"base": 24}, "BC-ResNet-style, base width 24"),
 }
 
-DEFAULT_STUDENT = "dscnn-m"
 
 # The classes a checkpoint's "arch" may name, so a run folder can be rebuilt without the registry entry
 # (its "arch_kwargs" carry the size). Explicit: no lookup by arbitrary name.

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyear.host.defaults import DEFAULT_STUDENT
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 REAL_TRAIN = SHARED / "speech-commands-mini-train"
@@ -83,7 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", choices=["synth", "real"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--student", default="dscnn-m")
+    parser.add_argument("--student", default=DEFAULT_STUDENT)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--patience", type=int, default=6)
     parser.add_argument("--teacher-epochs", type=int, default=12)
@@ -108,7 +110,7 @@ def main() -> None:
         parser.error("--recipe is required (or --table)")
 
     from tinyear.host.distill import DataOptions, distill, train_teacher
-    from tinyear.host.train import TrainConfig
+    from tinyear.host.trainconfig import TrainConfig
 
     roots = recipe_roots(args.recipe, Path(args.data_dir))
     base = Path(args.out) / args.recipe

@@ -50,7 +50,12 @@ command -v "$PY" >/dev/null || [ "$DRY" = 1 ] || die "$PY not found after instal
 read -r PYVER PYPLAT < <("$PY" -c 'import sys, sysconfig; print("%d.%d" % sys.version_info[:2], sysconfig.get_platform())' 2>/dev/null || echo "0.0 unknown")
 MACHINE="${PYPLAT#linux-}"
 say "python: $PYVER on $MACHINE"
-case "$PYVER" in 3.1[0-9]) ;; *) [ "$DRY" = 1 ] || die "Python $PYVER is older than the 3.10 tinyear needs: use Pi OS Bookworm (3.11) or Trixie (3.13), or pass --python" ;; esac
+# The Python floor is pyproject.toml's requires-python (its one home). Without a checkout beside this
+# script (copied alone for --prepare-only) it is not checked here: tinyear deploy checks it.
+FLOOR="$(sed -n 's/^requires-python *= *">= *\([0-9]*\.[0-9]*\)".*/\1/p' "$REPO/pyproject.toml" 2>/dev/null || true)"
+if [ -n "$FLOOR" ] && [ "$DRY" = 0 ] && ! "$PY" -c "import sys; sys.exit(sys.version_info[:2] < tuple(map(int, '$FLOOR'.split('.'))))"; then
+  die "Python $PYVER is older than the $FLOOR tinyear needs: use Pi OS Bookworm (3.11) or Trixie (3.13), or pass --python"
+fi
 
 # 2. the user can use the microphone, and a user service (tinyear deploy --service) starts at boot.
 USER_NAME="$(id -un)"

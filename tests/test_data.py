@@ -109,6 +109,23 @@ def test_speaker_split_is_stable_and_no_speaker_crosses_splits(tmp_path):
     assert all(old[c.path] == c.split for c in again.clips if c.path in old)
 
 
+def test_caches_go_to_the_user_cache_folder_never_the_dataset(tmp_path, monkeypatch):
+    from tinyear.host.featcache import cache_folder
+
+    root = make_tree(tmp_path / "d", speakers=6, per_speaker=1)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    monkeypatch.delenv("TINYEAR_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    ds = load_dataset(root, ["yes", "no", "up"])
+    ds.arrays("train", progress=False)
+    assert list((tmp_path / "xdg" / "tinyear").glob("*.npy"))  # the waveform cache went there
+    assert cache_folder(ds) == tmp_path / "xdg" / "tinyear" / "features"
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # nothing written into the dataset
+    monkeypatch.setenv("TINYEAR_CACHE", str(tmp_path / "env"))
+    assert cache_folder(ds) == tmp_path / "env" / "features"
+    assert cache_folder(ds, tmp_path / "given") == tmp_path / "given" / "features"
+
+
 def test_speaker_keys():
     assert speaker_of("yes", "0a7c2a8d_nohash_3") == "0a7c2a8d"
     assert speaker_of(UNKNOWN, "bed_0a7c2a8d_nohash_0") == "0a7c2a8d"  # the word prefix is not the speaker

@@ -48,6 +48,14 @@ def test_shapes_params_and_macs(name):
     assert info["params"] == count_params(model) and info["macs"] == macs
 
 
+def test_the_default_students_are_registered():
+    from tinyear.host.pipeline import PipelineConfig
+    from tinyear.host.students import DEFAULT_STUDENT, PIPELINE_STUDENT
+
+    assert DEFAULT_STUDENT in STUDENTS and PIPELINE_STUDENT in STUDENTS
+    assert PipelineConfig().student == PIPELINE_STUDENT
+
+
 def test_unknown_student_names_the_registered_ones():
     with pytest.raises(KeyError, match="dscnn-m"):
         build_student("resnet-9000", 12)

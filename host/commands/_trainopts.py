@@ -1,6 +1,8 @@
 """Options that `tinyear teacher` and `tinyear distill` share (data, features, the loop), defined once.
 
-Imports only the standard library and `tinyear.device.cliutil` at module level, so `--help` is cheap.
+The loop options' defaults are read from `TrainConfig` (`tinyear.host.trainconfig`, which loads no
+torch), never typed here. Imports only the standard library, `tinyear.device.cliutil` and torch-free
+host modules at module level, so `--help` is cheap.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ import argparse
 import sys
 
 from tinyear.device.cliutil import add_json_option, positive_float, positive_int, print_json, unit_float
+from tinyear.host.cache import RULE as CACHE_RULE
+from tinyear.host.trainconfig import BALANCE, TrainConfig, defaults as train_defaults
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,27 +30,32 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-seed", type=int, default=0, metavar="S",
                         help="seed of the dataset's _unknown_/_silence_ picks and of the augmented variants")
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
-                        help="where cached features go (default: $TINYEAR_CACHE, DATA/.tinyear-cache or "
-                             "~/.cache/tinyear)")
+                        help=f"where cached features go (the rule: {CACHE_RULE})")
     parser.add_argument("--jobs", type=positive_int, default=None, metavar="J",
                         help="processes for feature making (default: all cores)")
 
 
-def add_loop_arguments(parser: argparse.ArgumentParser, *, epochs: int, patience: int, lr: float) -> None:
-    parser.add_argument("--epochs", type=positive_int, default=epochs, help="most epochs")
-    parser.add_argument("--patience", type=positive_int, default=patience,
+def add_loop_arguments(parser: argparse.ArgumentParser, *, epochs: int | None = None, patience: int | None = None,
+                       lr: float | None = None) -> None:
+    """The training loop's options, defaults from TrainConfig; a command may give its own recipe's
+    epochs, patience and lr (the teacher's differ)."""
+    d = train_defaults()
+    parser.add_argument("--epochs", type=positive_int, default=d["epochs"] if epochs is None else epochs,
+                        help="most epochs")
+    parser.add_argument("--patience", type=positive_int, default=d["patience"] if patience is None else patience,
                         help="stop after this many epochs without a better validation accuracy")
-    parser.add_argument("--batch-size", type=positive_int, default=64, metavar="B")
-    parser.add_argument("--lr", type=positive_float, default=lr, help="peak learning rate (AdamW, one-cycle)")
-    parser.add_argument("--weight-decay", type=float, default=1e-3, metavar="WD")
-    parser.add_argument("--label-smoothing", type=unit_float, default=0.0, metavar="E")
-    parser.add_argument("--balance", choices=["source", "class", "none"], default="source",
+    parser.add_argument("--batch-size", type=positive_int, default=d["batch_size"], metavar="B")
+    parser.add_argument("--lr", type=positive_float, default=d["lr"] if lr is None else lr,
+                        help="peak learning rate (AdamW, one-cycle)")
+    parser.add_argument("--weight-decay", type=float, default=d["weight_decay"], metavar="WD")
+    parser.add_argument("--label-smoothing", type=unit_float, default=d["label_smoothing"], metavar="E")
+    parser.add_argument("--balance", choices=list(BALANCE), default=d["balance"],
                         help="how epochs draw clips: each class equally and, within a class, real and synthetic "
                              "equally (source); each class equally (class); every clip once, shuffled (none)")
-    parser.add_argument("--mixup", type=unit_float, default=0.0, metavar="P",
+    parser.add_argument("--mixup", type=unit_float, default=d["mixup"], metavar="P",
                         help="fraction of each batch mixed with another clip (energies added; labels mixed alike; "
                              "an online teacher judges the mixture)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the weights, batches and masks: the same "
+    parser.add_argument("--seed", type=int, default=d["seed"], help="seed of the weights, batches and masks: the same "
                         "seed gives the same weights on the CPU")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out (same options)")
@@ -58,7 +67,6 @@ def add_loop_arguments(parser: argparse.ArgumentParser, *, epochs: int, patience
 def train_config(**kwargs):
     """TrainConfig(**kwargs), its complaints as one-line user errors."""
     from tinyear.device.errors import TinyearError
-    from tinyear.host.train import TrainConfig
 
     try:
         return TrainConfig(**kwargs)

@@ -17,9 +17,10 @@ the scores with this workstation's, and only then switch the device to the new b
 previous one. On any failure the device is left exactly as it was.
 
 SSH is the system's OpenSSH with your own keys, agent and ~/.ssh/config; tinyear never asks for or
-stores a password (BatchMode): install a key first with ssh-copy-id. The device needs Python >= 3.10
-with venv (Pi OS Bookworm or Trixie; scripts/install_pi.sh prepares one) and internet for PyPI, or
---wheelhouse with the dependency wheels for it.
+stores a password (BatchMode): install a key first with ssh-copy-id. The device needs a Python that
+tinyear supports (its Requires-Python; Pi OS Bookworm and Trixie have one) with venv
+(scripts/install_pi.sh prepares that) and internet for PyPI, or --wheelhouse with the dependency
+wheels for it.
 
 On the device (default DIR ~/tinyear): DIR/current.tinyear, DIR/previous.tinyear, DIR/venv/bin/tinyear-device,
 DIR/deploy.json. --service installs tinyear-listen.service (a user unit, or a system unit when deploying
