@@ -10,7 +10,7 @@
 #      only downloads and unpacks, running nothing of arm64; the packages it left unpacked in
 #      var/cache/apt/archives are then unpacked with dpkg-deb -x (no maintainer scripts, which a Python
 #      interpreter does not need);
-#   2. the device wheel (tinyear.host.deploy_wheel) and its dependencies are installed into ROOT/opt/ by
+#   2. the device wheel (tinyear.host.deploy.wheel) and its dependencies are installed into ROOT/opt/ by
 #      this machine's pip for the target (--platform manylinux_*_aarch64 --python-version 3.11
 #      --only-binary=:all:), once per runtime: `device` (ai-edge-litert, numpy 2) and `tflite`
 #      (tflite-runtime 2.14, numpy<2); the same for x86_64 into WORK/x86-*;
@@ -90,7 +90,7 @@ echo "## arm64 python: $(QEMU_CPU=cortex-a72 "${ARMPY[@]}" -c 'import platform,s
 echo "## x86 python:   $("$HOSTPY" -c 'import platform,sys; print(platform.machine(), sys.version.split()[0], platform.libc_ver())')"
 
 # -- 2. the device wheel and its dependencies, for both machines ----------------------------------------
-WHEEL="$("$PY" -c 'import sys; from tinyear.host.deploy_wheel import build_device_wheel; print(build_device_wheel(sys.argv[1]))' "$WORK")" || exit 1
+WHEEL="$("$PY" -c 'import sys; from tinyear.host.deploy.wheel import build_device_wheel; print(build_device_wheel(sys.argv[1]))' "$WORK")" || exit 1
 echo "## device wheel: $(basename "$WHEEL") sha256 $(sha256sum "$WHEEL" | cut -c1-16)"
 plats() { local a=(--platform "manylinux2014_$1"); for m in $(seq 17 36); do a+=(--platform "manylinux_2_${m}_$1"); done; echo "${a[@]}"; }
 install_for() {  # $1 machine, $2 extra, $3 folder

@@ -10,9 +10,14 @@
 #       the same, plus a virtual environment with tinyear's device half installed from this checkout
 #       (`pip install '.[device]'`, or '.[tflite]' where only tflite-runtime has wheels), default DIR
 #       ~/tinyear-venv; then: ~/tinyear-venv/bin/tinyear-device listen MODEL.tinyear
+#   scripts/install_pi.sh --service MODEL.tinyear [--venv DIR]
+#       the same, then the listener on MODEL as a systemd service: the unit tinyear deploy --service
+#       installs (host/deploy/tinyear-listen.service), rendered for this venv and bundle, as a user unit
+#       (a system unit when run as root), enabled and started.
 #
-# Options: --venv DIR, --prepare-only, --runtime ai-edge-litert|tflite-runtime, --dry-run (print the
-# commands, run nothing), --python PATH (default python3). Needs sudo for apt-get, usermod, loginctl.
+# Options: --venv DIR, --prepare-only, --service MODEL, --runtime ai-edge-litert|tflite-runtime,
+# --dry-run (print the commands, run nothing), --python PATH (default python3). Needs sudo for apt-get,
+# usermod, loginctl.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,14 +26,16 @@ PREPARE_ONLY=0
 DRY=0
 RUNTIME=auto
 PY=python3
+SERVICE_BUNDLE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --venv) VENV="${2:?--venv needs a folder}"; shift 2 ;;
     --prepare-only) PREPARE_ONLY=1; shift ;;
+    --service) SERVICE_BUNDLE="${2:?--service needs the bundle to listen with}"; shift 2 ;;
     --runtime) RUNTIME="${2:?--runtime needs ai-edge-litert or tflite-runtime}"; shift 2 ;;
     --python) PY="${2:?--python needs a path}"; shift 2 ;;
     --dry-run) DRY=1; shift ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install_pi.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -64,6 +71,7 @@ if [ "$USER_NAME" != root ]; then
   run $SUDO loginctl enable-linger "$USER_NAME" || say "could not enable lingering: the user service starts at login, not at boot"
 fi
 if [ "$PREPARE_ONLY" = 1 ]; then
+  [ -z "$SERVICE_BUNDLE" ] || die "--service installs the listener from the venv this script makes; drop --prepare-only (or use tinyear deploy --service)"
   say "ready for: tinyear deploy MODEL.tinyear --to $USER_NAME@$(hostname).local --service   (on the workstation)"
   exit 0
 fi
@@ -88,3 +96,24 @@ run "$VENV/bin/python" -m pip install --disable-pip-version-check "$REPO[$EXTRA]
 run "$VENV/bin/tinyear-device" --version
 say "installed: $VENV/bin/tinyear-device ($RUNTIME). Try: $VENV/bin/tinyear-device devices; then"
 say "  $VENV/bin/tinyear-device listen MODEL.tinyear"
+
+# 5. with --service: the listener as a systemd service, from the one unit file (rendered by the same
+#    code as tinyear deploy --service, from the package just installed).
+if [ -n "$SERVICE_BUNDLE" ]; then
+  [ -f "$SERVICE_BUNDLE" ] || [ "$DRY" = 1 ] || die "$SERVICE_BUNDLE: no such bundle"
+  BUNDLE_ABS="$(cd "$(dirname "$SERVICE_BUNDLE")" 2>/dev/null && pwd || dirname "$SERVICE_BUNDLE")/$(basename "$SERVICE_BUNDLE")"
+  if [ "$USER_NAME" = root ]; then SCOPE=system; UNIT_DIR=/etc/systemd/system; CTL=(systemctl)
+  else SCOPE=user; UNIT_DIR="$HOME/.config/systemd/user"; CTL=(systemctl --user); fi
+  UNIT="$UNIT_DIR/tinyear-listen.service"
+  RENDER=("$VENV/bin/python" -m tinyear.host.deploy.service --scope "$SCOPE" --user "$USER_NAME" --venv "$VENV"
+          --bundle "$BUNDLE_ABS" --dir "$(dirname "$BUNDLE_ABS")")
+  run mkdir -p "$UNIT_DIR"
+  echo "+ ${RENDER[*]} > $UNIT"
+  if [ "$DRY" = 0 ]; then
+    TMP_UNIT="$(mktemp "$UNIT_DIR/.tinyear-listen.XXXXXX")"
+    "${RENDER[@]}" > "$TMP_UNIT" && chmod 644 "$TMP_UNIT" && mv "$TMP_UNIT" "$UNIT" || { rm -f "$TMP_UNIT"; die "could not write $UNIT"; }
+  fi
+  run "${CTL[@]}" daemon-reload
+  run "${CTL[@]}" enable --now tinyear-listen
+  say "service: $UNIT; its events: journalctl $([ "$SCOPE" = user ] && echo --user) -u tinyear-listen -o cat -f"
+fi

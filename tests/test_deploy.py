@@ -36,8 +36,8 @@ import pytest
 from conftest import ARTIFACTS, write_wav
 from tinyear.device.bundle import SelfTest, pack_bundle, read_bundle
 from tinyear.host.deploy import choose_runtime
-from tinyear.host.deploy_ssh import parse_target
-from tinyear.host.deploy_wheel import device_requirements, wheel_bytes
+from tinyear.host.deploy.ssh import parse_target
+from tinyear.host.deploy.wheel import device_requirements, wheel_bytes
 
 # One device user per test process: two test runs on one machine (CI beside a developer) must not
 # delete each other's user. Users left by killed runs (their process gone) are removed at start.
@@ -528,27 +528,56 @@ def test_install_pi_script_dry_run():
     assert proc.returncode == 0, proc.stderr
     assert "python3-venv" in proc.stdout and "libportaudio2" in proc.stdout
     assert "-m venv /nonexistent/venv" in proc.stdout and "[device]" in proc.stdout
+    proc = subprocess.run(["bash", str(script), "--dry-run", "--venv", "/nonexistent/venv", "--service", "/srv/kws.tinyear"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    # the unit comes from the package's one unit file, rendered by host/deploy/service.py
+    assert "/nonexistent/venv/bin/python -m tinyear.host.deploy.service" in proc.stdout
+    assert "--bundle /srv/kws.tinyear" in proc.stdout and "enable --now tinyear-listen" in proc.stdout
 
 
 def test_service_unit_rendering(tmp_path):
-    from tinyear.host.deploy_service import render_unit
+    from tinyear.device.errors import TinyearError
+    from tinyear.host.deploy.service import TEMPLATE, render_unit
 
-    missing = tmp_path / "none.service"
-    user = render_unit("/home/pi/tinyear", "pi", "user", template=missing)
+    # the one unit, shipped in the package: a user unit and a system unit from it
+    assert TEMPLATE.is_file()
+    user = render_unit("/home/pi/tinyear", "pi", "user")
     assert "ExecStart=/home/pi/tinyear/venv/bin/tinyear-device listen /home/pi/tinyear/current.tinyear --json" in user
     assert "User=" not in user and "WantedBy=default.target" in user
-    system = render_unit("/home/pi/tinyear", "pi", "system", template=missing)
+    assert "StartLimitBurst=5" in user and "WorkingDirectory=/home/pi/tinyear\n" in user and "NoNewPrivileges=yes" in user
+    system = render_unit("/home/pi/tinyear", "pi", "system")
     assert "User=pi\n" in system and "WantedBy=multi-user.target" in system
+    elsewhere = render_unit("/home/pi", "pi", "user", venv="/home/pi/tinyear-venv", bundle="/home/pi/kws.tinyear")
+    assert "ExecStart=/home/pi/tinyear-venv/bin/tinyear-device listen /home/pi/kws.tinyear --json" in elsewhere
     template = tmp_path / "t.service"
     template.write_text("[Service]\nUser=@USER@\nExecStart=@TINYEAR_DEVICE@ listen @BUNDLE@\n[Install]\nWantedBy=multi-user.target\n")
     text = render_unit("/d", "pi", "user", template=template)
     assert "ExecStart=/d/venv/bin/tinyear-device listen /d/current.tinyear" in text
     assert "User=" not in text and "WantedBy=default.target" in text
     template.write_text("ExecStart=@SOMETHING_NEW@\n")
-    from tinyear.device.errors import TinyearError
-
     with pytest.raises(TinyearError, match="@SOMETHING_NEW@"):
         render_unit("/d", "pi", "user", template=template)
+    with pytest.raises(TinyearError, match="missing"):
+        render_unit("/d", "pi", "user", template=tmp_path / "none.service")
+
+
+@pytest.mark.slow
+def test_service_unit_is_package_data_of_an_installed_wheel(tmp_path):
+    """Built as a user installs it (a wheel, no checkout), the unit travels with tinyear.host.deploy."""
+    import zipfile
+
+    root = Path(__file__).resolve().parent.parent
+    src = tmp_path / "src"
+    for name in ("device", "host"):
+        shutil.copytree(root / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"),
+                           str(src)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    wheel = next((tmp_path / "dist").glob("tinyear-*.whl"))
+    assert "tinyear/host/deploy/tinyear-listen.service" in zipfile.ZipFile(wheel).namelist()
 
 
 @pytest.mark.slow

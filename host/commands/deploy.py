@@ -61,7 +61,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from tinyear.host.deploy import DeployError, DeployOptions, deploy
-    from tinyear.host.deploy_ssh import parse_target
+    from tinyear.host.deploy.ssh import parse_target
 
     opts = DeployOptions(
         bundle=Path(args.bundle), target=parse_target(args.to), port=args.port, identity=args.identity,
