@@ -22,8 +22,6 @@ architectures); never the training or data modules.
 
 from __future__ import annotations
 
-from . import ompwait  # noqa: F401  (before torch: see the module)
-
 import json
 import os
 import tempfile

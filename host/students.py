@@ -22,8 +22,6 @@ and `tinyear.device`; never the data or training modules.
 
 from __future__ import annotations
 
-from . import ompwait  # noqa: F401  (before torch: see the module)
-
 from dataclasses import dataclass, field
 
 import torch

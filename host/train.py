@@ -20,8 +20,6 @@ the data loading or command-line modules.
 
 from __future__ import annotations
 
-from . import ompwait  # noqa: F401  (before torch: see the module)
-
 import csv
 import ctypes
 import io
