@@ -32,7 +32,9 @@ from tinyear.device.features import DEFAULT_CONFIG, fingerprint
 from . import runs
 from .augment import AugmentConfig
 from .students import STUDENTS, build_student, count_macs, count_params
-from .teachers import DEFAULT_TEACHER_ARCH, TEACHER_ARCHS_REGISTRY, LabelMap, build_teacher_arch, load_teacher
+from .labelmap import LabelMap
+from .teacher_arch import DEFAULT_TEACHER_ARCH, TEACHER_ARCHS_REGISTRY, build_teacher_arch
+from .teachers import load_teacher
 from .train import TrainConfig, accuracy_metrics, fit, pick_device, predict
 
 DEFAULT_VARIANTS = 4

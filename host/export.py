@@ -313,7 +313,8 @@ def qat_training_data(meta: dict, dataset, config: FrontendConfig, qat_config: Q
     info = meta.get("teacher")
     if not info:
         return x, features.train_y, augment, None, None, replace(qat_config, alpha=0.0)
-    from .teachers import LabelMap, load_teacher
+    from .labelmap import LabelMap
+    from .teachers import load_teacher
 
     spec = info.get("source") if isinstance(info, dict) else str(info)
     try:

@@ -45,7 +45,7 @@ def distillation_loss(student_logits: torch.Tensor, labels: torch.Tensor, teache
                       label_smoothing: float = 0.0, mix=None):
     """(loss, ce, kd): the scalar to minimise and the batch means of the two terms (kd = 0 without a
     teacher). student_logits (B, L); labels (B,) int64; teacher_logits (B, teacher labels) or None;
-    label_map: a `tinyear.host.teachers.LabelMap` (teacher -> student labels). mix: (perm (B,), lam (B,))
+    label_map: a `tinyear.host.labelmap.LabelMap` (teacher -> student labels). mix: (perm (B,), lam (B,))
     when example i was mixed from i (weight lam) and perm[i] (1 - lam): the label term is then
     lam * CE(labels) + (1 - lam) * CE(labels[perm]), and the teacher (which saw the mixed input) speaks
     for it only if it covers both labels."""

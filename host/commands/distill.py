@@ -65,7 +65,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from tinyear.host.distill import distill
-    from tinyear.host.teachers import parse_label_map
+    from tinyear.host.labelmap import parse_label_map
     if args.no_teacher:
         given = [name for name, value in (("--alpha", args.alpha), ("--temperature", args.temperature),
                                           ("--kd-loss", args.kd_loss), ("--label-map", args.label_map))
