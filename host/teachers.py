@@ -77,6 +77,8 @@ class Teacher:
     frontend_fingerprint: str | None = None
     sample_rate: int = 16000
     info: dict = field(default_factory=dict)
+    members: list | None = None  # an ensemble's teachers (`ensemble.load_teachers`)
+    combine: object = None  # an ensemble's member logits -> its own (`ensemble.EnsembleModule.combine`)
 
     def accepts_features(self, frontend: FrontendConfig = DEFAULT_CONFIG) -> bool:
         return self.feature_model is not None and self.frontend_fingerprint == fingerprint(frontend)
@@ -338,6 +340,21 @@ def teacher_kind(spec: str) -> tuple[str, str]:
     if sep and func.isidentifier() and (target.endswith(".py") or all(p.isidentifier() for p in target.split("."))):
         return "factory", spec
     raise TinyearError(f"teacher {spec!r}: no such file or folder, and not a module:function factory")
+
+
+def resolved_spec(spec: str) -> str:
+    """The spec with its path made absolute (options kept): what a run records, to load again from
+    anywhere."""
+    body, options = split_options(str(spec))
+    kind, rest = teacher_kind(body)
+    if kind != "factory" or rest.partition(":")[0].endswith(".py"):
+        if kind == "factory":
+            target, _, func = rest.rpartition(":")
+            rest = f"{Path(target).resolve()}:{func}"
+        else:
+            rest = str(Path(rest).resolve())
+    explicit = body.partition(":")[0] == kind
+    return (f"{kind}:" if explicit else "") + rest + "".join(f",{k}={v}" for k, v in options.items())
 
 
 def load_teacher(spec: str) -> Teacher:

@@ -38,6 +38,7 @@ from tinyear.device.errors import TinyearError
 
 from . import runs
 from .augment import spec_augment
+from .featcache import SOURCES
 from .kd import KD_LOSSES, distillation_loss
 
 BALANCE = ("none", "class", "source")
@@ -71,6 +72,9 @@ class TrainConfig:
     synthetic would be 1% of that word's examples. On a dataset of one source it equals "class"."""
     teacher_mode: str = "none"
     """"none", "cached" or "online"."""
+    synthetic_alpha: float | None = None
+    """alpha on synthetic clips (None: alpha). A teacher trained on people is a better judge of real
+    clips than of synthetic ones: per-source trust."""
     mixup: float = 0.0
     """Fraction of each batch mixed with another example of the batch, by adding their mel energies
     at a uniform random share (log(lam e^x1 + (1 - lam) e^x2): two sounds at once); the label term
@@ -84,6 +88,8 @@ class TrainConfig:
             raise ValueError("teacher_mode must be none, cached or online")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError("alpha must be in [0, 1]")
+        if self.synthetic_alpha is not None and not 0.0 <= self.synthetic_alpha <= 1.0:
+            raise ValueError("synthetic_alpha must be in [0, 1]")
         if self.balance not in BALANCE:
             raise ValueError(f"balance must be one of {BALANCE}")
         if not 0.0 <= self.mixup <= 1.0:
@@ -298,7 +304,11 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
                         t_logits = teacher_net(torch.from_numpy(features.variant_waves(idx, kv)).to(device))
                     t_logits = t_logits.float()
             logits = model(x)  # (B, labels)
-            loss, ce, kd = distillation_loss(logits, y, t_logits, label_map, alpha=config.alpha,
+            alpha = config.alpha
+            if config.synthetic_alpha is not None and features.train_source is not None:
+                synthetic = torch.from_numpy(features.train_source[idx] == SOURCES.index("synthetic")).to(device)
+                alpha = torch.where(synthetic, config.synthetic_alpha, config.alpha).float()  # (B,)
+            loss, ce, kd = distillation_loss(logits, y, t_logits, label_map, alpha=alpha,
                                              temperature=config.temperature, kind=config.kd_loss,
                                              label_smoothing=config.label_smoothing, mix=mix)
             optimizer.zero_grad(set_to_none=True)
