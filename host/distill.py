@@ -32,7 +32,10 @@ from tinyear.device.features import DEFAULT_CONFIG, fingerprint
 from . import runs
 from .augment import AugmentConfig
 from .students import STUDENTS, build_student, count_macs, count_params
-from .teachers import DEFAULT_TEACHER_ARCH, TEACHER_ARCHS_REGISTRY, LabelMap, build_teacher_arch, load_teacher
+from .ensemble import load_teachers
+from .teachers import resolved_spec
+from .labelmap import LabelMap
+from .teacher_arch import DEFAULT_TEACHER_ARCH, TEACHER_ARCHS_REGISTRY, build_teacher_arch
 from .train import TrainConfig, accuracy_metrics, fit, pick_device, predict
 
 DEFAULT_VARIANTS = 4
@@ -107,8 +110,17 @@ def _teacher_eval(teacher, label_map: LabelMap, features, dataset, device) -> di
     return accuracy_metrics(mapped, y, list(features.labels))
 
 
+def _teacher_title(teacher) -> str:
+    if teacher is None:
+        return ""
+    if teacher.members:
+        return " <- " + " + ".join(Path(m.source).name for m in teacher.members)
+    return f" <- {Path(teacher.source).name}"
+
+
 def train_run(out, data: DataOptions, config: TrainConfig, *, kind: str, arch_name: str,
-              teacher_spec: str | None = None, label_overrides: dict | None = None, resume: bool = False,
+              teacher_spec: str | list[str] | None = None, label_overrides: dict | list | None = None,
+              teacher_classes: list[str] | None = None, resume: bool = False,
               force: bool = False, device: str = "auto", progress: bool = True, command: str = "",
               on_epoch=None) -> dict:
     """One training run into the folder `out`; returns what run.json holds. See the module docstring.
@@ -133,8 +145,7 @@ def train_run(out, data: DataOptions, config: TrainConfig, *, kind: str, arch_na
     teacher = label_map = cache = None
     teacher_info = None
     if teacher_spec is not None:  # before any long work: a teacher that cannot be used fails in a second
-        teacher = load_teacher(teacher_spec)
-        label_map = LabelMap.build(teacher.labels, labels, label_overrides)
+        teacher, label_map = load_teachers(teacher_spec, labels, label_overrides, teacher_classes)
         if config.mixup > 0 and not teacher.accepts_features():
             raise TinyearError(f"--mixup mixes feature batches, which a {teacher.kind} teacher (waveforms in) cannot "
                                "judge; drop --mixup or use a teacher trained by tinyear teacher")
@@ -153,7 +164,9 @@ def train_run(out, data: DataOptions, config: TrainConfig, *, kind: str, arch_na
             cache = teacher_outputs(features, teacher, device=str(dev), progress=progress)
         teacher.to(dev)
         teacher_val = _teacher_eval(teacher, label_map, features, dataset, dev)
-        teacher_info = {**teacher.describe(), "label_map": label_map.describe(),
+        specs = [teacher_spec] if isinstance(teacher_spec, str) else list(teacher_spec)
+        teacher_info = {**teacher.describe(), "specs": [resolved_spec(s) for s in specs],
+                        "label_map": label_map.describe(),
                         "validation_accuracy": teacher_val["accuracy"]}
         if progress:
             print(f"tinyear: teacher {teacher.kind} {teacher.source}: validation accuracy "
@@ -180,13 +193,14 @@ def train_run(out, data: DataOptions, config: TrainConfig, *, kind: str, arch_na
               f"{len(features.train_y)} training clips x {features.variants} variants, on {dev}", file=sys.stderr)
     result = fit(model, features, out, config, checkpoint_meta=meta, teacher=teacher, teacher_cache=cache,
                  label_map=label_map, resume=(state == "resume"), device=dev, progress=progress,
-                 title=f"{kind} {arch_name}" + (f" <- {Path(teacher.source).name}" if teacher else ""),
+                 title=f"{kind} {arch_name}" + _teacher_title(teacher),
                  on_epoch=on_epoch)
     metrics = _evaluate(model, features.eval, labels, dev)
     info = {
         "kind": kind, "name": arch_name, "command": command, "labels": labels,
         "options": {"train": asdict(config), "data": {**asdict(data), "augment": dataclasses.asdict(data.augment)},
-                    "teacher": teacher_spec, "label_map": label_overrides or {}},
+                    "teacher": teacher_spec, "label_map": label_overrides or {},
+                    "teacher_classes": list(teacher_classes or [])},
         "params": params, "macs": macs,
         "data": {**meta["data"], "summary": dataset.summary()},
         "teacher": teacher_info,
@@ -210,9 +224,9 @@ def train_teacher(data_roots, out, *, arch: str = DEFAULT_TEACHER_ARCH, **kwargs
     return train_run(out, data, config, kind="teacher", arch_name=arch, teacher_spec=None, **kwargs)
 
 
-def distill(data_roots, out, *, student: str, teacher: str | None, **kwargs) -> dict:
-    """`tinyear distill`: a registered student, from `teacher` (a spec for `load_teacher`) or, with
-    teacher=None, the baseline on labels alone."""
+def distill(data_roots, out, *, student: str, teacher: str | list[str] | None, **kwargs) -> dict:
+    """`tinyear distill`: a registered student, from `teacher` (a spec for `load_teacher`, or several
+    for an ensemble: `ensemble.load_teachers`) or, with teacher=None, the baseline on labels alone."""
     data = kwargs.pop("data", None) or DataOptions(roots=tuple(str(r) for r in data_roots))
     config = kwargs.pop("config", None) or TrainConfig()
     if teacher is None and (config.alpha != 0.0 or config.teacher_mode != "none"):

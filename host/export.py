@@ -291,15 +291,15 @@ def qat_training_data(meta: dict, dataset, config: FrontendConfig, qat_config: Q
     info = meta.get("teacher")
     if not info:
         return x, features.train_y, augment, None, None, replace(qat_config, alpha=0.0)
-    from .teachers import LabelMap, load_teacher
+    from .ensemble import load_teachers
 
-    spec = info.get("source") if isinstance(info, dict) else str(info)
+    spec = (info.get("specs") or info.get("source")) if isinstance(info, dict) else str(info)
     try:
-        teacher = load_teacher(spec)
+        teacher, label_map = load_teachers(spec, list(meta["labels"]), options.get("label_map") or {},
+                                           options.get("teacher_classes") or None)
     except TinyearError as exc:
         raise TinyearError(f"the run was distilled from {spec}, which cannot be loaded now ({exc}); --qat fine-tunes "
                            "with the teacher: restore it, or export without --qat") from None
-    label_map = LabelMap.build(teacher.labels, list(meta["labels"]), options.get("label_map") or {})
     _say(f"teacher outputs for the training clips ({teacher.kind} {spec})", progress)
     logits = np.asarray(teacher_outputs(features, teacher, progress=progress), dtype=np.float32)  # (K, N, T)
     return x, features.train_y, augment, (logits if variants > 1 else logits[0]), label_map, qat_config

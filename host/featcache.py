@@ -223,6 +223,11 @@ def teacher_outputs(features: FeatureSet, teacher, *, batch_size: int = 256, dev
     reads the cached features; any other gets the variants' waveforms, made again exactly."""
     import torch
 
+    if teacher.members:  # an ensemble: each member's outputs cached on their own, then combined
+        from .ensemble import combine_cached
+
+        return combine_cached(teacher, [teacher_outputs(features, m, batch_size=batch_size, device=device,
+                                                        progress=progress) for m in teacher.members])
     k_count, n = features.train.shape[:2]
     name = f"teacher-{features.key}-{teacher.identity}.npy"
     path = features.cache / name if features.cache is not None else None

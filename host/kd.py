@@ -45,7 +45,8 @@ def distillation_loss(student_logits: torch.Tensor, labels: torch.Tensor, teache
                       label_smoothing: float = 0.0, mix=None):
     """(loss, ce, kd): the scalar to minimise and the batch means of the two terms (kd = 0 without a
     teacher). student_logits (B, L); labels (B,) int64; teacher_logits (B, teacher labels) or None;
-    label_map: a `tinyear.host.teachers.LabelMap` (teacher -> student labels). mix: (perm (B,), lam (B,))
+    label_map: a `tinyear.host.labelmap.LabelMap` (teacher -> student labels). alpha: a number, or (B,)
+    per example (per-source trust). mix: (perm (B,), lam (B,))
     when example i was mixed from i (weight lam) and perm[i] (1 - lam): the label term is then
     lam * CE(labels) + (1 - lam) * CE(labels[perm]), and the teacher (which saw the mixed input) speaks
     for it only if it covers both labels."""
@@ -54,7 +55,7 @@ def distillation_loss(student_logits: torch.Tensor, labels: torch.Tensor, teache
         perm, lam = mix
         other = F.cross_entropy(student_logits, labels[perm], reduction="none", label_smoothing=label_smoothing)
         ce = lam * ce + (1.0 - lam) * other  # (B,)
-    if teacher_logits is None or alpha == 0.0:
+    if teacher_logits is None or (not torch.is_tensor(alpha) and alpha == 0.0):
         return ce.mean(), ce.mean().detach(), torch.zeros((), device=ce.device)
     if kind not in KD_LOSSES:
         raise ValueError(f"kind must be one of {KD_LOSSES}, got {kind!r}")

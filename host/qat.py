@@ -125,7 +125,7 @@ def finetune(graph, features: np.ndarray, labels: np.ndarray, *, teacher_logits:
     features: (N, frames, bins) float32, or (K, N, frames, bins) augmented variants of the N training
     clips (the training run's cached features), of which each epoch draws one per clip, as training did.
     labels: (N,) int64. teacher_logits: (N, teacher labels) or (K, N, teacher labels), matching
-    `features`, with `label_map` (`tinyear.host.teachers.LabelMap`, teacher -> student labels).
+    `features`, with `label_map` (`tinyear.host.labelmap.LabelMap`, teacher -> student labels).
     augment: an `AugmentConfig` whose SpecAugment settings are applied to each batch (None: none).
     Returns one dict per epoch (mean losses)."""
     from torchao.quantization.pt2e import disable_observer, move_exported_model_to_eval, move_exported_model_to_train

@@ -16,7 +16,7 @@ Every file is written atomically (`tinyear.device.fileio`), so none is ever seen
 in a run folder (student or teacher) takes the shared log-mel features (B, frames, bins); a teacher
 run's waveform-level wrapper is `tinyear.host.teachers.load_teacher(run_dir)`.
 
-Imports torch, `tinyear.device` and `tinyear.host.students` / `tinyear.host.teachers` (for the
+Imports torch, `tinyear.device` and `tinyear.host.students` / `tinyear.host.teacher_arch` (for the
 architectures); never the training or data modules.
 """
 
@@ -42,7 +42,7 @@ def archs() -> dict[str, type]:
     """Architecture class name -> class, for every model a run folder may hold (students and the
     built-in teacher). Explicit: a checkpoint can only name a class listed here."""
     from .students import ARCHS as STUDENT_ARCHS
-    from .teachers import ARCHS as TEACHER_ARCHS
+    from .teacher_arch import ARCHS as TEACHER_ARCHS
 
     return {**STUDENT_ARCHS, **TEACHER_ARCHS}
 

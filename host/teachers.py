@@ -1,10 +1,9 @@
-"""Teachers: large models whose outputs a student learns from, loaded by kind, and the map from their
-labels to the student's.
+"""Teachers: large models whose outputs a student learns from, loaded by kind from a spec string.
 
 A teacher maps a batch of 16 kHz float32 waveforms (B, samples) to logits over its own labels and keeps
-its own front end; only the student is bound to the shared one. Kinds (`TEACHER_LOADERS`, chosen by
-`load_teacher(spec)`):
-- `run`: a folder written by `tinyear teacher` (the built-in `CNNTeacher` below, over the shared
+its own front end; only the student is bound to the shared one. A spec is `[KIND:]PATH[,key=value...]`;
+the kind (`TEACHER_LOADERS`) is optional where the file tells (`teacher_kind`):
+- `run`: a folder written by `tinyear teacher` (the built-in CNN of `teacher_arch`, over the shared
   log-mel features, so it can also take the student's feature batch directly: `feature_model`);
 - `torchscript`: a TorchScript file whose forward takes (B, samples) and returns (B, labels) logits,
   labels in its `labels.json` extra file (`torch.jit.save(m, path, _extra_files={"labels.json": ...})`)
@@ -12,16 +11,13 @@ its own front end; only the student is bound to the shared one. Kinds (`TEACHER_
 - `huggingface`: a local folder with an audio-classification model and its feature extractor
   (`save_pretrained`), labels from `config.id2label`; nothing is downloaded;
 - `factory`: `module:function` or `path/to/file.py:function`, a function returning
-  `(module, labels)` where `module(waves)` gives logits.
+  `(module, labels)` where `module(waves)` gives logits;
+- `tflite`, `tf` (a frozen graph `.pb`) and `savedmodel`: the TensorFlow world (`tfteachers`).
+Several teachers teach together through `ensemble`; their labels reach the student's through
+`labelmap.LabelMap`.
 
-`LabelMap` turns teacher probabilities into the student's labels: a teacher label with the same name
-(case and surrounding underscores ignored; "silence"/"background_noise" = `_silence_`, "unknown" =
-`_unknown_`) maps to it, and the probabilities of every other teacher label are summed into
-`_unknown_`. Student labels the teacher cannot speak for (say `_silence_` for a 35-word teacher) get no
-distillation term; their clips learn from the labels alone.
-
-Imports torch, numpy and `tinyear.device`; transformers only inside the Hugging Face loader. Never the
-training loop.
+Imports torch, numpy and `tinyear.device`; transformers only inside the Hugging Face loader, tensorflow
+only inside `tfteachers`. Never the training loop.
 """
 
 from __future__ import annotations
@@ -32,7 +28,6 @@ import hashlib
 import importlib
 import importlib.util
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,62 +36,9 @@ import torch
 from torch import nn
 
 from tinyear.device.errors import TinyearError
+from tinyear.device.fileio import sha256_file
 from tinyear.device.features import DEFAULT_CONFIG, FrontendConfig, fingerprint, fit_clip, log_mel
 
-UNKNOWN, SILENCE = "_unknown_", "_silence_"
-
-
-# -- the built-in teacher -------------------------------------------------------------------------------
-
-
-def _conv(cin: int, cout: int, stride=1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
-
-
-class CNNTeacher(nn.Module):
-    """The built-in teacher: a plain CNN over shared log-mel features (B, frames, bins), >= 1M
-    parameters yet cheap to train on two CPU cores. It halves the map four times early (98 x 40 ->
-    7 x 3) and spends its parameters where positions are few: the widest convs run on 21 positions and a
-    two-layer head on the pooled vector. Not meant for a device (no int8 constraint): it normalises its
-    input with a batch norm and pads freely."""
-
-    def __init__(self, num_labels: int, width: int = 32, head: int = 512, dropout: float = 0.3):
-        super().__init__()
-        w = width
-        self.norm = nn.BatchNorm2d(1)  # learns the input's mean and scale (log-mel is about -8 +- 4)
-        self.features = nn.Sequential(
-            _conv(1, w, stride=2),  # (B, w, 49, 20)
-            _conv(w, 2 * w, stride=2),  # (B, 2w, 25, 10)
-            _conv(2 * w, 2 * w),  # (B, 2w, 25, 10)
-            _conv(2 * w, 4 * w, stride=2),  # (B, 4w, 13, 5)
-            _conv(4 * w, 8 * w, stride=2),  # (B, 8w, 7, 3)
-            _conv(8 * w, 8 * w),  # (B, 8w, 7, 3)
-        )
-        self.head = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(8 * w, head), nn.ReLU(),
-            nn.Dropout(dropout), nn.Linear(head, head), nn.ReLU(),
-            nn.Dropout(dropout), nn.Linear(head, num_labels),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm(x.unsqueeze(1))  # (B, 1, frames, bins)
-        x = self.features(x)  # (B, 8w, 7, 3)
-        x = x.mean(dim=(2, 3))  # (B, 8w)
-        return self.head(x)  # (B, num_labels)
-
-
-TEACHER_ARCHS_REGISTRY = {"cnn-teacher": (CNNTeacher, {"width": 32, "head": 512})}
-DEFAULT_TEACHER_ARCH = "cnn-teacher"
-ARCHS: dict[str, type] = {"CNNTeacher": CNNTeacher}
-
-
-def build_teacher_arch(name: str, num_labels: int) -> nn.Module:
-    """A freshly initialised built-in teacher by registry name."""
-    try:
-        cls, kwargs = TEACHER_ARCHS_REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown teacher architecture {name!r}; registered: {', '.join(TEACHER_ARCHS_REGISTRY)}") from None
-    return cls(num_labels, **kwargs)
 
 
 class FeatureTeacherModule(nn.Module):
@@ -135,6 +77,8 @@ class Teacher:
     frontend_fingerprint: str | None = None
     sample_rate: int = 16000
     info: dict = field(default_factory=dict)
+    members: list | None = None  # an ensemble's teachers (`ensemble.load_teachers`)
+    combine: object = None  # an ensemble's member logits -> its own (`ensemble.EnsembleModule.combine`)
 
     def accepts_features(self, frontend: FrontendConfig = DEFAULT_CONFIG) -> bool:
         return self.feature_model is not None and self.frontend_fingerprint == fingerprint(frontend)
@@ -167,44 +111,62 @@ def module_identity(module: nn.Module, labels, extra: str = "") -> str:
     return "teacher-" + h.hexdigest()[:16]
 
 
-def _file_identity(paths, labels) -> str:
+def file_identity(paths, labels, extra: str = "") -> str:
+    """sha256 over the files' names and bytes, the labels and `extra` (what changes the outputs)."""
     h = hashlib.sha256()
     for p in sorted(Path(p) for p in paths):
         h.update(p.name.encode())
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        h.update(bytes.fromhex(sha256_file(p)))
     h.update(json.dumps(list(labels)).encode())
+    h.update(extra.encode())
     return "teacher-" + h.hexdigest()[:16]
+
+
+def reject_options(spec: str, options: dict, allowed=()) -> None:
+    """One line for options a loader does not take."""
+    bad = sorted(set(options) - set(allowed))
+    if bad:
+        takes = f"it takes {', '.join(allowed)}" if allowed else "it takes none"
+        raise TinyearError(f"teacher {spec}: option {', '.join(bad)} does not apply to this kind of teacher ({takes})")
 
 
 # -- loaders --------------------------------------------------------------------------------------------
 
 
-def load_run_teacher(spec: str) -> Teacher:
+def load_run_teacher(spec: str, options: dict | None = None) -> Teacher:
     """A folder written by `tinyear teacher` (or any run folder: a student can teach too)."""
+    reject_options(spec, options or {}, ())
     from .runs import BEST, load_run
 
     model, meta = load_run(spec)
     frontend = meta["frontend_config"]
     return Teacher(
         kind="run", source=str(spec), labels=list(meta["labels"]), module=FeatureTeacherModule(model, frontend),
-        identity=_file_identity([Path(spec) / BEST], meta["labels"]), feature_model=model,
+        identity=file_identity([Path(spec) / BEST], meta["labels"]), feature_model=model,
         frontend_fingerprint=meta["frontend_fingerprint"], sample_rate=frontend.sample_rate,
         info={"arch": meta["arch"], "metrics": meta.get("metrics", {})},
     )
 
 
-def _labels_beside(path: Path) -> list[str] | None:
-    for candidate in (path.with_name(path.name + ".labels.txt"), path.with_suffix(".labels.txt"),
-                      path.parent / "labels.txt"):
+def read_labels(path: Path, option: str | None) -> list[str]:
+    """Labels from `option` (a file, one a line) or a labels.txt / <model>.labels.txt beside `path`."""
+    candidates = [Path(option)] if option else [path.with_name(path.name + ".labels.txt"),
+                                                path.with_suffix(".labels.txt"),
+                                                (path if path.is_dir() else path.parent) / "labels.txt"]
+    for candidate in candidates:
         if candidate.is_file():
-            return [line.strip() for line in candidate.read_text().splitlines() if line.strip()]
-    return None
+            labels = [line.strip() for line in candidate.read_text().splitlines() if line.strip()]
+            if labels:
+                return labels
+    if option:
+        raise TinyearError(f"labels={option}: no such labels file (one label a line)")
+    raise TinyearError(f"{path}: no labels for this teacher; put labels.txt (one label a line) beside it or "
+                       "add ,labels=FILE to the teacher")
 
 
-def load_torchscript_teacher(spec: str) -> Teacher:
+def load_torchscript_teacher(spec: str, options: dict | None = None) -> Teacher:
     """A TorchScript file: forward (B, samples) -> (B, labels); labels embedded or beside it."""
+    reject_options(spec, options or {}, ("labels",))
     path = Path(spec)
     if not path.is_file():
         raise TinyearError(f"{path}: no such TorchScript file")
@@ -214,12 +176,15 @@ def load_torchscript_teacher(spec: str) -> Teacher:
     except Exception as exc:  # torch raises RuntimeError/ValueError for non-TorchScript files
         raise TinyearError(f"{path}: not a TorchScript model ({str(exc).splitlines()[0][:120]}); save one "
                            "with torch.jit.save") from None
-    labels = json.loads(extra["labels.json"]) if extra["labels.json"] else _labels_beside(path)
+    labels = json.loads(extra["labels.json"]) if extra["labels.json"] else None
     if not labels:
-        raise TinyearError(f"{path}: the TorchScript teacher has no labels; save it with "
-                           "_extra_files={'labels.json': json.dumps(labels)} or put labels.txt beside it")
+        try:
+            labels = read_labels(path, (options or {}).get("labels"))
+        except TinyearError:
+            raise TinyearError(f"{path}: the TorchScript teacher has no labels; save it with "
+                               "_extra_files={'labels.json': json.dumps(labels)} or put labels.txt beside it") from None
     return Teacher(kind="torchscript", source=str(path), labels=[str(x) for x in labels], module=module,
-                   identity=_file_identity([path], labels))
+                   identity=file_identity([path], labels))
 
 
 class HFTeacherModule(nn.Module):
@@ -244,8 +209,9 @@ class HFTeacherModule(nn.Module):
         return self.model(**inputs).logits  # (B, labels)
 
 
-def load_hf_teacher(spec: str) -> Teacher:
+def load_hf_teacher(spec: str, options: dict | None = None) -> Teacher:
     """A local Hugging Face audio-classification folder (config.json, weights, preprocessor_config.json)."""
+    reject_options(spec, options or {}, ())
     folder = Path(spec)
     if not (folder / "config.json").is_file():
         raise TinyearError(f"{folder}: not a Hugging Face model folder (no config.json); save one with "
@@ -267,11 +233,12 @@ def load_hf_teacher(spec: str) -> Teacher:
     labels = [str(id2label[i]) for i in range(len(id2label))]
     weights = [p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".json")]
     return Teacher(kind="huggingface", source=str(folder), labels=labels, module=HFTeacherModule(model, extractor),
-                   identity=_file_identity(weights, labels), info={"model_type": model.config.model_type})
+                   identity=file_identity(weights, labels), info={"model_type": model.config.model_type})
 
 
-def load_factory_teacher(spec: str) -> Teacher:
+def load_factory_teacher(spec: str, options: dict | None = None) -> Teacher:
     """`module:function` or `file.py:function`; the function returns (nn.Module, labels)."""
+    reject_options(spec, options or {}, ())
     target, _, func = spec.rpartition(":")
     if not target or not func:
         raise TinyearError(f"teacher factory {spec!r} must look like package.module:function or file.py:function")
@@ -290,7 +257,11 @@ def load_factory_teacher(spec: str) -> Teacher:
     fn = getattr(mod, func, None)
     if not callable(fn):
         raise TinyearError(f"teacher factory {spec!r}: {target} has no function {func}")
-    made = fn()
+    try:
+        made = fn()
+    except Exception as exc:  # noqa: BLE001  (the user's code: one line, not its traceback)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise TinyearError(f"teacher factory {spec!r} raised {type(exc).__name__}: {first[:200]}") from None
     if not (isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], nn.Module)):
         raise TinyearError(f"teacher factory {spec!r} must return (torch.nn.Module, labels), got {type(made).__name__}")
     module, labels = made
@@ -299,18 +270,46 @@ def load_factory_teacher(spec: str) -> Teacher:
                    identity=module_identity(module, labels, spec))
 
 
+def _tf_loader(name: str):
+    """A loader from `tfteachers`, imported when used (it is large and may import tensorflow)."""
+    def load(spec: str, options: dict | None = None) -> Teacher:
+        from . import tfteachers
+
+        return getattr(tfteachers, name)(spec, options or {})
+    return load
+
+
 TEACHER_LOADERS = {
     "run": load_run_teacher,
     "torchscript": load_torchscript_teacher,
     "huggingface": load_hf_teacher,
     "factory": load_factory_teacher,
+    "tflite": _tf_loader("load_tflite_teacher"),
+    "tf": _tf_loader("load_graph_teacher"),
+    "savedmodel": _tf_loader("load_savedmodel_teacher"),
 }
+OPTION_KEYS = ("labels", "scores", "input", "output", "signature", "threads", "samples", "weight")
+
+
+def split_options(spec: str) -> tuple[str, dict]:
+    """`PATH,key=value,...` -> (PATH, {key: value}). Only known keys (OPTION_KEYS) split, so a path with
+    a comma still works; `weight` is the ensemble's, the rest go to the loader."""
+    parts = str(spec).split(",")
+    options: dict = {}
+    while len(parts) > 1:
+        key, sep, value = parts[-1].partition("=")
+        if not sep or key.strip() not in OPTION_KEYS:
+            break
+        options[key.strip()] = value.strip()
+        parts.pop()
+    return ",".join(parts), dict(reversed(list(options.items())))
 
 
 def teacher_kind(spec: str) -> tuple[str, str]:
-    """(kind, rest) for a teacher spec: an explicit `KIND:rest` prefix (KIND in TEACHER_LOADERS), else
-    by what is there: a run folder (best.pt), a Hugging Face folder (config.json), a file (TorchScript),
-    `x:y` that is not a path (a factory)."""
+    """(kind, rest) for a teacher spec without its options: an explicit `KIND:rest` prefix (KIND in
+    TEACHER_LOADERS), else by what is there: a run folder (best.pt), a Hugging Face folder
+    (config.json), a SavedModel folder (saved_model.pb), a `.tflite` file, a `.pb` file (a frozen
+    graph), any other file (TorchScript), `x:y` that is not a path (a factory)."""
     head, sep, rest = spec.partition(":")
     if sep and head in TEACHER_LOADERS:
         return head, rest
@@ -320,11 +319,22 @@ def teacher_kind(spec: str) -> tuple[str, str]:
             return "run", spec
         if (path / "config.json").exists():
             return "huggingface", spec
-        raise TinyearError(f"{path}: neither a tinyear run folder (best.pt) nor a Hugging Face model folder "
-                           "(config.json)")
+        if (path / "saved_model.pb").exists():
+            return "savedmodel", spec
+        raise TinyearError(f"{path}: neither a tinyear run folder (best.pt), a Hugging Face model folder "
+                           "(config.json) nor a TensorFlow SavedModel (saved_model.pb)")
     if path.is_file():
         if path.suffix == ".py":
             raise TinyearError(f"{path}: a Python file; name the function too: {path}:make_teacher")
+        if path.suffix == ".tflite":
+            return "tflite", spec
+        if path.suffix == ".pb":
+            return "tf", spec
+        if path.suffix in (".pt", ".pth", ".jit", ".ts", ".torchscript"):
+            return "torchscript", spec
+        head = path.read_bytes()[:8]
+        if len(head) >= 8 and head[4:8] == b"TFL3":
+            return "tflite", spec
         return "torchscript", spec
     target, sep, func = spec.rpartition(":")
     if sep and func.isidentifier() and (target.endswith(".py") or all(p.isidentifier() for p in target.split("."))):
@@ -332,129 +342,30 @@ def teacher_kind(spec: str) -> tuple[str, str]:
     raise TinyearError(f"teacher {spec!r}: no such file or folder, and not a module:function factory")
 
 
+def resolved_spec(spec: str) -> str:
+    """The spec with its path made absolute (options kept): what a run records, to load again from
+    anywhere."""
+    body, options = split_options(str(spec))
+    kind, rest = teacher_kind(body)
+    if kind != "factory" or rest.partition(":")[0].endswith(".py"):
+        if kind == "factory":
+            target, _, func = rest.rpartition(":")
+            rest = f"{Path(target).resolve()}:{func}"
+        else:
+            rest = str(Path(rest).resolve())
+    explicit = body.partition(":")[0] == kind
+    return (f"{kind}:" if explicit else "") + rest + "".join(f",{k}={v}" for k, v in options.items())
+
+
 def load_teacher(spec: str) -> Teacher:
-    """A teacher from a spec string (see `teacher_kind`), on the CPU in eval mode."""
-    kind, rest = teacher_kind(str(spec))
-    teacher = TEACHER_LOADERS[kind](rest)
+    """A teacher from a spec string (`[KIND:]PATH[,key=value...]`, see `teacher_kind` and
+    `split_options`), on the CPU in eval mode. A `weight` option is the ensemble's and ignored here."""
+    body, options = split_options(str(spec))
+    options.pop("weight", None)
+    kind, rest = teacher_kind(body)
+    teacher = TEACHER_LOADERS[kind](rest, options)
     if kind != "factory":
         teacher.source = str(Path(rest).resolve())  # recorded in runs: must load again from anywhere
     if not teacher.labels:
         raise TinyearError(f"teacher {spec}: it has no labels")
     return teacher
-
-
-# -- label map ------------------------------------------------------------------------------------------
-
-_SYNONYMS = {"silence": SILENCE, "background_noise": SILENCE, "background": SILENCE, "noise": SILENCE,
-             "unknown": UNKNOWN}
-
-
-def _canonical(label: str) -> str:
-    key = label.strip().lower().strip("_").replace(" ", "_").replace("-", "_")
-    return _SYNONYMS.get(key, key)
-
-
-@dataclass
-class LabelMap:
-    """Teacher labels -> student labels. `matrix` (teacher, student) is 1 where a teacher label goes;
-    every teacher label goes to exactly one student label. `covered[j]` says whether student label j
-    gets any teacher label (else the teacher has no opinion on it)."""
-
-    teacher_labels: list[str]
-    student_labels: list[str]
-    target: list[int]  # per teacher label, its student index
-    matched: list[str]  # teacher labels matched by name (or by `overrides`)
-    to_unknown: list[str]  # teacher labels summed into _unknown_
-
-    @classmethod
-    def build(cls, teacher_labels, student_labels, overrides: dict[str, str] | None = None) -> "LabelMap":
-        """Map by name; `overrides` {teacher label: student label} wins. Raises TinyearError naming the
-        labels when the teacher's labels cannot be mapped: none of them matches a student label, or some
-        match none and the student has no `_unknown_` to take them."""
-        teacher_labels, student_labels = list(teacher_labels), list(student_labels)
-        overrides = dict(overrides or {})
-        bad = sorted(set(overrides.values()) - set(student_labels))
-        if bad:
-            raise TinyearError(f"--label-map names student labels {', '.join(bad)} that the student does not have "
-                               f"(its labels: {', '.join(student_labels)})")
-        unknown_override = sorted(set(overrides) - set(teacher_labels))
-        if unknown_override:
-            raise TinyearError(f"--label-map names teacher labels {', '.join(unknown_override)} that the teacher "
-                               "does not have")
-        student_index = {_canonical(s): j for j, s in enumerate(student_labels)}
-        target, matched, leftover = [], [], []
-        for t in teacher_labels:
-            j = student_labels.index(overrides[t]) if t in overrides else student_index.get(_canonical(t))
-            if j is None:
-                leftover.append(t)
-                target.append(-1)
-            else:
-                matched.append(t)
-                target.append(j)
-        keywords = [s for s in student_labels if s not in (UNKNOWN, SILENCE)]
-        if not any(student_labels[j] in keywords for j in target if j >= 0):
-            shown = ", ".join(teacher_labels[:12]) + (f", ... ({len(teacher_labels)} in all)" if len(teacher_labels) > 12 else "")
-            raise TinyearError(f"the teacher's labels cannot be mapped onto the student's: none of {shown} is one of "
-                               f"{', '.join(keywords)}; give --label-map TEACHER=STUDENT pairs or another teacher")
-        if leftover:
-            if UNKNOWN not in student_labels:
-                raise TinyearError(f"teacher labels {', '.join(leftover)} match no student label and the student has "
-                                   f"no {UNKNOWN} to take them; map them with --label-map TEACHER=STUDENT")
-            u = student_labels.index(UNKNOWN)
-            target = [u if j < 0 else j for j in target]
-        return cls(teacher_labels, student_labels, target, matched, leftover)
-
-    @property
-    def matrix(self) -> torch.Tensor:
-        m = torch.zeros(len(self.teacher_labels), len(self.student_labels))
-        m[torch.arange(len(self.target)), torch.tensor(self.target)] = 1.0
-        return m
-
-    @property
-    def covered(self) -> torch.Tensor:
-        """(student labels,) bool: which student labels some teacher label maps to."""
-        c = torch.zeros(len(self.student_labels), dtype=torch.bool)
-        c[torch.tensor(sorted(set(self.target)))] = True
-        return c
-
-    @property
-    def is_identity(self) -> bool:
-        return self.teacher_labels == self.student_labels
-
-    def log_probs(self, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-        """(B, teacher) logits -> (B, student) log of the teacher's softmax(logits / T) probabilities
-        summed per student label (-inf for uncovered labels)."""
-        logp = torch.log_softmax(teacher_logits / temperature, dim=-1)  # (B, teacher)
-        if self.is_identity:
-            return logp
-        m = self.matrix.to(teacher_logits.device)  # (teacher, student)
-        masked = logp.unsqueeze(2) + torch.log(m).unsqueeze(0)  # (B, teacher, student); log 0 = -inf
-        return torch.logsumexp(masked, dim=1)  # (B, student)
-
-    def logits(self, teacher_logits: torch.Tensor) -> torch.Tensor:
-        """(B, teacher) logits -> (B, student) logits whose softmax is the mapped probabilities:
-        log-sum-exp of the member logits (the logits themselves when the labels are the same);
-        -inf for uncovered labels. What the MSE distillation loss compares with the student's."""
-        if self.is_identity:
-            return teacher_logits
-        m = self.matrix.to(teacher_logits.device)
-        return torch.logsumexp(teacher_logits.unsqueeze(2) + torch.log(m).unsqueeze(0), dim=1)
-
-    def describe(self) -> dict:
-        uncovered = [s for s, c in zip(self.student_labels, self.covered.tolist()) if not c]
-        return {"matched": self.matched, "to_unknown": self.to_unknown, "uncovered_student_labels": uncovered}
-
-
-def parse_label_map(pairs) -> dict[str, str]:
-    """["teacher=student", ...] -> {teacher: student}; TinyearError on a malformed pair."""
-    out = {}
-    for pair in pairs or ():
-        t, sep, s = pair.partition("=")
-        if not sep or not t or not s:
-            raise TinyearError(f"--label-map {pair!r}: write TEACHER_LABEL=STUDENT_LABEL")
-        out[t] = s
-    return out
-
-
-def note(line: str) -> None:
-    print(f"tinyear: {line}", file=sys.stderr)

@@ -37,6 +37,7 @@ from tinyear.device.fileio import atomic_write_text
 
 from . import runs
 from .augment import spec_augment
+from .featcache import SOURCES
 from .kd import distillation_loss
 from .plots import pyplot, save_figure
 from .progress import bar as progress_bar
@@ -243,7 +244,11 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
                         t_logits = teacher_net(torch.from_numpy(features.variant_waves(idx, kv)).to(device))
                     t_logits = t_logits.float()
             logits = model(x)  # (B, labels)
-            loss, ce, kd = distillation_loss(logits, y, t_logits, label_map, alpha=config.alpha,
+            alpha = config.alpha
+            if config.synthetic_alpha is not None and features.train_source is not None:
+                synthetic = torch.from_numpy(features.train_source[idx] == SOURCES.index("synthetic")).to(device)
+                alpha = torch.where(synthetic, config.synthetic_alpha, config.alpha).float()  # (B,)
+            loss, ce, kd = distillation_loss(logits, y, t_logits, label_map, alpha=alpha,
                                              temperature=config.temperature, kind=config.kd_loss,
                                              label_smoothing=config.label_smoothing, mix=mix)
             optimizer.zero_grad(set_to_none=True)

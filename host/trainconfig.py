@@ -35,6 +35,9 @@ class TrainConfig:
     synthetic would be 1% of that word's examples. On a dataset of one source it equals "class"."""
     teacher_mode: str = "none"
     """"none", "cached" or "online"."""
+    synthetic_alpha: float | None = None
+    """alpha on synthetic clips (None: alpha). A teacher trained on people is a better judge of real
+    clips than of synthetic ones: per-source trust."""
     mixup: float = 0.0
     """Fraction of each batch mixed with another example of the batch, by adding their mel energies
     at a uniform random share (log(lam e^x1 + (1 - lam) e^x2): two sounds at once); the label term
@@ -50,6 +53,8 @@ class TrainConfig:
             raise ValueError("teacher_mode must be none, cached or online")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError("alpha must be in [0, 1]")
+        if self.synthetic_alpha is not None and not 0.0 <= self.synthetic_alpha <= 1.0:
+            raise ValueError("synthetic_alpha must be in [0, 1]")
         if self.balance not in BALANCE:
             raise ValueError(f"balance must be one of {BALANCE}")
         if not 0.0 <= self.mixup <= 1.0:

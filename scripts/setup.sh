@@ -15,7 +15,7 @@ set -euo pipefail
 ROLE=${1:-host}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 case "$ROLE" in
-  host)   VENV=${2:-$ROOT/.venv};        EXTRAS="host,test" ;;
+  host)   VENV=${2:-$ROOT/.venv};        EXTRAS="host,tensorflow,test" ;;
   device) VENV=${2:-$ROOT/.venv-device}; EXTRAS="device,test" ;;
   tflite) VENV=${2:-$ROOT/.venv-tflite}; EXTRAS="tflite,test" ;;
   *) echo "setup.sh: unknown role '$ROLE' (host, device or tflite)" >&2; exit 2 ;;

@@ -22,7 +22,7 @@ from tinyear.host import runs
 from tinyear.host.augment import AugmentConfig
 from tinyear.host.distill import DataOptions, distill, train_teacher
 from tinyear.host.kd import distillation_loss
-from tinyear.host.teachers import LabelMap
+from tinyear.host.labelmap import LabelMap
 from tinyear.host.train import TrainConfig
 
 HERE = Path(__file__).resolve().parent

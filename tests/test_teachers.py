@@ -13,7 +13,9 @@ from torch import nn
 
 from tinyear.device.errors import TinyearError
 from tinyear.host.students import count_macs, count_params
-from tinyear.host.teachers import (LabelMap, build_teacher_arch, load_teacher, parse_label_map, teacher_kind)
+from tinyear.host.labelmap import LabelMap, parse_label_map
+from tinyear.host.teacher_arch import build_teacher_arch
+from tinyear.host.teachers import load_teacher, teacher_kind
 
 STUDENT = ["yes", "no", "_unknown_", "_silence_"]
 
