@@ -38,12 +38,12 @@ from tinyear.device.features import DEFAULT_CONFIG, FrontendConfig, fingerprint,
 from tinyear.device.fileio import atomic_path
 
 from .augment import AugmentConfig, Augmenter
+from .data import SOURCES
 from .cache import cache_root, folder_bytes, key as cache_key
 from .progress import bar as progress_bar
 
 FEATCACHE_VERSION = 1
 # SpecAugment runs on the fly on feature batches, so its settings do not change cached features.
-SOURCES = ("real", "synthetic", "noise")
 _ON_THE_FLY = {"spec_augment", "time_masks", "time_mask_frames", "freq_masks", "freq_mask_bins"}
 
 
