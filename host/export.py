@@ -138,34 +138,62 @@ def _selftest(model_bytes: bytes, labels: list[str], waves: np.ndarray, y: np.nd
 
 def export_run(run_dir, out, options: ExportOptions = ExportOptions()) -> dict:
     """Convert, verify and bundle a student run. Returns what was measured and written (JSON-ready)."""
-    import torch
-
     from .bundle import write_bundle
-    from .convert import convert_int8
-    from .runs import BEST, load_run
     from .verify import format_report, verify_int8
 
     started = time.time()
     out = Path(out)
     if out.suffix != ".tinyear":
         raise TinyearError(f"{out}: a bundle file name must end in .tinyear")
-    model, meta = load_run(run_dir, "student")
+    model, meta, config = _load_student(run_dir)
     labels = list(meta["labels"])
-    config = frontend_of(meta)
-    if meta.get("frontend_fingerprint") and meta["frontend_fingerprint"] != frontend_fingerprint(config):
-        raise TinyearError(f"{run_dir}: trained on frontend {meta['frontend_fingerprint']}, but this tinyear computes "
-                           f"{frontend_fingerprint(config)} for that config; retrain with this version")
     dataset = load_data(meta, options.data, progress=options.progress)
-    if not options.qat:  # QAT sets its ranges during the fine-tune, from every training clip
-        calib_x, calib_y = calibration_set(dataset, options.calibration, config, seed=options.seed,
-                                           progress=options.progress)
+    calib = None if options.qat else calibration_set(dataset, options.calibration, config, seed=options.seed,
+                                                     progress=options.progress)  # QAT sets its ranges itself
     val_waves, val_y = dataset.arrays("validation", config, progress=options.progress)
     if len(val_y) == 0:
         raise TinyearError("the dataset's validation split is empty, so the int8 model cannot be verified; "
                            "give a dataset with validation clips (--data)")
     val_x = batch_features(val_waves, config, progress=options.progress, desc="validation features")
+    model_bytes, calibration, qat_record = _convert(model, meta, dataset, config, options, calib)
+    _say("verifying (float vs int8 on the validation split, TFLite Micro vs LiteRT)", options.progress)
+    verification = verify_int8(model, model_bytes, val_x, val_y, qat=options.qat, tflm_samples=options.tflm_samples)
+    selftest = _selftest(model_bytes, labels, val_waves, val_y, config)
+    metrics = _metrics(model, meta, config, verification, calibration, qat_record, options)
+    detection = (meta.get("run") or {}).get("detection") or meta.get("detection") or None
+    path = write_bundle(out, model_bytes, labels, config, detection=detection, metrics=metrics,
+                        provenance=_provenance(run_dir, meta, dataset, options), selftest=selftest)
+    return {
+        "bundle": str(path),
+        "bundle_bytes": path.stat().st_size,
+        "labels": labels,
+        "metrics": metrics,
+        "selftest": None if selftest is None else {"label": selftest.label},
+        "seconds": round(time.time() - started, 1),
+        "report": format_report(verification),
+        "options": {k: v for k, v in asdict(options).items() if k != "progress"},
+    }
 
-    qat_record = None
+
+def _load_student(run_dir):
+    """(model, meta, FrontendConfig) of a finished student run, refusing one whose recorded frontend
+    fingerprint this tinyear computes differently."""
+    from .runs import load_run
+
+    model, meta = load_run(run_dir, "student")
+    config = frontend_of(meta)
+    if meta.get("frontend_fingerprint") and meta["frontend_fingerprint"] != frontend_fingerprint(config):
+        raise TinyearError(f"{run_dir}: trained on frontend {meta['frontend_fingerprint']}, but this tinyear computes "
+                           f"{frontend_fingerprint(config)} for that config; retrain with this version")
+    return model, meta, config
+
+
+def _convert(model, meta: dict, dataset, config: FrontendConfig, options: ExportOptions, calib):
+    """(int8 TFLite bytes, calibration record, QAT record or None): post-training quantization on
+    `calib` (features, labels: a class-balanced sample of the training split), or with `options.qat` a
+    quantization-aware fine-tune (which sets its ranges from every training clip; `calib` is None)."""
+    import torch
+
     if options.qat:
         from .qat import qat_int8
 
@@ -178,17 +206,22 @@ def export_run(run_dir, out, options: ExportOptions = ExportOptions()) -> dict:
         model_bytes, qat_record = qat_int8(model, train_x, train_y, teacher_logits=teacher_logits,
                                            label_map=label_map, augment=augment, config=qat_config,
                                            progress=options.progress)
-        calibration = {"clips": int(len(train_y)), "split": "train", "by": "QAT fake-quantization observers"}
-    else:
-        _say(f"converting to int8 (calibration: {len(calib_y)} training clips)", options.progress)
-        model_bytes = convert_int8(model, torch.from_numpy(calib_x[:1]), [calib_x])
-        calibration = {"clips": int(len(calib_y)), "split": "train", "by": "PTQ histogram observers",
-                       "per_class": {labels[c]: int(n) for c, n in zip(*np.unique(calib_y, return_counts=True))}}
+        return model_bytes, {"clips": int(len(train_y)), "split": "train", "by": "QAT fake-quantization observers"}, qat_record
+    from .convert import convert_int8
 
-    _say("verifying (float vs int8 on the validation split, TFLite Micro vs LiteRT)", options.progress)
-    verification = verify_int8(model, model_bytes, val_x, val_y, qat=options.qat, tflm_samples=options.tflm_samples)
-    selftest = _selftest(model_bytes, labels, val_waves, val_y, config)
+    labels = list(meta["labels"])
+    calib_x, calib_y = calib
+    _say(f"converting to int8 (calibration: {len(calib_y)} training clips)", options.progress)
+    model_bytes = convert_int8(model, torch.from_numpy(calib_x[:1]), [calib_x])
+    calibration = {"clips": int(len(calib_y)), "split": "train", "by": "PTQ histogram observers",
+                   "per_class": {labels[c]: int(n) for c, n in zip(*np.unique(calib_y, return_counts=True))}}
+    return model_bytes, calibration, None
 
+
+def _metrics(model, meta: dict, config: FrontendConfig, verification: dict, calibration: dict, qat_record,
+             options: ExportOptions) -> dict:
+    """The bundle's metrics: float and int8 accuracy on the validation split, the teacher's, size and
+    cost, quantization, the verification and calibration records."""
     params = macs = None
     try:
         from .students import count_macs, count_params
@@ -197,7 +230,6 @@ def export_run(run_dir, out, options: ExportOptions = ExportOptions()) -> dict:
     except Exception:  # a student class the counter cannot run: leave the numbers out rather than guess
         pass
     v = verification["validation"]
-    run_metrics = meta.get("metrics") or {}
     teacher_info = meta.get("teacher") or {}
     metrics = {
         "float_accuracy": v["float_accuracy"],
@@ -220,28 +252,23 @@ def export_run(run_dir, out, options: ExportOptions = ExportOptions()) -> dict:
     }
     if qat_record is not None:
         metrics["qat"] = qat_record
-    provenance = {
+    return metrics
+
+
+def _provenance(run_dir, meta: dict, dataset, options: ExportOptions) -> dict:
+    """Where the bundle came from: student, teacher, data, the run and its checkpoint's sha256, export
+    settings (tool versions are added by `write_bundle`)."""
+    from .runs import BEST
+
+    return {
         "student": {"arch": meta.get("arch"), "name": meta.get("name"), "arch_kwargs": meta.get("arch_kwargs")},
         "teacher": meta.get("teacher"),
         "data": {"roots": [str(r) for r in dataset.roots], "fingerprint": dataset.fingerprint(),
                  "run_fingerprint": (meta.get("data") or {}).get("fingerprint")},
         "run": {"dir": str(Path(run_dir).resolve()), "checkpoint_sha256": sha256_file(Path(run_dir) / BEST),
-                "validation_metrics": run_metrics},
+                "validation_metrics": meta.get("metrics") or {}},
         "export": {"calibration": options.calibration, "qat": options.qat, "seed": options.seed,
                    "converter": "litert-torch PT2E, strict export, per-channel int8 weights, static int8 activations"},
-    }
-    detection = (meta.get("run") or {}).get("detection") or meta.get("detection") or None
-    path = write_bundle(out, model_bytes, labels, config, detection=detection, metrics=metrics,
-                        provenance=provenance, selftest=selftest)
-    return {
-        "bundle": str(path),
-        "bundle_bytes": path.stat().st_size,
-        "labels": labels,
-        "metrics": metrics,
-        "selftest": None if selftest is None else {"label": selftest.label},
-        "seconds": round(time.time() - started, 1),
-        "report": format_report(verification),
-        "options": {k: v for k, v in asdict(options).items() if k != "progress"},
     }
 
 

@@ -28,10 +28,13 @@ from tinyear.device.fileio import atomic_write_text
 
 from .defaults import PIPELINE_STUDENT
 from .progress import Steps, format_seconds
+from .trainconfig import TrainConfig
 
 PIPELINE_JSON = "pipeline.json"
 BUNDLE_NAME = "keywords.tinyear"
 REPORT_NAME = "report.md"
+RUN_FOLDERS = ("teacher", "student", "baseline")  # the run folders in OUT (tinyear.host.runs' layout)
+EVAL_FOLDER = "eval"
 # The real-speech evaluation set, when this checkout sits beside the project's shared data. Evaluation
 # only: nothing in the pipeline trains, calibrates, tunes or picks a checkpoint on it.
 SHARED_REAL_TEST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech-commands-v2-test-public"
@@ -115,17 +118,9 @@ def run_pipeline(out="runs/default", *, data=None, config: PipelineConfig = Pipe
     """Run (or resume) every step into `out`. `data`: a real dataset folder to fill and train on instead
     of the synthetic default; `real_test`: a real-speech evaluation folder (default: the shared Speech
     Commands test part when present; False: none). Returns the summary written to pipeline.json."""
-    from . import runs
-    from .distill import DataOptions, distill, train_teacher
-    from .trainconfig import TrainConfig
-
     started = time.perf_counter()
     out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        runs.check_writable(out)
-    except OSError as exc:
-        raise TinyearError(f"{out}: cannot write there ({exc.strerror}); choose another --out") from None
+    _check_writable(out)
     if data is not None and not Path(data).is_dir():
         raise TinyearError(f"{data}: no such dataset folder")
     real_test = (SHARED_REAL_TEST if SHARED_REAL_TEST.is_dir() else None) if real_test is None else (real_test or None)
@@ -134,122 +129,177 @@ def run_pipeline(out="runs/default", *, data=None, config: PipelineConfig = Pipe
     settings = {**asdict(config), "data": None if data is None else str(Path(data).resolve())}
     _check_settings(out, settings, force)
     if force:
-        import shutil
-
-        for name in ("teacher", "student", "baseline", "eval", BUNDLE_NAME, REPORT_NAME, PIPELINE_JSON):
-            target = out / name
-            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+        _clear(out)
     _write_json(out / PIPELINE_JSON, {"settings": settings, "finished": False, "command": command})
 
-    steps = _Steps(7, progress)
-    paths = {"teacher": out / "teacher", "student": out / "student", "baseline": out / "baseline",
-             "bundle": out / BUNDLE_NAME, "report": out / REPORT_NAME}
+    job = _Pipeline(out, data, config, real_test, progress=progress, jobs=jobs, command=command)
+    job.run()
+    summary = {
+        "settings": settings, "finished": True, "command": command, "seconds": round(time.perf_counter() - started, 1),
+        "step_seconds": job.steps.times, "bundle": str(job.paths["bundle"]), "report": str(job.paths["report"]),
+        "bundle_student": job.shipped_name, "rows": [r.to_dict() for r in job.rows],
+    }
+    _write_json(out / PIPELINE_JSON, summary)
+    return summary
 
-    # 1. data ------------------------------------------------------------------------------------------
-    def make_data(skip: bool):
+
+def _check_writable(out: Path) -> None:
+    from . import runs
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        runs.check_writable(out)
+    except OSError as exc:
+        raise TinyearError(f"{out}: cannot write there ({exc.strerror}); choose another --out") from None
+
+
+def _clear(out: Path) -> None:
+    """--force: remove every step's result (the data is kept: synthesis reuses an identical set)."""
+    import shutil
+
+    for name in (*RUN_FOLDERS, EVAL_FOLDER, BUNDLE_NAME, REPORT_NAME, PIPELINE_JSON):
+        target = out / name
+        shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+
+
+class _Pipeline:
+    """One pipeline run: the seven steps in order (`run`), each a method taking `skip` (the step's result
+    is there: read it back instead of redoing it)."""
+
+    def __init__(self, out: Path, data, config: PipelineConfig, real_test, *, progress: bool, jobs, command: str):
+        self.out, self.data, self.config, self.real_test = out, data, config, real_test
+        self.progress, self.jobs, self.command = progress, jobs, command
+        self.steps = _Steps(7, progress)
+        self.paths = {**{name: out / name for name in RUN_FOLDERS}, "bundle": out / BUNDLE_NAME,
+                      "report": out / REPORT_NAME}
+
+    def run(self) -> None:
+        from . import runs
+
+        config, paths = self.config, self.paths
+        what = "synthesizing the default keyword set" if self.data is None else f"filling what {self.data} lacks"
+        self.roots = self.steps.run("data", what, self.make_data)
+        self.teacher_info = self.steps.run("teacher", f"training the teacher ({config.teacher_arch})",
+                                           self.train_teacher, runs.run_state(paths["teacher"]) == "finished")
+        self.student_info = self.steps.run("student", f"distilling the student ({config.student}) from the teacher",
+                                           self.train_student, runs.run_state(paths["student"]) == "finished")
+        self.baseline_info = self.steps.run("baseline", f"training the baseline ({config.student}, no teacher)",
+                                            self.train_baseline, runs.run_state(paths["baseline"]) == "finished")
+        # The bundle gets the student with the higher VALIDATION accuracy: the distilled one unless the
+        # baseline beat it (then distillation did not pay with this teacher, and the report says so).
+        self.shipped = pick_shipped(self.student_info, self.baseline_info)
+        self.shipped_name = "distilled" if self.shipped == "student" else "baseline"
+        self.export_info = self.steps.run("export", f"exporting the {self.shipped_name} student to int8 and verifying it",
+                                          self.export, _bundle_is_from(paths["bundle"], paths[self.shipped]))
+        self.rows, self.confusions = self.steps.run("evaluate", "comparing teacher, students and the int8 bundle",
+                                                    self.evaluate)
+        self.steps.run("report", "writing the report", self.report)
+
+    # -- 1. data --------------------------------------------------------------------------------------------
+
+    def make_data(self, skip: bool) -> list[str]:
         from .synth import fill_missing, synthesize
 
-        if data is None:
-            target = out / "data" / "synth"
-            synthesize(target, per_word=config.per_word, seed=config.seed, jobs=jobs, progress=progress)
+        config = self.config
+        if self.data is None:
+            target = self.out / "data" / "synth"
+            synthesize(target, per_word=config.per_word, seed=config.seed, jobs=self.jobs, progress=self.progress)
             return [str(target)]
-        target = out / "data" / "fill"
-        dataset = fill_missing(data, target, min_per_word=config.min_real_per_word, mix_per_word=config.mix_per_word,
-                               seed=config.seed, jobs=jobs, progress=progress)
+        target = self.out / "data" / "fill"
+        dataset = fill_missing(self.data, target, min_per_word=config.min_real_per_word,
+                               mix_per_word=config.mix_per_word, seed=config.seed, jobs=self.jobs,
+                               progress=self.progress)
         return [str(r) for r in dataset.roots]
 
-    what = "synthesizing the default keyword set" if data is None else f"filling what {data} lacks"
-    roots = steps.run("data", what, make_data)
-    data_options = DataOptions(roots=tuple(roots), variants=config.variants, data_seed=config.seed, jobs=jobs)
+    # -- 2-4. training --------------------------------------------------------------------------------------
 
-    # 2-4. training --------------------------------------------------------------------------------------
-    def train(kind: str, run_dir: Path, **kw):
-        def go(skip: bool):
-            if skip:
-                return json.loads((run_dir / runs.RUN_JSON).read_text())
-            state = runs.run_state(run_dir)
-            common = dict(data=data_options, resume=state == "resume", progress=progress, command=command)
-            if kind == "teacher":
-                cfg = TrainConfig(epochs=config.teacher_epochs, lr=3e-3, batch_size=64, patience=4, seed=config.seed)
-                return train_teacher(roots, run_dir, arch=config.teacher_arch, config=cfg, **common)
-            return distill(roots, run_dir, student=config.student, teacher=kw.get("teacher"), config=kw["cfg"], **common)
-        return go
-
-    teacher_info = steps.run("teacher", f"training the teacher ({config.teacher_arch})",
-                             train("teacher", paths["teacher"]), runs.run_state(paths["teacher"]) == "finished")
-    kd = TrainConfig(epochs=config.student_epochs, seed=config.seed, alpha=config.alpha,
-                     temperature=config.temperature, kd_loss=config.kd_loss, teacher_mode="cached")
-    student_info = steps.run("student", f"distilling the student ({config.student}) from the teacher",
-                             train("student", paths["student"], teacher=str(paths["teacher"]), cfg=kd),
-                             runs.run_state(paths["student"]) == "finished")
-    base = dataclasses.replace(kd, alpha=0.0, teacher_mode="none")
-    baseline_info = steps.run("baseline", f"training the baseline ({config.student}, no teacher)",
-                              train("student", paths["baseline"], teacher=None, cfg=base),
-                              runs.run_state(paths["baseline"]) == "finished")
-
-    # 5. int8 export ---------------------------------------------------------------------------------------
-    # The bundle gets the student with the higher VALIDATION accuracy: the distilled one unless the
-    # baseline beat it (then distillation did not pay with this teacher, and the report says so).
-    shipped = pick_shipped(student_info, baseline_info)
-    shipped_dir = paths[shipped]
-    shipped_name = "distilled" if shipped == "student" else "baseline"
-
-    def export(skip: bool):
-        from tinyear.device.bundle import read_bundle
+    def _train(self, run_dir: Path, skip: bool, fn, **kw) -> dict:
+        from . import runs
+        from .distill import DataOptions
 
         if skip:
-            return {"bundle": str(paths["bundle"]), "metrics": read_bundle(paths["bundle"]).metrics}
+            return json.loads((run_dir / runs.RUN_JSON).read_text())
+        data = DataOptions(roots=tuple(self.roots), variants=self.config.variants, data_seed=self.config.seed,
+                           jobs=self.jobs)
+        return fn(self.roots, run_dir, data=data, resume=runs.run_state(run_dir) == "resume", progress=self.progress,
+                  command=self.command, **kw)
+
+    def train_teacher(self, skip: bool) -> dict:
+        from .distill import train_teacher
+
+        c = self.config
+        cfg = TrainConfig(epochs=c.teacher_epochs, lr=3e-3, batch_size=64, patience=4, seed=c.seed)
+        return self._train(self.paths["teacher"], skip, train_teacher, arch=c.teacher_arch, config=cfg)
+
+    def _student_config(self):
+        c = self.config
+        return TrainConfig(epochs=c.student_epochs, seed=c.seed, alpha=c.alpha, temperature=c.temperature,
+                           kd_loss=c.kd_loss, teacher_mode="cached")
+
+    def train_student(self, skip: bool) -> dict:
+        from .distill import distill
+
+        return self._train(self.paths["student"], skip, distill, student=self.config.student,
+                           teacher=str(self.paths["teacher"]), config=self._student_config())
+
+    def train_baseline(self, skip: bool) -> dict:
+        from .distill import distill
+
+        cfg = dataclasses.replace(self._student_config(), alpha=0.0, teacher_mode="none")
+        return self._train(self.paths["baseline"], skip, distill, student=self.config.student, teacher=None,
+                           config=cfg)
+
+    # -- 5. int8 export -------------------------------------------------------------------------------------
+
+    def export(self, skip: bool) -> dict:
+        from tinyear.device.bundle import read_bundle
+
+        bundle = self.paths["bundle"]
+        if skip:
+            return {"bundle": str(bundle), "metrics": read_bundle(bundle).metrics}
         from .export import ExportOptions, export_run
 
-        if progress and shipped == "baseline":
+        if self.progress and self.shipped == "baseline":
             print("tinyear: the baseline student beat the distilled one on the validation split "
-                  f"({_val(baseline_info):.1f}% vs {_val(student_info):.1f}%), so the bundle gets the baseline",
+                  f"({_val(self.baseline_info):.1f}% vs {_val(self.student_info):.1f}%), so the bundle gets the baseline",
                   file=sys.stderr)
-        result = export_run(shipped_dir, paths["bundle"],
-                            ExportOptions(calibration=config.calibration, qat=config.qat, progress=progress))
-        if progress:
+        result = export_run(self.paths[self.shipped], bundle,
+                            ExportOptions(calibration=self.config.calibration, qat=self.config.qat,
+                                          progress=self.progress))
+        if self.progress:
             for line in result["report"]:
                 print(f"  {line}", file=sys.stderr)
         return result
 
-    export_info = steps.run("export", f"exporting the {shipped_name} student "
-                            "to int8 and verifying it", export, _bundle_is_from(paths["bundle"], shipped_dir))
+    # -- 6. evaluation --------------------------------------------------------------------------------------
 
-    # 6. evaluation ------------------------------------------------------------------------------------------
-    eval_sets = {"synthetic test" if data is None else "test split (real + synthetic)": (roots, "test")}
-    if real_test is not None:
-        eval_sets["real speech"] = (str(real_test), "all")
+    def eval_sets(self) -> dict:
+        """Display name -> (folder or folders, split): the test split, and real speech when there is some."""
+        sets = {"synthetic test" if self.data is None else "test split (real + synthetic)": (self.roots, "test")}
+        if self.real_test is not None:
+            sets["real speech"] = (str(self.real_test), "all")
+        return sets
 
-    def evaluate(skip: bool):
+    def evaluate(self, skip: bool):
         from .evaluate import evaluate as evaluate_one
         from .report import compare
 
+        paths, eval_sets = self.paths, self.eval_sets()
         rows = compare(teacher=paths["teacher"], baseline=paths["baseline"], student=paths["student"],
-                       bundle=paths["bundle"], eval_sets=eval_sets, progress=progress)
+                       bundle=paths["bundle"], eval_sets=eval_sets, progress=self.progress)
         confusions = {}
         for set_name, (where, split) in eval_sets.items():
-            folder = out / "eval" / set_name.split(" ")[0]
-            result = evaluate_one(paths["bundle"], where, split=split, out_dir=folder, progress=progress)
-            confusions[set_name] = result
+            folder = self.out / EVAL_FOLDER / set_name.split(" ")[0]
+            confusions[set_name] = evaluate_one(paths["bundle"], where, split=split, out_dir=folder,
+                                                progress=self.progress)
         return rows, confusions
 
-    rows, confusions = steps.run("evaluate", "comparing teacher, students and the int8 bundle", evaluate)
+    # -- 7. report ------------------------------------------------------------------------------------------
 
-    # 7. report ------------------------------------------------------------------------------------------------
-    def report(skip: bool):
-        return write_report(out, rows, confusions, teacher_info, student_info, baseline_info, export_info,
-                            steps.times, config, data, real_test, shipped)
-
-    steps.run("report", "writing the report", report)
-    total = round(time.perf_counter() - started, 1)
-    summary = {
-        "settings": settings, "finished": True, "command": command, "seconds": total, "step_seconds": steps.times,
-        "bundle": str(paths["bundle"]), "report": str(paths["report"]),
-        "bundle_student": shipped_name,
-        "rows": [r.to_dict() for r in rows],
-    }
-    _write_json(out / PIPELINE_JSON, summary)
-    return summary
+    def report(self, skip: bool) -> Path:
+        return write_report(self.out, self.rows, self.confusions, self.teacher_info, self.student_info,
+                            self.baseline_info, self.export_info, self.steps.times, self.config, self.data,
+                            self.real_test, self.shipped)
 
 
 def _val(info: dict) -> float:
@@ -285,6 +335,7 @@ def write_report(out: Path, rows, confusions, teacher_info, student_info, baseli
                  times: dict, config: PipelineConfig, data, real_test, shipped: str = "student") -> Path:
     """report.md: the comparison table, the plots, what each step did and how long it took."""
     from .report import plot_comparison, write_markdown
+    from .runs import CURVES
 
     plot = plot_comparison(rows, out / "comparison.png")
     m = export_info["metrics"]
@@ -327,8 +378,8 @@ def write_report(out: Path, rows, confusions, teacher_info, student_info, baseli
                             "measured here; give one with `--real-test DIR`."))
     images = [("accuracy and latency", plot)]
     images += [(f"confusion matrix, {k}", v["confusion_png"]) for k, v in confusions.items() if v.get("confusion_png")]
-    images += [(f"training curves, {name}", out / name / "curves.png") for name in ("teacher", "student", "baseline")
-               if (out / name / "curves.png").exists()]
+    images += [(f"training curves, {name}", out / name / CURVES) for name in RUN_FOLDERS
+               if (out / name / CURVES).exists()]
     return write_markdown(out / REPORT_NAME, "tinyear pipeline report", rows, sections=sections, images=images,
                           footer="Accuracy in percent. Latency: median single-thread LiteRT invoke, all models measured "
                                  "side by side in one run. Real speech: Speech Commands v2 test, public part "

@@ -163,134 +163,30 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
     out_dir = Path(out_dir)
     device = device or pick_device()
     tune_malloc()
-    model.to(device)
-    labels = features.labels
-    k_count, n = features.train.shape[:2]
-    steps_per_epoch = max(1, -(-n // config.batch_size))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, epochs=config.epochs,
-                                                   steps_per_epoch=steps_per_epoch, pct_start=0.15)
-    val_x, val_y = features.eval["validation"]
-    if len(val_y) == 0:
-        raise TinyearError("the validation split is empty: early stopping and checkpoint choice need it; add "
-                           "clips from more speakers")
-    sample_weights = draw_weights(features.train_y, features.train_source, config.balance)
-    cache = torch.from_numpy(np.array(teacher_cache, dtype=np.float32)) if teacher_cache is not None else None  # (K, N, teacher labels), in memory
-    if config.teacher_mode == "online" and teacher is not None:
-        online_features = teacher.accepts_features(features.frontend)
-        teacher_net = (teacher.feature_model if online_features else teacher.module).to(device).eval()
-
+    loop = _Loop(model, features, config, device, teacher=teacher, teacher_cache=teacher_cache, label_map=label_map)
+    identity = {"kind": checkpoint_meta.get("kind"), "name": checkpoint_meta.get("name"),
+                "teacher": (checkpoint_meta.get("teacher") or {}).get("identity")}
     state = {"epoch": 0, "best_acc": -1.0, "best_loss": float("inf"), "best_epoch": 0, "bad_epochs": 0,
              "rows": [], "seconds": 0.0}
     if resume:
-        last = runs.read_checkpoint(out_dir / runs.LAST)
-        if last.get("train_config") != asdict(config):
-            old, new = last.get("train_config", {}), asdict(config)
-            diff = [f"{k} was {old.get(k)!r}, now {new[k]!r}" for k in new if old.get(k) != new[k]]
-            raise TinyearError(f"--resume with other training options than the interrupted run ({'; '.join(diff)}); "
-                               "rerun with the original options, or start a new --out")
-        identity = {"kind": checkpoint_meta.get("kind"), "name": checkpoint_meta.get("name"),
-                    "teacher": (checkpoint_meta.get("teacher") or {}).get("identity")}
-        if last.get("identity", identity) != identity:
-            raise TinyearError(f"--resume with another model or teacher than the interrupted run (it was "
-                               f"{last['identity']}, now {identity}); rerun with the original options, or start a new --out")
-        if last.get("data_key") != features.key:
-            raise TinyearError("--resume on other data or augmentation than the interrupted run; rerun with the "
-                               "original DATA and options, or start a new --out")
-        model.load_state_dict(last["state_dict"])
-        optimizer.load_state_dict(last["optimizer"])
-        schedule.load_state_dict(last["schedule"])
-        state = last["loop"]
+        state = loop.resume(runs.read_checkpoint(out_dir / runs.LAST), identity)
 
-    start_epoch = state["epoch"]
-    for epoch in range(start_epoch + 1, config.epochs + 1):
+    for epoch in range(state["epoch"] + 1, config.epochs + 1):
         if state["bad_epochs"] >= config.patience:
             break
         t0 = time.perf_counter()
-        gen = _epoch_generator(config.seed, epoch)
-        torch.manual_seed(config.seed * 1_000_003 + epoch)  # dropout
-        if sample_weights is not None:
-            order = torch.multinomial(sample_weights, n, replacement=True, generator=gen)
-        else:
-            order = torch.randperm(n, generator=gen)
-        variant = torch.randint(k_count, (n,), generator=gen)
-        model.train()
-        sums = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "correct": 0, "seen": 0}
-        bar = progress_bar(n, f"epoch {epoch}/{config.epochs}", enabled=progress)
-        for s in range(0, n, config.batch_size):
-            idx = order[s : s + config.batch_size].numpy()
-            kv = variant[idx].numpy()
-            x = torch.from_numpy(features.train[kv, idx])  # (B, frames, bins)
-            x = spec_augment(x, features.augment, gen)  # (B, frames, bins)
-            y = torch.from_numpy(features.train_y[idx])  # (B,)
-            mix = None
-            if config.mixup > 0:
-                b = len(idx)
-                perm = torch.randperm(b, generator=gen)  # (B,): partner of each example
-                lam = torch.rand(b, generator=gen)  # (B,): share of the example itself
-                lam = torch.where(torch.rand(b, generator=gen) < config.mixup, lam, torch.ones(b))
-                w = lam.view(b, 1, 1)  # (B, 1, 1)
-                x = torch.logaddexp(x + w.log(), x[perm] + (1.0 - w).log())  # (B, frames, bins); lam = 1: x
-                mix = (perm.to(device), lam.to(device))
-            x, y = x.to(device), y.to(device)
-            t_logits = None
-            if config.teacher_mode == "cached":
-                t_logits = cache[kv, idx].to(device)  # (B, teacher labels)
-            elif config.teacher_mode == "online":
-                with torch.no_grad():
-                    if online_features:
-                        t_logits = teacher_net(x)
-                    else:
-                        t_logits = teacher_net(torch.from_numpy(features.variant_waves(idx, kv)).to(device))
-                    t_logits = t_logits.float()
-            logits = model(x)  # (B, labels)
-            alpha = config.alpha
-            if config.synthetic_alpha is not None and features.train_source is not None:
-                synthetic = torch.from_numpy(features.train_source[idx] == SOURCES.index("synthetic")).to(device)
-                alpha = torch.where(synthetic, config.synthetic_alpha, config.alpha).float()  # (B,)
-            loss, ce, kd = distillation_loss(logits, y, t_logits, label_map, alpha=alpha,
-                                             temperature=config.temperature, kind=config.kd_loss,
-                                             label_smoothing=config.label_smoothing, mix=mix)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            b = len(idx)
-            sums["loss"] += loss.item() * b
-            sums["ce"] += ce.item() * b
-            sums["kd"] += kd.item() * b
-            sums["correct"] += int((logits.argmax(1) == y).sum())
-            sums["seen"] += b
-            bar.update(b)
-        bar.close()
-        val = accuracy_metrics(predict(model, val_x, device), val_y, labels)
+        sums = loop.train_epoch(epoch, progress)
+        val = accuracy_metrics(predict(model, loop.val_x, device), loop.val_y, features.labels)
         seconds = time.perf_counter() - t0
-        state["seconds"] += seconds
-        improved = val["accuracy"] > state["best_acc"] or (val["accuracy"] == state["best_acc"] and val["loss"] < state["best_loss"])
-        row = {"epoch": epoch, "lr": round(schedule.get_last_lr()[0], 8),
-               "train_loss": round(sums["loss"] / sums["seen"], 6), "train_ce": round(sums["ce"] / sums["seen"], 6),
-               "train_kd": round(sums["kd"] / sums["seen"], 6), "train_acc": round(sums["correct"] / sums["seen"], 6),
-               "val_loss": round(val["loss"], 6), "val_acc": round(val["accuracy"], 6),
-               "val_macro_recall": round(val["macro_recall"], 6), "seconds": round(seconds, 2), "best": int(improved)}
-        state["rows"].append(row)
-        state["epoch"] = epoch
+        row, improved = _record_epoch(state, epoch, sums, val, seconds, loop.schedule.get_last_lr()[0])
         if improved:
-            state.update(best_acc=val["accuracy"], best_loss=val["loss"], best_epoch=epoch, bad_epochs=0)
             runs.save_checkpoint(out_dir / runs.BEST, {
                 **checkpoint_meta, "format": runs.CHECKPOINT_FORMAT,
                 "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                 "metrics": {"validation_accuracy": val["accuracy"], "validation_loss": val["loss"],
                             "validation_macro_recall": val["macro_recall"], "epoch": epoch},
             })
-        else:
-            state["bad_epochs"] += 1
-        runs.save_checkpoint(out_dir / runs.LAST, {
-            "kind": "resume", "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(), "loop": state, "train_config": asdict(config),
-            "data_key": features.key,
-            "identity": {"kind": checkpoint_meta.get("kind"), "name": checkpoint_meta.get("name"),
-                         "teacher": (checkpoint_meta.get("teacher") or {}).get("identity")},
-        })
+        runs.save_checkpoint(out_dir / runs.LAST, loop.resume_point(state, identity))
         _write_log(out_dir / runs.LOG, state["rows"])
         plot_curves(state["rows"], out_dir / runs.CURVES, title)
         if progress:
@@ -308,3 +204,142 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
             "stopped_early": state["epoch"] < config.epochs, "best": best["metrics"],
             "train_seconds": round(state["seconds"], 2),
             "epoch_seconds": [r["seconds"] for r in state["rows"]]}
+
+
+def _record_epoch(state: dict, epoch: int, sums: dict, val: dict, seconds: float, lr: float) -> tuple[dict, bool]:
+    """The epoch's log row, added to the loop state with the early-stopping bookkeeping; (row, whether
+    it is the best epoch so far: higher validation accuracy, ties to the lower validation loss)."""
+    state["seconds"] += seconds
+    improved = val["accuracy"] > state["best_acc"] or (val["accuracy"] == state["best_acc"] and val["loss"] < state["best_loss"])
+    seen = sums["seen"]
+    row = {"epoch": epoch, "lr": round(lr, 8),
+           "train_loss": round(sums["loss"] / seen, 6), "train_ce": round(sums["ce"] / seen, 6),
+           "train_kd": round(sums["kd"] / seen, 6), "train_acc": round(sums["correct"] / seen, 6),
+           "val_loss": round(val["loss"], 6), "val_acc": round(val["accuracy"], 6),
+           "val_macro_recall": round(val["macro_recall"], 6), "seconds": round(seconds, 2), "best": int(improved)}
+    state["rows"].append(row)
+    state["epoch"] = epoch
+    if improved:
+        state.update(best_acc=val["accuracy"], best_loss=val["loss"], best_epoch=epoch, bad_epochs=0)
+    else:
+        state["bad_epochs"] += 1
+    return row, improved
+
+
+class _Loop:
+    """What one training run steps through: the model with its optimizer and one-cycle schedule, the
+    features, the epoch's draw, the teacher (cached outputs or a network run online)."""
+
+    def __init__(self, model, features, config: TrainConfig, device, *, teacher, teacher_cache, label_map):
+        self.model, self.features, self.config, self.device, self.label_map = model, features, config, device, label_map
+        model.to(device)
+        self.k_count, self.n = features.train.shape[:2]
+        steps_per_epoch = max(1, -(-self.n // config.batch_size))
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.schedule = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, max_lr=config.lr, epochs=config.epochs,
+                                                            steps_per_epoch=steps_per_epoch, pct_start=0.15)
+        self.val_x, self.val_y = features.eval["validation"]
+        if len(self.val_y) == 0:
+            raise TinyearError("the validation split is empty: early stopping and checkpoint choice need it; add "
+                               "clips from more speakers")
+        self.sample_weights = draw_weights(features.train_y, features.train_source, config.balance)
+        # (K, N, teacher labels), in memory
+        self.cache = torch.from_numpy(np.array(teacher_cache, dtype=np.float32)) if teacher_cache is not None else None
+        self.teacher_net, self.online_features = None, False
+        if config.teacher_mode == "online" and teacher is not None:
+            self.online_features = teacher.accepts_features(features.frontend)
+            self.teacher_net = (teacher.feature_model if self.online_features else teacher.module).to(device).eval()
+
+    def resume(self, last: dict, identity: dict) -> dict:
+        """Continue from a `last.pt`: the same options, model, teacher and data, or a one-line error.
+        Returns the loop state it was saved with."""
+        config, features = self.config, self.features
+        if last.get("train_config") != asdict(config):
+            old, new = last.get("train_config", {}), asdict(config)
+            diff = [f"{k} was {old.get(k)!r}, now {new[k]!r}" for k in new if old.get(k) != new[k]]
+            raise TinyearError(f"--resume with other training options than the interrupted run ({'; '.join(diff)}); "
+                               "rerun with the original options, or start a new --out")
+        if last.get("identity", identity) != identity:
+            raise TinyearError(f"--resume with another model or teacher than the interrupted run (it was "
+                               f"{last['identity']}, now {identity}); rerun with the original options, or start a new --out")
+        if last.get("data_key") != features.key:
+            raise TinyearError("--resume on other data or augmentation than the interrupted run; rerun with the "
+                               "original DATA and options, or start a new --out")
+        self.model.load_state_dict(last["state_dict"])
+        self.optimizer.load_state_dict(last["optimizer"])
+        self.schedule.load_state_dict(last["schedule"])
+        return last["loop"]
+
+    def resume_point(self, state: dict, identity: dict) -> dict:
+        """What `last.pt` holds: everything `resume` needs."""
+        return {"kind": "resume", "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(), "loop": state, "train_config": asdict(self.config),
+                "data_key": self.features.key, "identity": identity}
+
+    def train_epoch(self, epoch: int, progress: bool) -> dict:
+        """One pass: every draw of the epoch comes from generators seeded by (seed, epoch), so a resumed
+        run repeats it exactly. Returns the summed losses, correct count and clips seen."""
+        config, n = self.config, self.n
+        gen = _epoch_generator(config.seed, epoch)
+        torch.manual_seed(config.seed * 1_000_003 + epoch)  # dropout
+        if self.sample_weights is not None:
+            order = torch.multinomial(self.sample_weights, n, replacement=True, generator=gen)
+        else:
+            order = torch.randperm(n, generator=gen)
+        variant = torch.randint(self.k_count, (n,), generator=gen)
+        self.model.train()
+        sums = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "correct": 0, "seen": 0}
+        with progress_bar(n, f"epoch {epoch}/{config.epochs}", enabled=progress) as bar:
+            for s in range(0, n, config.batch_size):
+                idx = order[s : s + config.batch_size].numpy()
+                self._step(idx, variant[idx].numpy(), gen, sums)
+                bar.update(len(idx))
+        return sums
+
+    def _step(self, idx: np.ndarray, kv: np.ndarray, gen: torch.Generator, sums: dict) -> None:
+        """One optimizer step on the batch of clips `idx`, variants `kv`."""
+        config, features, device = self.config, self.features, self.device
+        x = torch.from_numpy(features.train[kv, idx])  # (B, frames, bins)
+        x = spec_augment(x, features.augment, gen)  # (B, frames, bins)
+        y = torch.from_numpy(features.train_y[idx])  # (B,)
+        mix = None
+        if config.mixup > 0:
+            b = len(idx)
+            perm = torch.randperm(b, generator=gen)  # (B,): partner of each example
+            lam = torch.rand(b, generator=gen)  # (B,): share of the example itself
+            lam = torch.where(torch.rand(b, generator=gen) < config.mixup, lam, torch.ones(b))
+            w = lam.view(b, 1, 1)  # (B, 1, 1)
+            x = torch.logaddexp(x + w.log(), x[perm] + (1.0 - w).log())  # (B, frames, bins); lam = 1: x
+            mix = (perm.to(device), lam.to(device))
+        x, y = x.to(device), y.to(device)
+        t_logits = self._teacher_logits(x, idx, kv)  # (B, teacher labels) or None
+        logits = self.model(x)  # (B, labels)
+        alpha = config.alpha
+        if config.synthetic_alpha is not None and features.train_source is not None:
+            synthetic = torch.from_numpy(features.train_source[idx] == SOURCES.index("synthetic")).to(device)
+            alpha = torch.where(synthetic, config.synthetic_alpha, config.alpha).float()  # (B,)
+        loss, ce, kd = distillation_loss(logits, y, t_logits, self.label_map, alpha=alpha,
+                                         temperature=config.temperature, kind=config.kd_loss,
+                                         label_smoothing=config.label_smoothing, mix=mix)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        b = len(idx)
+        sums["loss"] += loss.item() * b
+        sums["ce"] += ce.item() * b
+        sums["kd"] += kd.item() * b
+        sums["correct"] += int((logits.argmax(1) == y).sum())
+        sums["seen"] += b
+
+    def _teacher_logits(self, x: torch.Tensor, idx: np.ndarray, kv: np.ndarray) -> torch.Tensor | None:
+        mode = self.config.teacher_mode
+        if mode == "cached":
+            return self.cache[kv, idx].to(self.device)  # (B, teacher labels)
+        if mode != "online":
+            return None
+        with torch.no_grad():
+            if self.online_features:
+                return self.teacher_net(x).float()
+            waves = torch.from_numpy(self.features.variant_waves(idx, kv)).to(self.device)  # (B, samples)
+            return self.teacher_net(waves).float()
