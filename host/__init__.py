@@ -38,7 +38,7 @@ _PUBLIC = {
     "Dataset": ("data", "Dataset"),
     "load_dataset": ("data", "load_dataset"),
     "synthesize": ("synth", "synthesize"),
-    "fill_missing": ("synth", "fill_missing"),
+    "fill_missing": ("fill", "fill_missing"),
     "TrainConfig": ("trainconfig", "TrainConfig"),
     "AugmentConfig": ("augment", "AugmentConfig"),
     "DataOptions": ("distill", "DataOptions"),

@@ -198,7 +198,8 @@ class _Pipeline:
     # -- 1. data --------------------------------------------------------------------------------------------
 
     def make_data(self, skip: bool) -> list[str]:
-        from .synth import fill_missing, synthesize
+        from .fill import fill_missing
+        from .synth import synthesize
 
         config = self.config
         if self.data is None:

@@ -19,22 +19,19 @@ same engine versions, however many processes render them. Writes go to a uniquel
 beside OUT (`.OUT.<pid>.<random>.part`), renamed to OUT after `tinyear-synth.json` is written: a
 half-written dataset never looks complete, and two processes never write into one staging folder.
 
-`fill_missing(real_roots, out)` is the real + synthetic recipe: it synthesizes only what a real
-dataset lacks (words below a minimum count, `_unknown_`, background noise), says so, and returns the
-union. Imports numpy, soundfile, soxr, tqdm and `tinyear.device` / `tinyear.host.data`; never torch.
+The engines themselves are `tinyear.host.tts`; the real + synthetic recipe (synthesize only what a
+real dataset lacks) is `tinyear.host.fill`. Imports numpy, soundfile, soxr, tqdm and `tinyear.device` /
+`tinyear.host.data`; never torch.
 """
 
 from __future__ import annotations
 
-import functools
 import glob
 import hashlib
-import io
 import json
 import multiprocessing
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -47,8 +44,9 @@ from tinyear.device import __version__
 from tinyear.device.errors import TinyearError
 from tinyear.device.fileio import atomic_write_text
 
-from .data import BACKGROUND, SYNTH_MANIFEST, UNKNOWN, WORDS, Dataset, load_dataset
+from .data import BACKGROUND, SYNTH_MANIFEST, UNKNOWN, WORDS
 from .progress import bar as progress_bar
+from .tts import ESPEAK_ACCENTS, FLITE_VOICES, engine_versions, espeak_variants, resolve_engines, speak
 
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = SAMPLE_RATE  # one second, like Speech Commands
@@ -67,16 +65,6 @@ UNKNOWN_WORDS = (
     "morning", "night", "phone", "kitchen", "seventy", "eleven", "twelve", "twenty", "computer",
 )
 
-# espeak-ng's English accents (the mbrola "mb-" voices are not installed here and are left out).
-ESPEAK_ACCENTS = ("en", "en-us", "en-gb-x-rp", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
-                  "en-029", "en-us-nyc")
-# Variants that sound like no person (robots, monsters, cartoon effects) are left out; whisper stays.
-ESPEAK_EXCLUDED_VARIANTS = frozenset({"Demonic", "Tweaky", "UniRobot", "anikaRobot", "robosoft", "robosoft2",
-                                      "robosoft3", "robosoft4", "robosoft5", "robosoft6", "robosoft7",
-                                      "robosoft8", "RicishayMax", "RicishayMax2", "RicishayMax3", "Mr serious"})
-# flite's built-in voices at 16 kHz: kal16 (diphone, US male), awb (Scottish male), rms (US male),
-# slt (US female), all statistical-parametric (clustergen) but kal16. The 8 kHz `kal` is left out.
-FLITE_VOICES = ("kal16", "awb", "rms", "slt")
 
 
 @dataclass(frozen=True)
@@ -135,61 +123,12 @@ class Job:
 # -- engines -----------------------------------------------------------------------------------------------
 
 
-def engine_available(engine: str) -> bool:
-    return shutil.which(engine) is not None
-
-
-def require_espeak() -> None:
-    if not engine_available("espeak-ng"):
-        raise TinyearError("espeak-ng is not installed, and synthetic speech needs it: apt-get install espeak-ng")
-
-
-@functools.lru_cache(maxsize=1)
-def espeak_variants() -> tuple[str, ...]:
-    """The voice variants of the installed espeak-ng (`+f3`, `+klatt2`, ...), people-like ones only."""
-    out = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True, check=False).stdout
-    names = []
-    for line in out.splitlines()[1:]:
-        parts = line.split()
-        if len(parts) >= 5 and parts[4].startswith("!v/"):
-            name = parts[4][3:]
-            if name not in ESPEAK_EXCLUDED_VARIANTS:
-                names.append(name)
-    return tuple(sorted(set(names)))
-
-
-def engine_versions(engines: list[str]) -> dict:
-    """What each speech engine says its version is (`--version`): programs, not Python distributions, so
-    not `tinyear.device.fileio.tool_versions`."""
-    versions = {}
-    for engine in engines:
-        flag = "--version"
-        lines = subprocess.run([engine, flag], capture_output=True, text=True, check=False).stdout.strip().splitlines()
-        # espeak-ng says its version on the first line, flite on the one that names it.
-        named = [line.strip() for line in lines if "version" in line.lower() or "text-to-speech" in line.lower()]
-        versions[engine] = (named or lines or ["unknown"])[0]
-    return versions
-
-
 def render(job: Job) -> np.ndarray:
     """Speak job.text with job.speaker: float32 (samples,) at the engine's own rate -> 16 kHz."""
-    import soundfile as sf
-
     from tinyear.device.audio import resample
 
     s = job.speaker
-    if s.engine == "espeak-ng":
-        cmd = ["espeak-ng", "-v", s.voice, "-s", str(int(job.rate)), "-p", str(job.pitch), "--stdout", job.text]
-    else:
-        cmd = ["flite", "-voice", s.voice, "--setf", f"duration_stretch={job.rate:.3f}", "-t", job.text, "-o",
-               "/dev/stdout"]
-    done = subprocess.run(cmd, capture_output=True, check=False)
-    if done.returncode != 0 or len(done.stdout) < 100:
-        raise TinyearError(f"{s.engine} failed on {job.text!r} with voice {s.voice}: "
-                           f"{done.stderr.decode(errors='replace').strip()[:200] or 'no audio'}")
-    wave, rate = sf.read(io.BytesIO(done.stdout), dtype="float32")
-    if wave.ndim > 1:
-        wave = wave.mean(axis=1)
+    wave, rate = speak(s.engine, s.voice, job.text, rate=job.rate, pitch=job.pitch)
     # Vocal-tract factor: resample to rate/tract and play at 16 kHz -> pitch and formants times tract.
     return resample(wave, rate, int(round(SAMPLE_RATE / (s.tract * _jitter(job)))))
 
@@ -293,20 +232,6 @@ def plan(words, per_word: int | dict, unknown: int, seed: int, engines: list[str
 
 
 # -- writing a dataset -------------------------------------------------------------------------------------
-
-
-def resolve_engines(engines: str | list[str] = "auto") -> list[str]:
-    """"auto": espeak-ng, plus flite when installed. A list is checked: each must be installed."""
-    require_espeak()
-    if engines == "auto":
-        return ["espeak-ng"] + (["flite"] if engine_available("flite") else [])
-    chosen = list(engines)
-    for engine in chosen:
-        if engine not in ("espeak-ng", "flite"):
-            raise TinyearError(f"unknown speech engine {engine!r}; choose espeak-ng and/or flite")
-        if not engine_available(engine):
-            raise TinyearError(f"{engine} is not installed; apt-get install {engine}")
-    return chosen
 
 
 def synthesize(
@@ -471,71 +396,3 @@ def _publish(part: Path, out: Path) -> None:
     os.replace(out, trash)
     os.replace(part, out)
     shutil.rmtree(trash, ignore_errors=True)
-
-
-# -- real + synthetic --------------------------------------------------------------------------------------
-
-
-def fill_missing(
-    real_roots,
-    out: str | Path,
-    words=WORDS,
-    *,
-    min_per_word: int = 200,
-    per_word: int | None = None,
-    mix_per_word: int = 0,
-    unknown_ratio: float = 1.0,
-    seed: int = 0,
-    jobs: int | None = None,
-    engines: str | list[str] = "auto",
-    config: SynthConfig = DEFAULT_SYNTH,
-    progress: bool = True,
-    force: bool = False,
-    report=None,
-    **load_kwargs,
-) -> Dataset:
-    """Synthesize what real data lacks into `out`, print what was filled, return the union Dataset.
-
-    Filled: every word with fewer than `min_per_word` real clips gets `per_word` synthetic ones
-    (default: the median real count of the other words, at least min_per_word); with `mix_per_word`,
-    every other word gets that many synthetic clips too, so that sounding synthetic does not tell the
-    model which word it is (without them, a model trained where only the thin words and `_unknown_`
-    are synthetic learns that shortcut and hears a synthetic `stop` as `_unknown_`); `_unknown_` is
-    topped up to unknown_ratio x the mean word count; background noise is synthesized only if the
-    real data has none. `force`: replace an `out` made by an earlier, different fill. `report`: a function taking
-    one line (default: print to stderr). Extra keyword arguments go to load_dataset."""
-    say = report or (lambda line: print(line, file=sys.stderr))
-    roots = [Path(r) for r in (real_roots if isinstance(real_roots, (list, tuple)) else [real_roots])]
-    words = list(words)
-    # Every unknown clip and no silence: this load only counts what the real data holds.
-    real = load_dataset(roots, words, seed=seed, allow_missing=True, unknown_ratio=None, silence_ratio=0.0,
-                        quiet=not progress, **load_kwargs)
-    have = Counter(c.word for c in real.clips if c.label in words)
-    thin = [w for w in words if have[w] < min_per_word]
-    full = sorted(have[w] for w in words if w not in thin)
-    n_word = per_word or max(min_per_word, int(np.median(full)) if full else 500)
-    mean_after = (sum(have[w] for w in words) + n_word * len(thin)) / len(words)
-    have_unknown = sum(1 for c in real.clips if c.label == UNKNOWN)
-    n_unknown = max(0, int(round(unknown_ratio * mean_after)) - have_unknown)
-    need_noise = real.noise_source != "real"
-    mixed = [w for w in words if w not in thin] if mix_per_word > 0 else []
-    if not thin and not mixed and n_unknown == 0 and not need_noise:
-        say(f"tinyear: {', '.join(str(r) for r in roots)} has enough of every word, _unknown_ and noise; "
-            "nothing synthesized")
-        return load_dataset(roots, words, seed=seed, quiet=True, **load_kwargs)
-    # Without a mix, a plain count keeps the synthesis request (and so the reuse of earlier fills) as it was.
-    make, counts = (words, {w: n_word if w in thin else mix_per_word for w in words}) if mixed else (thin, n_word)
-    synthesize(out, make, per_word=counts, unknown=n_unknown, seed=seed, jobs=jobs, engines=engines,
-               write_noise=need_noise, config=config, progress=progress, force=force,
-               extra={"fill_from": [str(r) for r in roots],
-                      "real_counts": {**{w: have[w] for w in words}, UNKNOWN: have_unknown}})
-    for w in thin:
-        say(f"tinyear: filled {w}: {have[w]} real + {n_word} synthetic clips (fewer than {min_per_word} real)")
-    if mixed:
-        say(f"tinyear: mixed in {mix_per_word} synthetic clips of each of {', '.join(mixed)}, so that a synthetic "
-            "voice does not predict the label")
-    if n_unknown:
-        say(f"tinyear: filled {UNKNOWN}: {have_unknown} real + {n_unknown} synthetic clips of other words")
-    say(f"tinyear: {'filled _silence_ and noise augmentation with synthetic noise (no real background recordings)' if need_noise else '_silence_ cut from the real background recordings'}")
-    say(f"tinyear: training on the union of {', '.join(str(r) for r in roots)} and {out}")
-    return load_dataset([*roots, Path(out)], words, seed=seed, quiet=True, **load_kwargs)

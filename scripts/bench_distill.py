@@ -35,7 +35,8 @@ REAL_TEST = SHARED / "speech-commands-v2-test-public"
 
 def recipe_roots(recipe: str, data_dir: Path) -> list[str]:
     """The training folders of a recipe, synthesized when absent (seed 0, the kit's defaults)."""
-    from tinyear.host.synth import fill_missing, synthesize
+    from tinyear.host.fill import fill_missing
+    from tinyear.host.synth import synthesize
 
     if recipe == "synth":
         out = data_dir / "synth"

@@ -21,7 +21,9 @@ from test_data import make_tree
 from tinyear.device.errors import TinyearError
 from tinyear.host import synth as synth_module
 from tinyear.host.data import SILENCE, SYNTH_MANIFEST, UNKNOWN, load_dataset
-from tinyear.host.synth import fill_missing, plan, synthesize
+from tinyear.host.fill import fill_missing
+from tinyear.host.synth import plan, synthesize
+from tinyear.host.tts import ESPEAK_ACCENTS, resolve_engines
 
 TINYEAR = str(Path(sys.executable).with_name("tinyear"))
 MINI = SHARED_DATA / "speech-commands-mini-train"
@@ -72,10 +74,10 @@ def test_same_seed_gives_identical_files_whatever_the_process_count(tiny, tmp_pa
 
 
 def test_plan_spreads_speakers_and_the_speaker_split_has_no_leak():
-    jobs = plan(["yes", "no", "up"], per_word=300, unknown=300, seed=0, engines=synth_module.resolve_engines())
+    jobs = plan(["yes", "no", "up"], per_word=300, unknown=300, seed=0, engines=resolve_engines())
     speakers = {j.speaker.key for j in jobs}
     assert len(speakers) > 300  # hundreds of voices, not a handful
-    assert len({j.speaker.voice.split("+")[0] for j in jobs if j.speaker.engine == "espeak-ng"}) == len(synth_module.ESPEAK_ACCENTS)
+    assert len({j.speaker.voice.split("+")[0] for j in jobs if j.speaker.engine == "espeak-ng"}) == len(ESPEAK_ACCENTS)
     unknown_words = {j.text.rstrip(".!?") for j in jobs if j.rel.startswith(UNKNOWN)}
     assert len(unknown_words) > 50 and not unknown_words & {"yes", "no", "up"}
     # Names carry the speaker; the loader's split keys on it, so one voice never crosses splits.

@@ -66,7 +66,8 @@ def run(args) -> int:
     from dataclasses import replace
 
     from tinyear.host.data import load_dataset
-    from tinyear.host.synth import DEFAULT_SYNTH, fill_missing, synthesize
+    from tinyear.host.fill import fill_missing
+    from tinyear.host.synth import DEFAULT_SYNTH, synthesize
 
     config = DEFAULT_SYNTH if args.flite_share is None else replace(DEFAULT_SYNTH, flite_share=args.flite_share)
     engines = args.engines or "auto"
