@@ -233,6 +233,7 @@ def test_cli_reports_and_bad_inputs(tmp_path):
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["labels"] == ["yes", "no", "up", UNKNOWN, SILENCE]
+    assert summary["cache"]["folder"] == str(tmp_path / "cache")  # said where the caches go
     cases = []
     done = _run("data", root, "--words", "yes", "go", env=env)
     cases.append((done, "has no clips of go"))

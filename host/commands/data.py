@@ -12,7 +12,8 @@ HELP = "show a dataset's clips per split and label (what teacher/distill will tr
 DESCRIPTION = """\
 Load one or more dataset folders the way `tinyear teacher` and `tinyear distill` do and print what
 they hold: clips per split (train / validation / test) and label, whether each label's clips are real,
-synthetic or cut from background noise, the noise recordings, and the dataset fingerprint.
+synthetic or cut from background noise, the noise recordings, the dataset fingerprint, and where its
+caches go (the user's cache folder, never the dataset folder) and how big that folder is.
 
 Layout: a folder per word (any audio format), `_unknown_/` and other folders for non-keywords,
 `_background_noise_/` for long noise recordings, and optionally Speech Commands' validation_list.txt /
@@ -39,9 +40,13 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from tinyear.host.data import SPLITS, load_dataset
 
+    from tinyear.host.cache import RULE, cache_root, folder_bytes
+
     dataset = load_dataset(args.roots, args.words, seed=args.seed, allow_missing=args.allow_missing,
                            skip_unreadable=not args.strict)
-    summary = dataset.summary()
+    folder = cache_root(dataset.cache_dir)
+    summary = {**dataset.summary(), "cache": {"folder": str(folder) if folder else None,
+                                              "bytes": folder_bytes(folder) if folder else 0, "rule": RULE}}
     if args.json:
         print_json(summary)
         return 0
@@ -54,4 +59,7 @@ def run(args) -> int:
     print(f"background noise: {noise['recordings']} {noise['source']} recordings, {noise['train_seconds']} s in train")
     if summary["skipped_unreadable"]:
         print(f"skipped {summary['skipped_unreadable']} unreadable files")
+    cache = summary["cache"]
+    print(f"caches: {cache['folder']} ({cache['bytes'] / 2**20:,.0f} MB of waveforms there now)" if cache["folder"]
+          else "caches: none (no writable cache folder; arrays are computed every time)")
     return 0
