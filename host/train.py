@@ -206,6 +206,10 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
     runs.atomic_write_bytes(path, buf.getvalue())
 
 
+def _data_key(features) -> str:
+    return features.key + (f"+{features.mix_key}" if getattr(features, "mix_key", "") else "")
+
+
 def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, checkpoint_meta: dict,
         teacher=None, teacher_cache: np.ndarray | None = None, label_map=None, resume: bool = False,
         device: torch.device | None = None, progress: bool = True, title: str = "", on_epoch=None) -> dict:
@@ -251,7 +255,7 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
         if last.get("identity", identity) != identity:
             raise TinyearError(f"--resume with another model or teacher than the interrupted run (it was "
                                f"{last['identity']}, now {identity}); rerun with the original options, or start a new --out")
-        if last.get("data_key") != features.key:
+        if last.get("data_key") != _data_key(features):
             raise TinyearError("--resume on other data or augmentation than the interrupted run; rerun with the "
                                "original DATA and options, or start a new --out")
         model.load_state_dict(last["state_dict"])
@@ -270,7 +274,7 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
             order = torch.multinomial(sample_weights, n, replacement=True, generator=gen)
         else:
             order = torch.randperm(n, generator=gen)
-        variant = torch.randint(k_count, (n,), generator=gen)
+        variant = torch.randint(k_count + features.mix_variants, (n,), generator=gen)
         model.train()
         sums = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "correct": 0, "seen": 0}
         from tqdm import tqdm
@@ -280,10 +284,13 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
         for s in range(0, n, config.batch_size):
             idx = order[s : s + config.batch_size].numpy()
             kv = variant[idx].numpy()
-            x = torch.from_numpy(features.train[kv, idx])  # (B, frames, bins)
+            x = torch.from_numpy(features.features_of(idx, kv))  # (B, frames, bins)
             x = spec_augment(x, features.augment, gen)  # (B, frames, bins)
             y = torch.from_numpy(features.train_y[idx])  # (B,)
             mix = None
+            if features.mix_variants:  # mixture variants: the label term mixes the two clips' labels
+                other, share = features.mix_of(idx, kv)
+                mix = (torch.from_numpy(other).to(device), torch.from_numpy(share).to(device))
             if config.mixup > 0:
                 b = len(idx)
                 perm = torch.randperm(b, generator=gen)  # (B,): partner of each example
@@ -291,7 +298,7 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
                 lam = torch.where(torch.rand(b, generator=gen) < config.mixup, lam, torch.ones(b))
                 w = lam.view(b, 1, 1)  # (B, 1, 1)
                 x = torch.logaddexp(x + w.log(), x[perm] + (1.0 - w).log())  # (B, frames, bins); lam = 1: x
-                mix = (perm.to(device), lam.to(device))
+                mix = (y[perm].to(device), lam.to(device))
             x, y = x.to(device), y.to(device)
             t_logits = None
             if config.teacher_mode == "cached":
@@ -347,7 +354,7 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
         runs.save_checkpoint(out_dir / runs.LAST, {
             "kind": "resume", "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
             "schedule": schedule.state_dict(), "loop": state, "train_config": asdict(config),
-            "data_key": features.key,
+            "data_key": _data_key(features),
             "identity": {"kind": checkpoint_meta.get("kind"), "name": checkpoint_meta.get("name"),
                          "teacher": (checkpoint_meta.get("teacher") or {}).get("identity")},
         })
