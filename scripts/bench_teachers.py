@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench-teachers"))
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
     parser.add_argument("--results", default=str(ROOT / "runs" / "bench-teachers" / "results.jsonl"))
+    parser.add_argument("--teachers-only", action="store_true", help="measure the teachers themselves, train nothing")
     parser.add_argument("--table", action="store_true")
     args = parser.parse_args()
     results = Path(args.results)
@@ -135,7 +136,7 @@ def main() -> None:
     from tinyear.host.distill import DataOptions, distill
     from tinyear.host.train import TrainConfig
 
-    roots = recipe_roots(args.recipe, Path(args.data_dir))
+    roots = [] if args.teachers_only else recipe_roots(args.recipe, Path(args.data_dir))
     if args.other_speech:
         roots.append(str(OTHER_SPEECH))
     data = DataOptions(roots=tuple(roots))
@@ -158,7 +159,7 @@ def main() -> None:
         with open(results, "a") as f:
             f.write(json.dumps(line) + "\n")
         print(f"teacher {name}: real {line['real_accuracy']:.3f}, {line['ms_per_clip']:.2f} ms/clip", flush=True)
-    for student in args.students:
+    for student in ([] if args.teachers_only else args.students):
         for seed in args.seeds:
             for name in args.teachers:
                 specs, classes = teacher_specs(name, args)
@@ -200,15 +201,16 @@ def render_table(path: Path) -> str:
            "teacher real | teacher ms | student int8 ms | speed ratio |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (recipe, student, teacher, tag), by_seed in sorted(groups.items()):
         rs = list(by_seed.values())
-        pc = lambda label: np.mean([r["real_per_class"][label]["accuracy"] if isinstance(r["real_per_class"][label], dict)
-                                    else r["real_per_class"][label] for r in rs])
+        def pc(label, rs=rs):
+            return np.mean([r["real_per_class"][label] for r in rs])
         t = teachers.get(teacher)
         s_ms = np.mean([r["int8_ms"] for r in rs])
+        t_acc = "" if not t else f"{100 * t['real_accuracy']:.1f}"
+        t_ms = "" if not t else f"{t['ms_per_clip']:.2f}"
+        ratio = "" if not t else f"{t['ms_per_clip'] / s_ms:.0f}x"
         out.append(f"| {recipe} | {student} | {teacher}{tag} | {len(rs)} | {ms([r['validation_accuracy'] for r in rs])} | "
                    f"{ms([r['real_accuracy'] for r in rs])} | {100 * pc('on'):.0f} / {100 * pc('off'):.0f} / "
-                   f"{100 * pc('_unknown_'):.0f} | {'' if not t else f'{100 * t['real_accuracy']:.1f}'} | "
-                   f"{'' if not t else f'{t['ms_per_clip']:.2f}'} | {s_ms:.3f} | "
-                   f"{'' if not t else f'{t['ms_per_clip'] / s_ms:.0f}x'} |")
+                   f"{100 * pc('_unknown_'):.0f} | {t_acc} | {t_ms} | {s_ms:.3f} | {ratio} |")
     return "\n".join(out)
 
 
