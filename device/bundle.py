@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .detection import default_detection
 from .errors import BundleError
 from .features import FRONTEND_VERSION, FrontendConfig, fingerprint
 
@@ -39,13 +40,6 @@ _PREFIX = struct.Struct("<8sHI")  # magic, version, header length
 _CHECKSUM_BYTES = 32
 SUFFIX = ".tinyear"
 
-DEFAULT_DETECTION = {
-    "threshold": 0.8,  # smoothed probability a keyword must reach
-    "per_class_threshold": {},  # label -> threshold, overrides "threshold"
-    "smoothing_ms": 300,  # moving average over this much of the score history
-    "refractory_ms": 1000,  # after a detection, that label is quiet this long
-    "hop_ms": 100,  # how often the model runs while listening
-}
 
 
 @dataclass
@@ -64,7 +58,7 @@ class Bundle:
     model_bytes: bytes
     labels: list[str]
     frontend: FrontendConfig
-    detection: dict = field(default_factory=lambda: dict(DEFAULT_DETECTION))
+    detection: dict = field(default_factory=default_detection)
     metrics: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     selftest: SelfTest | None = None
@@ -79,9 +73,6 @@ class Bundle:
     @property
     def fingerprint(self) -> str:
         return fingerprint(self.frontend)
-
-    def threshold_for(self, label: str) -> float:
-        return float(self.detection.get("per_class_threshold", {}).get(label, self.detection["threshold"]))
 
     def load_model(self, num_threads: int = 1, runtime: str | None = None):
         """The model ready to run: a `tinyear.device.runtime.Model` checked against labels and features."""
@@ -133,7 +124,7 @@ def pack_bundle(
         "frontend": frontend.to_dict(),
         "frontend_version": FRONTEND_VERSION,
         "frontend_fingerprint": fingerprint(frontend),
-        "detection": {**DEFAULT_DETECTION, **(detection or {})},
+        "detection": default_detection(**(detection or {})),
         "metrics": metrics or {},
         "provenance": provenance or {},
     }
@@ -229,7 +220,7 @@ def parse_bundle(data: bytes, source: str | Path = "bundle") -> Bundle:
         model_bytes=payload["model"],
         labels=labels,
         frontend=frontend,
-        detection={**DEFAULT_DETECTION, **header.get("detection", {})},
+        detection=default_detection(**header.get("detection", {})),
         metrics=header.get("metrics", {}),
         provenance=header.get("provenance", {}),
         selftest=selftest,

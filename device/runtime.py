@@ -25,15 +25,16 @@ RUNTIMES = [
     ("tflite_runtime.interpreter", "Interpreter", "tflite-runtime"),
     ("tensorflow.lite", "Interpreter", "tensorflow"),
 ]
-_SHORT = {"ai_edge_litert.interpreter": "ai-edge-litert", "tflite_runtime.interpreter": "tflite-runtime", "tensorflow.lite": "tensorflow"}
+RUNTIME_NAMES = tuple(package for _, _, package in RUNTIMES)
+"""The names `--runtime` and `find_interpreter(prefer=...)` accept, in order of preference."""
 
 
 def find_interpreter(prefer: str | None = None):
-    """Return (Interpreter class, runtime name). `prefer` ("ai-edge-litert", "tflite-runtime",
-    "tensorflow") forces one; otherwise the first that imports wins."""
+    """Return (Interpreter class, runtime name). `prefer` (one of `RUNTIME_NAMES`) forces one;
+    otherwise the first that imports wins."""
     candidates = [r for r in RUNTIMES if prefer in (None, r[2])]
     if prefer is not None and not candidates:
-        raise TinyearError(f"unknown runtime '{prefer}'; choose one of: " + ", ".join(r[2] for r in RUNTIMES))
+        raise TinyearError(f"unknown runtime '{prefer}'; choose one of: " + ", ".join(RUNTIME_NAMES))
     errors = []
     for module_name, attr, package in candidates:
         try:

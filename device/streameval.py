@@ -180,7 +180,7 @@ def run_stream_command(args) -> int:
     """`tinyear-device classify --stream BUNDLE FILE [--truth CSV]` (called by the classify command)."""
     from .bundle import read_bundle
     from .cliutil import print_json
-    from .commands._detection import detection_config
+    from .commands._options import detection_config
     from .detector import Detector
 
     if len(args.files) != 1:

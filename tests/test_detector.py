@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinyear.device.bundle import DEFAULT_DETECTION, Bundle, read_bundle
+from tinyear.device.bundle import Bundle, read_bundle
+from tinyear.device.detection import DEFAULT_DETECTION
 from tinyear.device.detector import DecisionGate, DetectionConfig, Detector, detect_array
 from tinyear.device.errors import TinyearError
 from tinyear.device.features import DEFAULT_CONFIG, log_mel

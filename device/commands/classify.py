@@ -11,6 +11,7 @@ import sys
 
 from ..cliutil import add_json_option, add_threads_option, positive_int, print_json
 from ..errors import TinyearError
+from ._options import add_detection_options, add_runtime_option
 
 HELP = "classify audio files with a bundle"
 DESCRIPTION = """\
@@ -36,12 +37,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--top", type=positive_int, default=1, metavar="K", help="show the K most likely labels")
     parser.add_argument("--channel", type=int, default=None, metavar="C", help="use channel C (0-based) instead of the average of all")
     add_threads_option(parser)
-    parser.add_argument("--runtime", choices=["ai-edge-litert", "tflite-runtime", "tensorflow"], default=None, help="force a TFLite runtime (default: the first installed)")
+    add_runtime_option(parser)
     add_json_option(parser, "one JSON object per file (file, label, score, top)")
     parser.add_argument("--stream", action="store_true", help="detect keywords along one long FILE as the live listener would")
     parser.add_argument("--truth", default=None, metavar="CSV", help="with --stream: score the detections against start,end,label rows")
-    from ._detection import add_detection_options
-
     add_detection_options(parser)
 
 

@@ -13,7 +13,7 @@ import sys
 import time
 
 from ..cliutil import add_json_option, add_threads_option, positive_float, positive_int, print_json
-from ._detection import add_detection_options, detection_config
+from ._options import add_detection_options, detection_config
 
 HELP = "detect keywords on a live microphone"
 DESCRIPTION = """\

@@ -34,8 +34,9 @@ import sys
 
 import numpy as np
 
-from ..cliutil import add_json_option, add_threads_option, print_json
+from ..cliutil import add_json_option, add_threads_option, non_negative_float, print_json
 from ..errors import TinyearError
+from ._options import add_runtime_option
 
 HELP = "check that this device computes the bundle's self-test clip as the workstation did"
 DESCRIPTION = """\
@@ -62,23 +63,13 @@ LOG_FLOOR = 1e-30  # probabilities below it (float32 underflow) compare as equal
 
 def add_arguments(parser) -> None:
     parser.add_argument("bundle", metavar="BUNDLE", help="a .tinyear bundle with a self-test clip")
-    parser.add_argument("--tolerance", type=_non_negative_float, default=None, metavar="P",
+    parser.add_argument("--tolerance", type=non_negative_float, default=None, metavar="P",
                         help="largest allowed absolute difference of a probability (default: from the model, see above)")
-    parser.add_argument("--log-tolerance", type=_non_negative_float, default=None, metavar="L",
+    parser.add_argument("--log-tolerance", type=non_negative_float, default=None, metavar="L",
                         help="largest allowed absolute difference of a log-probability (default: from the model)")
     add_threads_option(parser)
-    parser.add_argument("--runtime", choices=["ai-edge-litert", "tflite-runtime", "tensorflow"], default=None,
-                        help="force a TFLite runtime (default: the first installed)")
+    add_runtime_option(parser)
     add_json_option(parser, "one JSON object (ok, scores, expected, max_abs_diff, tolerance, ...)")
-
-
-def _non_negative_float(text: str) -> float:
-    import argparse
-
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
 
 
 def selftest_tolerances(model, output_kind: str) -> tuple[float, float | None]:
