@@ -33,6 +33,7 @@ import numpy as np
 from .detection import default_detection
 from .errors import BundleError
 from .features import FRONTEND_VERSION, FrontendConfig, fingerprint
+from .runtime import OUTPUT_KINDS, Model
 
 MAGIC = b"TINYEAR\x00"
 FORMAT_VERSION = 1
@@ -62,7 +63,7 @@ class Bundle:
     metrics: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     selftest: SelfTest | None = None
-    output: str = "logits"  # what the model emits: "logits" (softmax applied here) or "probabilities"
+    output: str = "logits"  # what the model emits: one of runtime.OUTPUT_KINDS
     path: Path | None = None
     model_sha256: str = ""
 
@@ -75,10 +76,9 @@ class Bundle:
         return fingerprint(self.frontend)
 
     def load_model(self, num_threads: int = 1, runtime: str | None = None):
-        """The model ready to run: a `tinyear.device.runtime.Model` checked against labels and features."""
-        from .runtime import Model
-
-        model = Model(self.model_bytes, num_threads=num_threads, runtime=runtime)
+        """The model ready to run: a `tinyear.device.runtime.Model` checked against labels and features,
+        whose `probabilities(features)` gives one probability per label."""
+        model = Model(self.model_bytes, num_threads=num_threads, runtime=runtime, output=self.output)
         where = f"{self.path}" if self.path else "bundle"
         if model.num_outputs != len(self.labels):
             raise BundleError(
@@ -114,8 +114,8 @@ def pack_bundle(
         raise ValueError("empty model")
     if len(set(labels)) != len(labels) or not labels:
         raise ValueError(f"labels must be unique and non-empty: {labels}")
-    if output not in ("logits", "probabilities"):
-        raise ValueError(f"output must be 'logits' or 'probabilities', not {output!r}")
+    if output not in OUTPUT_KINDS:
+        raise ValueError(f"output must be one of {OUTPUT_KINDS}, not {output!r}")
     sections: dict[str, bytes] = {"model": bytes(model_bytes)}
     header: dict = {
         "format": FORMAT_VERSION,

@@ -26,7 +26,6 @@ import numpy as np
 from .bundle import Bundle
 from .detection import DetectionConfig
 from .features import StreamingFrontend
-from .runtime import softmax
 
 
 @dataclass(frozen=True)
@@ -104,7 +103,7 @@ class Detector:
         self.hop_frames = round(self.config.hop_ms / fe.hop_ms)
         if scorer is None:
             self.model = model if model is not None else bundle.load_model(num_threads=num_threads, runtime=runtime)
-            scorer = self._model_scores
+            scorer = self.model.probabilities  # (num_frames, bins) -> (labels,)
         else:
             self.model = model
         self._scorer = scorer
@@ -120,10 +119,6 @@ class Detector:
         self._frames = 0
         self._pending: list[np.ndarray] = []  # samples not yet given to the frontend
         self.samples_seen = 0
-
-    def _model_scores(self, window: np.ndarray) -> np.ndarray:
-        out = self.model.predict(window)  # (labels,)
-        return softmax(out) if self.bundle.output == "logits" else out
 
     @property
     def stream_seconds(self) -> float:

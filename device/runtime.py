@@ -25,6 +25,8 @@ RUNTIMES = [
     ("tflite_runtime.interpreter", "Interpreter", "tflite-runtime"),
     ("tensorflow.lite", "Interpreter", "tensorflow"),
 ]
+# What a model's output is: "logits" (softmax applied by `Model.probabilities`) or "probabilities".
+OUTPUT_KINDS = ("logits", "probabilities")
 RUNTIME_NAMES = tuple(package for _, _, package in RUNTIMES)
 """The names `--runtime` and `find_interpreter(prefer=...)` accept, in order of preference."""
 
@@ -54,10 +56,15 @@ class Model:
     """A TFLite classifier over one clip of features.
 
     `predict(features)` takes float32 (frames, bins) or (batch, frames, bins) and returns float32
-    (num_outputs,) or (batch, num_outputs): the model's dequantized outputs (logits for tinyear
-    students). `probabilities()` adds the softmax."""
+    (num_outputs,) or (batch, num_outputs): the model's dequantized outputs. `probabilities()` is the
+    one features -> probabilities step of the device half (classification, detection, self-test): the
+    softmax of those outputs when `output` is "logits" (tinyear students), the outputs themselves when
+    the model already emits "probabilities". A bundle's `load_model` sets `output` from the bundle."""
 
-    def __init__(self, model: bytes | str, *, num_threads: int = 1, runtime: str | None = None):
+    def __init__(self, model: bytes | str, *, num_threads: int = 1, runtime: str | None = None, output: str = "logits"):
+        if output not in OUTPUT_KINDS:
+            raise ValueError(f"output must be one of {OUTPUT_KINDS}, not {output!r}")
+        self.output = output
         Interpreter, self.runtime = find_interpreter(runtime)
         try:
             with _silence_stderr():
@@ -123,7 +130,9 @@ class Model:
         return out[0] if single else out
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
-        return softmax(self.predict(features))
+        """Like `predict`: (frames, bins) -> (labels,), or (batch, frames, bins) -> (batch, labels), float32."""
+        out = self.predict(features)
+        return softmax(out) if self.output == "logits" else out
 
 
 @contextlib.contextmanager

@@ -61,6 +61,7 @@ def run(args) -> int:
     from ..bundle import read_bundle
     from ..capture import Listener, NativeNoiseFilter
     from ..detector import Detector
+    from ..events import event_line
     from ..hooks import HookRunner
 
     bundle = read_bundle(args.bundle)
@@ -73,10 +74,8 @@ def run(args) -> int:
     hooks = HookRunner(args.exec_command, stdout=sys.stderr if args.json else None) if args.exec_command else None
 
     def on_event(event) -> None:
-        if args.json:
-            print_json({"type": "detection", **event.to_dict(), "wall_time": round(time.time(), 3)})
-        else:
-            print(f"{event.time:9.2f} s  {event.label:<14} {event.score:.3f}", flush=True)
+        sys.stdout.write(event_line(event, as_json=args.json, wall_time=time.time() if args.json else None))
+        sys.stdout.flush()
         if hooks is not None:
             hooks.submit(event)
 
