@@ -22,7 +22,6 @@ serialiser; the host's writer (`tinyear.host.bundle`) fills it in. Standard libr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import numpy as np
 from .detection import default_detection
 from .errors import BundleError
 from .features import FRONTEND_VERSION, FrontendConfig, fingerprint
+from .fileio import sha256_bytes
 from .runtime import OUTPUT_KINDS, Model
 
 MAGIC = b"TINYEAR\x00"
@@ -94,10 +94,6 @@ class Bundle:
         return model
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def pack_bundle(
     model_bytes: bytes,
     labels: list[str],
@@ -134,7 +130,7 @@ def pack_bundle(
         header["selftest"] = {"label": selftest.label, "expected": [float(v) for v in selftest.expected]}
     offset, table = 0, {}
     for name, data in sections.items():
-        table[name] = {"offset": offset, "size": len(data), "sha256": _sha256(data)}
+        table[name] = {"offset": offset, "size": len(data), "sha256": sha256_bytes(data)}
         offset += len(data)
     header["sections"] = table
     header["total_size"] = 0  # placeholder, fixed below once the header length is known
@@ -145,7 +141,7 @@ def pack_bundle(
             break
         header["total_size"] = total
     body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(blob)) + blob + b"".join(sections.values())
-    return body + hashlib.sha256(body).digest()
+    return body + bytes.fromhex(sha256_bytes(body))
 
 
 def read_bundle(path: str | Path) -> Bundle:
@@ -184,13 +180,13 @@ def parse_bundle(data: bytes, source: str | Path = "bundle") -> Bundle:
         what = "truncated" if len(data) < total else "has trailing bytes"
         raise BundleError(f"{source}: {what} ({len(data)} bytes, header says {total}); {again}")
     body, checksum = data[:-_CHECKSUM_BYTES], data[-_CHECKSUM_BYTES:]
-    if hashlib.sha256(body).digest() != checksum:
+    if sha256_bytes(body) != checksum.hex():
         raise BundleError(f"{source}: checksum mismatch, the file was damaged or modified after export; {again}")
     start = _PREFIX.size + hlen
     payload: dict[str, bytes] = {}
     for name, info in sections.items():
         chunk = data[start + info["offset"] : start + info["offset"] + info["size"]]
-        if len(chunk) != info["size"] or _sha256(chunk) != info["sha256"]:
+        if len(chunk) != info["size"] or sha256_bytes(chunk) != info["sha256"]:
             raise BundleError(f"{source}: section '{name}' fails its sha256; {again}")
         payload[name] = chunk
     if "model" not in payload:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import TinyearError
+from .fileio import quiet_fd
 
 PREFERRED_RATES = (16000, 48000, 44100)
 _NOISE_PREFIXES = (b"ALSA lib ", b"Expression '", b"PaAlsa", b"Cannot connect to server", b"jack server",
@@ -40,32 +41,13 @@ _NOISE_PREFIXES = (b"ALSA lib ", b"Expression '", b"PaAlsa", b"Cannot connect to
 def import_sounddevice():
     """sounddevice, or a TinyearError saying what to install (it needs the PortAudio library)."""
     try:
-        with quiet_native_stderr():
+        with quiet_fd():
             import sounddevice
     except OSError as exc:  # sounddevice raises OSError when libportaudio is missing
         raise TinyearError(f"PortAudio is not installed ({exc}); on Debian / Raspberry Pi OS: sudo apt install libportaudio2") from None
     except ImportError:
         raise TinyearError("sounddevice is not installed; pip install 'tinyear[device]' (or pip install sounddevice)") from None
     return sounddevice
-
-
-@contextlib.contextmanager
-def quiet_native_stderr():
-    """Silence file descriptor 2 for a short synchronous call into PortAudio (device enumeration)."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    sys.stderr.flush()
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 class NativeNoiseFilter:
@@ -194,7 +176,7 @@ def list_inputs(sd=None) -> list[dict]:
     """Every device that can record: index, name, hostapi, default_samplerate (Hz),
     max_input_channels, supported_rates (those of 16000/44100/48000 it accepts), is_default."""
     sd = sd or import_sounddevice()
-    with quiet_native_stderr():
+    with quiet_fd():
         devices = sd.query_devices()
         try:
             default_in = sd.default.device[0]
@@ -265,7 +247,7 @@ def choose_settings(device: dict, channel: int | None, target_rate: int, force_r
     # (ALSA's pulse plugin does that), so "channel 0" would not be the left channel.
     channels = max(channel + 1 if channel is not None else 0, min(max_channels, 2))
     rates = [force_rate] if force_rate else list(dict.fromkeys([target_rate, *PREFERRED_RATES, int(device["default_samplerate"])]))
-    with quiet_native_stderr():
+    with quiet_fd():
         for rate in rates:
             if _accepts(sd, device["index"], rate, channels):
                 return InputChoice(index=device["index"], name=device["name"], hostapi=device["hostapi"], rate=int(rate),
@@ -331,7 +313,7 @@ class _Source:
         self.finished = False
         self.last_callback = time.monotonic()
         self.callbacks = 0
-        with quiet_native_stderr():
+        with quiet_fd():
             self.stream = sd.InputStream(device=choice.index, samplerate=choice.rate, channels=choice.channels,
                                          dtype="float32", blocksize=int(choice.rate * block_ms / 1000),
                                          callback=self._callback, finished_callback=self._finished)
@@ -348,9 +330,9 @@ class _Source:
         self.finished = True
 
     def close(self) -> None:
-        with contextlib.suppress(Exception), quiet_native_stderr():
+        with contextlib.suppress(Exception), quiet_fd():
             self.stream.abort(ignore_errors=True)
-        with contextlib.suppress(Exception), quiet_native_stderr():
+        with contextlib.suppress(Exception), quiet_fd():
             self.stream.close(ignore_errors=True)
 
 
@@ -387,7 +369,7 @@ class Listener:
         later (reconnecting) the device is looked up again by the name it had, after PortAudio has been
         re-initialised so that devices that came back are listed again."""
         if not first:
-            with quiet_native_stderr():
+            with quiet_fd():
                 self.sd._terminate()
                 self.sd._initialize()
         spec = self.input_spec if first else self._device_name

@@ -11,13 +11,12 @@ No torch, no tensorflow unless it is the last resort the user installed.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import os
 
 import numpy as np
 
 from .errors import RuntimeMissingError, TinyearError
+from .fileio import quiet_fd
 
 # (import name, interpreter attribute, pip package): the order of preference.
 RUNTIMES = [
@@ -67,7 +66,7 @@ class Model:
         self.output = output
         Interpreter, self.runtime = find_interpreter(runtime)
         try:
-            with _silence_stderr():
+            with quiet_fd():  # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" on fd 2
                 if isinstance(model, (bytes, bytearray)):
                     self._interp = Interpreter(model_content=bytes(model), num_threads=num_threads)
                 else:
@@ -133,25 +132,6 @@ class Model:
         """Like `predict`: (frames, bins) -> (labels,), or (batch, frames, bins) -> (batch, labels), float32."""
         out = self.predict(features)
         return softmax(out) if self.output == "logits" else out
-
-
-@contextlib.contextmanager
-def _silence_stderr():
-    """LiteRT's C++ layer prints "INFO: Created TensorFlow Lite XNNPACK delegate" on every interpreter;
-    keep that out of the command line's output. Python exceptions are unaffected."""
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr at all (a daemon): nothing to silence
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def _quant(detail: dict) -> tuple[float, int]:
