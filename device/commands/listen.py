@@ -59,7 +59,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ..bundle import read_bundle
-    from ..capture import Listener, NativeNoiseFilter
+    from ..capture import Listener
+    from ..stderrfilter import NativeNoiseFilter
     from ..detector import Detector
     from ..events import event_line
     from ..hooks import HookRunner
