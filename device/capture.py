@@ -185,13 +185,18 @@ class Listener:
         worker = threading.Thread(target=self._work, name="tinyear-detector", daemon=True)
         worker.start()
         deadline = None if duration is None else time.monotonic() + duration
-        backoff, retry_at, lost_reason = 1.0, None, None
+        backoff, retry_at, lost_reason, heard = 1.0, None, None, None
         try:
             while not self.stop_event.wait(0.1):
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
                     break
                 if source is not None:
+                    if source is not heard and source.callbacks:
+                        # The device's first block: from here on, what is played is heard (a sound
+                        # server's stream can take a second or two to start after opening).
+                        heard = source
+                        self.log(f"audio arriving from '{source.choice.name}'")
                     reason = self._health(source)
                     if reason is None:
                         continue
