@@ -15,10 +15,8 @@ Standard library only.
 from __future__ import annotations
 
 import os
-import queue
-import sys
-import threading
 
+from .backlog import Backlog
 from .cliutil import json_line
 
 
@@ -43,46 +41,34 @@ class EventPrinter:
     def __init__(self, out, *, max_pending: int = 256, on_gone=None, log=None):
         self._write = _fd_writer(out) if isinstance(out, int) else _stream_writer(out)
         self.on_gone = on_gone or (lambda: None)
-        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
-        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self.submitted = 0
         self.written = 0
-        self.dropped = 0
         self.gone = False
-        self._thread = threading.Thread(target=self._loop, name="tinyear-printer", daemon=True)
-        self._thread.start()
+        self._backlog = Backlog(self._print, name="tinyear-printer", max_pending=max_pending, log=log,
+                                full_message="tinyear-device: stdout is not being read; dropping detection lines "
+                                             "(counted in the summary)")
+
+    @property
+    def dropped(self) -> int:
+        return self._backlog.dropped
 
     def submit(self, line: str) -> None:
         self.submitted += 1
-        try:
-            self._queue.put_nowait(line)
-        except queue.Full:
-            self.dropped += 1
-            if self.dropped == 1:
-                self.log("tinyear-device: stdout is not being read; dropping detection lines (counted in the summary)")
+        self._backlog.submit(line)
 
-    def _loop(self) -> None:
-        while True:
-            line = self._queue.get()
-            if line is None:
-                return
-            if self.gone:
-                continue
-            try:
-                self._write(line.encode("utf-8"))
-                self.written += 1
-            except (BrokenPipeError, ValueError, OSError):  # the reader left (or stdout was closed)
-                self.gone = True
-                self.on_gone()
+    def _print(self, line: str) -> None:
+        if self.gone:
+            return
+        try:
+            self._write(line.encode("utf-8"))
+            self.written += 1
+        except (BrokenPipeError, ValueError, OSError):  # the reader left (or stdout was closed)
+            self.gone = True
+            self.on_gone()
 
     def close(self, timeout: float = 3.0) -> int:
         """Stop after the queued lines (at most `timeout` seconds); the number of lines not written."""
-        try:
-            self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            pass
-        else:
-            self._thread.join(timeout=timeout)
+        self._backlog.close(timeout)
         return self.submitted - self.written
 
 

@@ -100,3 +100,17 @@ def write_wav(path: Path, x: np.ndarray, rate: int = 16000, subtype: str = "PCM_
 
     sf.write(str(path), x, rate, subtype=subtype)
     return path
+
+
+def full_pipe() -> tuple[int, int]:
+    """A real pipe (read end, write end) whose buffer is already full: the next write blocks until
+    someone reads, as it does for a program that stopped reading our stdout."""
+    import contextlib
+
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(write_end, b"\n" * 4096)
+    os.set_blocking(write_end, True)
+    return read_end, write_end

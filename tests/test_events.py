@@ -3,7 +3,6 @@ detection. The pipes are real (os.pipe): one whose reader stalls, one whose read
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
@@ -12,23 +11,13 @@ import time
 import numpy as np
 import pytest
 
+from conftest import full_pipe
 from stream_model import SR, tone_bundle, tone_stream  # noqa: F401  (tone_bundle is a fixture)
 from tinyear.device.bundle import read_bundle
 from tinyear.device.detector import Detection, Detector, detect_array
 from tinyear.device.events import EventPrinter, event_line
 
 pytestmark = pytest.mark.device
-
-
-def full_pipe() -> tuple[int, int]:
-    """A pipe whose buffer is already full, so the next write blocks until someone reads."""
-    read_end, write_end = os.pipe()
-    os.set_blocking(write_end, False)
-    with contextlib.suppress(BlockingIOError):
-        while True:
-            os.write(write_end, b"\n" * 4096)
-    os.set_blocking(write_end, True)
-    return read_end, write_end
 
 
 def drain(fd: int, into: bytearray) -> threading.Thread:

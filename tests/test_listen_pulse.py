@@ -15,7 +15,6 @@ SIGTERM ends the listener with its one-line summary.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, write_wav
+from conftest import ROOT, full_pipe, write_wav
 from stream_model import SR, tone_bundle, tone_stream  # noqa: F401  (tone_bundle is a fixture)
 
 pytestmark = pytest.mark.audio
@@ -313,12 +312,7 @@ def test_a_stalled_stdout_reader_does_not_stall_detection(mic, tone_bundle, tmp_
     listener at once, with its summary on stderr and the lines it could not write counted."""
     wave, _ = tone_stream(["high", "low"], np.random.default_rng(5), noise_dbfs=-60.0)
     log = tmp_path / "heard.txt"
-    read_end, write_end = os.pipe()
-    os.set_blocking(write_end, False)
-    with contextlib.suppress(BlockingIOError):
-        while True:
-            os.write(write_end, b"x" * 4096)
-    os.set_blocking(write_end, True)
+    read_end, write_end = full_pipe()
     proc = subprocess.Popen([*DEVICE_CLI, "listen", str(tone_bundle), "--json", "--input", "pulse",
                              "--exec", f'echo "$TINYEAR_LABEL" >> {log}'],
                             env=mic.env, stdout=write_end, stderr=subprocess.PIPE, text=True)
