@@ -2,9 +2,10 @@
 
 Fed audio of any chunk size at the bundle's sample rate, a `Detector` computes features incrementally
 (`features.StreamingFrontend`: each 10 ms frame once, never the whole window again, one call per hop)
-into a ring of the last `num_frames` frames, runs the model every hop once the ring is full, and hands each score vector to
-a `DecisionGate`: a moving average over `smoothing_ms`, per-class thresholds (`_silence_` and
-`_unknown_` never fire), a refractory period per label, and re-arming (a label fires again only after
+into a ring of the last `num_frames` frames, runs the model every hop once the ring is full
+(`Model.probabilities`), and hands each score vector to a `DecisionGate`, set by a
+`detection.DetectionConfig`: a moving average over `smoothing_ms`, per-class thresholds (the
+`labels.NON_KEYWORDS`, `_silence_` and `_unknown_`, never fire), a refractory period per label, and re-arming (a label fires again only after
 its smoothed score has dropped below its threshold, so one long word is one event). Events carry the
 stream time of the audio that completed the deciding window, in seconds since the start of the stream.
 
