@@ -5,10 +5,11 @@ A PortAudio input stream (through sounddevice) whose callback does nothing but c
 downmix, soxr streaming resampling to the model's rate) and feeds the `Detector`. The main thread
 supervises: when the stream ends on its own (a USB microphone pulled out, the sound server gone) or
 stops delivering audio, it reports one line and reopens the device (found again by `inputs`) with
-backoff; Ctrl-C and SIGTERM end it. A listener runs inside `stderrfilter.NativeNoiseFilter`, so ALSA's
-chatter stays out of its output.
+backoff, and logs when a device's first audio arrives; Ctrl-C and SIGTERM end it. `listen` runs a
+listener inside `stderrfilter.NativeNoiseFilter`, so ALSA's chatter stays out of its output.
 
-Imports numpy, soxr and sounddevice (lazily, with an install hint); never torch or `tinyear.host`.
+Imports the device half's `ring` and `inputs` (so numpy, soxr, and sounddevice lazily, with an install
+hint); never torch or `tinyear.host`.
 """
 
 from __future__ import annotations
@@ -81,8 +82,8 @@ class _Source:
 class Listener:
     """Capture from one input into a Detector until stopped; survive a device that comes and goes.
 
-    `on_event(detection)` is called on the worker thread for each Detection (keep it short: print,
-    queue). `log(line)` gets one-line status messages. `run()` returns the ListenStats.
+    `on_event(detection)` is called on the worker thread for each Detection: it must never wait (hand
+    the event to a queue, as `events.EventPrinter` and `hooks.HookRunner` do). `log(line)` gets one-line status messages. `run()` returns the ListenStats.
 
     Blocks of 50 ms and a worker that looks at the ring every 25 ms: measured through PulseAudio, 20 ms
     blocks cost about 4% of a core against 2.4% for 50 ms (PortAudio and ALSA's pulse plugin wake up
