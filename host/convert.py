@@ -303,9 +303,9 @@ class TfliteSummary:
 def _interpreter(model_bytes: bytes, resolver: str = "BUILTIN_WITHOUT_DEFAULT_DELEGATES"):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from tinyear.device.runtime import _silence_stderr
+    from tinyear.device.fileio import quiet_fd
 
-    with _silence_stderr():
+    with quiet_fd():
         return Interpreter(model_content=bytes(model_bytes),
                            experimental_op_resolver_type=getattr(OpResolverType, resolver))
 

@@ -146,7 +146,7 @@ def _version(text: str) -> tuple[int, ...]:
 
 def local_selftest(bundle: Path, tolerance: float | None) -> dict:
     """The workstation's self-test of the bundle; refuses a bundle that fails it here already."""
-    from tinyear.device.commands.selftest import run_selftest
+    from tinyear.device.selftest import run_selftest
 
     if not bundle.is_file():
         raise TinyearError(f"{bundle}: no such bundle file")
@@ -166,7 +166,7 @@ def _env_key(wheel: bytes, runtime: str, probe: dict) -> str:
 def deploy(opts: DeployOptions, stream=sys.stderr) -> dict:
     """Run a deploy (see the module docstring); returns the report `--json` prints. Raises DeployError
     (one line) on any failure, after undoing what it changed on the device."""
-    from tinyear.device.commands.selftest import compare
+    from tinyear.device.selftest import compare
 
     service_steps = 1 if opts.service else 0
     total = (5 if opts.bundle_only else 7) + service_steps

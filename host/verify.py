@@ -161,9 +161,9 @@ def tflm_arena(model_bytes: bytes, probe: np.ndarray) -> dict:
 def _litert_raw(model_bytes: bytes, resolver: str, inputs: np.ndarray) -> np.ndarray:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from tinyear.device.runtime import _silence_stderr
+    from tinyear.device.fileio import quiet_fd
 
-    with _silence_stderr():
+    with quiet_fd():
         interp = Interpreter(model_content=bytes(model_bytes), num_threads=1,
                              experimental_op_resolver_type=getattr(OpResolverType, resolver))
         interp.allocate_tensors()
