@@ -22,7 +22,6 @@ serialiser; the host's writer (`tinyear.host.bundle`) fills it in. Standard libr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 from dataclasses import dataclass, field
@@ -30,8 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .detection import default_detection
 from .errors import BundleError
 from .features import FRONTEND_VERSION, FrontendConfig, fingerprint
+from .fileio import sha256_bytes
+from .runtime import OUTPUT_KINDS, Model
 
 MAGIC = b"TINYEAR\x00"
 FORMAT_VERSION = 1
@@ -39,13 +41,6 @@ _PREFIX = struct.Struct("<8sHI")  # magic, version, header length
 _CHECKSUM_BYTES = 32
 SUFFIX = ".tinyear"
 
-DEFAULT_DETECTION = {
-    "threshold": 0.8,  # smoothed probability a keyword must reach
-    "per_class_threshold": {},  # label -> threshold, overrides "threshold"
-    "smoothing_ms": 300,  # moving average over this much of the score history
-    "refractory_ms": 1000,  # after a detection, that label is quiet this long
-    "hop_ms": 100,  # how often the model runs while listening
-}
 
 
 @dataclass
@@ -64,11 +59,11 @@ class Bundle:
     model_bytes: bytes
     labels: list[str]
     frontend: FrontendConfig
-    detection: dict = field(default_factory=lambda: dict(DEFAULT_DETECTION))
+    detection: dict = field(default_factory=default_detection)
     metrics: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     selftest: SelfTest | None = None
-    output: str = "logits"  # what the model emits: "logits" (softmax applied here) or "probabilities"
+    output: str = "logits"  # what the model emits: one of runtime.OUTPUT_KINDS
     path: Path | None = None
     model_sha256: str = ""
 
@@ -80,14 +75,10 @@ class Bundle:
     def fingerprint(self) -> str:
         return fingerprint(self.frontend)
 
-    def threshold_for(self, label: str) -> float:
-        return float(self.detection.get("per_class_threshold", {}).get(label, self.detection["threshold"]))
-
     def load_model(self, num_threads: int = 1, runtime: str | None = None):
-        """The model ready to run: a `tinyear.device.runtime.Model` checked against labels and features."""
-        from .runtime import Model
-
-        model = Model(self.model_bytes, num_threads=num_threads, runtime=runtime)
+        """The model ready to run: a `tinyear.device.runtime.Model` checked against labels and features,
+        whose `probabilities(features)` gives one probability per label."""
+        model = Model(self.model_bytes, num_threads=num_threads, runtime=runtime, output=self.output)
         where = f"{self.path}" if self.path else "bundle"
         if model.num_outputs != len(self.labels):
             raise BundleError(
@@ -101,10 +92,6 @@ class Bundle:
                 f"{expected}; re-export the bundle"
             )
         return model
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def pack_bundle(
@@ -123,8 +110,8 @@ def pack_bundle(
         raise ValueError("empty model")
     if len(set(labels)) != len(labels) or not labels:
         raise ValueError(f"labels must be unique and non-empty: {labels}")
-    if output not in ("logits", "probabilities"):
-        raise ValueError(f"output must be 'logits' or 'probabilities', not {output!r}")
+    if output not in OUTPUT_KINDS:
+        raise ValueError(f"output must be one of {OUTPUT_KINDS}, not {output!r}")
     sections: dict[str, bytes] = {"model": bytes(model_bytes)}
     header: dict = {
         "format": FORMAT_VERSION,
@@ -133,7 +120,7 @@ def pack_bundle(
         "frontend": frontend.to_dict(),
         "frontend_version": FRONTEND_VERSION,
         "frontend_fingerprint": fingerprint(frontend),
-        "detection": {**DEFAULT_DETECTION, **(detection or {})},
+        "detection": default_detection(**(detection or {})),
         "metrics": metrics or {},
         "provenance": provenance or {},
     }
@@ -143,7 +130,7 @@ def pack_bundle(
         header["selftest"] = {"label": selftest.label, "expected": [float(v) for v in selftest.expected]}
     offset, table = 0, {}
     for name, data in sections.items():
-        table[name] = {"offset": offset, "size": len(data), "sha256": _sha256(data)}
+        table[name] = {"offset": offset, "size": len(data), "sha256": sha256_bytes(data)}
         offset += len(data)
     header["sections"] = table
     header["total_size"] = 0  # placeholder, fixed below once the header length is known
@@ -154,7 +141,7 @@ def pack_bundle(
             break
         header["total_size"] = total
     body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(blob)) + blob + b"".join(sections.values())
-    return body + hashlib.sha256(body).digest()
+    return body + bytes.fromhex(sha256_bytes(body))
 
 
 def read_bundle(path: str | Path) -> Bundle:
@@ -193,13 +180,13 @@ def parse_bundle(data: bytes, source: str | Path = "bundle") -> Bundle:
         what = "truncated" if len(data) < total else "has trailing bytes"
         raise BundleError(f"{source}: {what} ({len(data)} bytes, header says {total}); {again}")
     body, checksum = data[:-_CHECKSUM_BYTES], data[-_CHECKSUM_BYTES:]
-    if hashlib.sha256(body).digest() != checksum:
+    if sha256_bytes(body) != checksum.hex():
         raise BundleError(f"{source}: checksum mismatch, the file was damaged or modified after export; {again}")
     start = _PREFIX.size + hlen
     payload: dict[str, bytes] = {}
     for name, info in sections.items():
         chunk = data[start + info["offset"] : start + info["offset"] + info["size"]]
-        if len(chunk) != info["size"] or _sha256(chunk) != info["sha256"]:
+        if len(chunk) != info["size"] or sha256_bytes(chunk) != info["sha256"]:
             raise BundleError(f"{source}: section '{name}' fails its sha256; {again}")
         payload[name] = chunk
     if "model" not in payload:
@@ -229,7 +216,7 @@ def parse_bundle(data: bytes, source: str | Path = "bundle") -> Bundle:
         model_bytes=payload["model"],
         labels=labels,
         frontend=frontend,
-        detection={**DEFAULT_DETECTION, **header.get("detection", {})},
+        detection=default_detection(**header.get("detection", {})),
         metrics=header.get("metrics", {}),
         provenance=header.get("provenance", {}),
         selftest=selftest,

@@ -14,7 +14,6 @@ import numpy as np
 from .audio import check_finite, load_audio
 from .bundle import Bundle, read_bundle
 from .features import clip_features
-from .runtime import softmax
 
 
 class Classifier:
@@ -32,8 +31,7 @@ class Classifier:
 
     def scores_from_features(self, features: np.ndarray) -> np.ndarray:
         """(frames, bins) or (batch, frames, bins) -> probabilities over labels, float32."""
-        out = self.model.predict(features)
-        return softmax(out) if self.bundle.output == "logits" else out
+        return self.model.probabilities(features)
 
     def scores(self, waveform: np.ndarray) -> np.ndarray:
         """Probabilities over `labels` for a mono waveform at the bundle's sample rate."""

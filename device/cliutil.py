@@ -111,6 +111,13 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def unit_float(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -118,10 +125,15 @@ def unit_float(text: str) -> float:
     return value
 
 
+def json_line(obj) -> str:
+    """One JSON object as one compact line (with its newline): the form every `--json` output takes."""
+    return json.dumps(obj, separators=(",", ":"), default=_jsonable) + "\n"
+
+
 def print_json(obj, stream=None) -> None:
     """One JSON object on one line, flushed: what a program reading us line by line expects."""
     stream = stream or sys.stdout
-    stream.write(json.dumps(obj, separators=(",", ":"), default=_jsonable) + "\n")
+    stream.write(json_line(obj))
     stream.flush()
 
 

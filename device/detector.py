@@ -2,9 +2,10 @@
 
 Fed audio of any chunk size at the bundle's sample rate, a `Detector` computes features incrementally
 (`features.StreamingFrontend`: each 10 ms frame once, never the whole window again, one call per hop)
-into a ring of the last `num_frames` frames, runs the model every hop once the ring is full, and hands each score vector to
-a `DecisionGate`: a moving average over `smoothing_ms`, per-class thresholds (`_silence_` and
-`_unknown_` never fire), a refractory period per label, and re-arming (a label fires again only after
+into a ring of the last `num_frames` frames, runs the model every hop once the ring is full
+(`Model.probabilities`), and hands each score vector to a `DecisionGate`, set by a
+`detection.DetectionConfig`: a moving average over `smoothing_ms`, per-class thresholds (the
+`labels.NON_KEYWORDS`, `_silence_` and `_unknown_`, never fire), a refractory period per label, and re-arming (a label fires again only after
 its smoothed score has dropped below its threshold, so one long word is one event). Events carry the
 stream time of the audio that completed the deciding window, in seconds since the start of the stream.
 
@@ -19,82 +20,13 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from .bundle import Bundle
-from .errors import TinyearError
+from .detection import DetectionConfig
 from .features import StreamingFrontend
-from .runtime import softmax
-
-# Labels that mean "no keyword": they take part in the softmax but never produce an event.
-NON_KEYWORDS = ("_silence_", "_unknown_")
-# The default hop: the bundle's, but never slower than this (a slower hop adds latency for no gain).
-MAX_DEFAULT_HOP_MS = 100.0
-
-
-@dataclass(frozen=True)
-class DetectionConfig:
-    """How scores become events. Times in milliseconds; thresholds are smoothed probabilities in (0, 1]."""
-
-    threshold: float = 0.8
-    """Smoothed probability a keyword must reach, for labels without their own threshold."""
-
-    per_class_threshold: dict = field(default_factory=dict)
-    """label -> threshold; overrides `threshold` for that label."""
-
-    smoothing_ms: float = 300.0
-    """Scores are averaged over the model runs of this much time (at least the latest run)."""
-
-    refractory_ms: float = 1000.0
-    """After a label fires, it stays quiet this long (stream time)."""
-
-    hop_ms: float = 100.0
-    """The model runs every hop_ms of audio; a multiple of the frontend's frame hop."""
-
-    ignore: tuple = NON_KEYWORDS
-    """Labels that never fire."""
-
-    def threshold_for(self, label: str) -> float:
-        return float(self.per_class_threshold.get(label, self.threshold))
-
-    @classmethod
-    def from_bundle(cls, bundle: Bundle, *, threshold: float | None = None, smoothing_ms: float | None = None,
-                    refractory_ms: float | None = None, hop_ms: float | None = None) -> "DetectionConfig":
-        """The bundle's detection defaults, with any argument that is not None overriding them.
-        A `threshold` given here replaces the per-class thresholds too: the user asked for that value."""
-        d = bundle.detection
-        per_class = {} if threshold is not None else {k: float(v) for k, v in d.get("per_class_threshold", {}).items()}
-        config = cls(
-            threshold=float(d["threshold"] if threshold is None else threshold),
-            per_class_threshold=per_class,
-            smoothing_ms=float(d["smoothing_ms"] if smoothing_ms is None else smoothing_ms),
-            refractory_ms=float(d["refractory_ms"] if refractory_ms is None else refractory_ms),
-            hop_ms=float(min(float(d["hop_ms"]), MAX_DEFAULT_HOP_MS) if hop_ms is None else hop_ms),
-        )
-        config.check(bundle)
-        return config
-
-    def check(self, bundle: Bundle) -> None:
-        """Raise TinyearError (one line) if these settings cannot run with this bundle's frontend."""
-        fe = bundle.frontend
-        frames = self.hop_ms / fe.hop_ms
-        if not self.hop_ms > 0 or abs(frames - round(frames)) > 1e-6:
-            raise TinyearError(f"hop {self.hop_ms:g} ms is not a whole number of {fe.hop_ms:g} ms feature frames; "
-                               f"use a multiple of {fe.hop_ms:g} (e.g. --hop 100)")
-        if self.hop_ms > fe.clip_ms:
-            raise TinyearError(f"hop {self.hop_ms:g} ms is longer than the model's {fe.clip_ms:g} ms window, so audio "
-                               "would be skipped; use a smaller --hop")
-        for label, value in [("default", self.threshold), *self.per_class_threshold.items()]:
-            if not 0.0 < value <= 1.0:
-                raise TinyearError(f"threshold {value} for {label} is outside (0, 1]; give a probability such as 0.8")
-        if self.smoothing_ms < 0 or self.refractory_ms < 0:
-            raise TinyearError("smoothing and refractory times must be 0 or more milliseconds")
-
-    def to_dict(self) -> dict:
-        return {"threshold": self.threshold, "per_class_threshold": dict(self.per_class_threshold),
-                "smoothing_ms": self.smoothing_ms, "refractory_ms": self.refractory_ms, "hop_ms": self.hop_ms}
 
 
 @dataclass(frozen=True)
@@ -172,7 +104,7 @@ class Detector:
         self.hop_frames = round(self.config.hop_ms / fe.hop_ms)
         if scorer is None:
             self.model = model if model is not None else bundle.load_model(num_threads=num_threads, runtime=runtime)
-            scorer = self._model_scores
+            scorer = self.model.probabilities  # (num_frames, bins) -> (labels,)
         else:
             self.model = model
         self._scorer = scorer
@@ -188,10 +120,6 @@ class Detector:
         self._frames = 0
         self._pending: list[np.ndarray] = []  # samples not yet given to the frontend
         self.samples_seen = 0
-
-    def _model_scores(self, window: np.ndarray) -> np.ndarray:
-        out = self.model.predict(window)  # (labels,)
-        return softmax(out) if self.bundle.output == "logits" else out
 
     @property
     def stream_seconds(self) -> float:

@@ -13,17 +13,19 @@ on each frame, and that function's arithmetic does not depend on how many frames
 order changes with the batch size), so streaming and batch agree bit for bit however the audio is cut
 into chunks.
 
-Only numpy and the standard library: it must never import torch, tensorflow or `tinyear.host`.
+Only numpy, the standard library and `fileio` (for the fingerprint's hash): it must never import torch,
+tensorflow or `tinyear.host`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass
 
 import numpy as np
+
+from .fileio import sha256_bytes
 
 # Bump whenever the numerics change (window shape, mel formula, log, dtype), even with an unchanged config.
 # A reordering of float64 sums that moves results by at most one float32 ulp (far below any int8 input
@@ -128,7 +130,7 @@ DEFAULT_CONFIG = FrontendConfig()
 def fingerprint(config: FrontendConfig = DEFAULT_CONFIG) -> str:
     """A short hash of the config and FRONTEND_VERSION: equal fingerprints mean identical features."""
     blob = json.dumps({"version": FRONTEND_VERSION, "config": config.to_dict()}, sort_keys=True)
-    return f"logmel-v{FRONTEND_VERSION}-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return f"logmel-v{FRONTEND_VERSION}-" + sha256_bytes(blob.encode())[:16]
 
 
 def num_frames(num_samples: int, config: FrontendConfig = DEFAULT_CONFIG) -> int:

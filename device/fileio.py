@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import os
 import platform
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -81,8 +82,13 @@ def sha256_file(path: str | Path, *, block: int = 1 << 20) -> str:
 def quiet_fd(*fds: int) -> Iterator[None]:
     """Send what C/C++ code writes to these file descriptors (default: 2, stderr) to /dev/null for the
     block: LiteRT's "Created TensorFlow Lite XNNPACK delegate", absl and oneDNN banners. Python
-    exceptions are unaffected. Where a descriptor does not exist (a daemon without stderr) it is left."""
+    exceptions are unaffected. Where a descriptor does not exist (a daemon without stderr) it is left.
+    Python's own sys.stdout / sys.stderr are flushed first, so what they hold still reaches them."""
     fds = fds or (2,)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            if stream.fileno() in fds:
+                stream.flush()
     saved: list[tuple[int, int]] = []
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:

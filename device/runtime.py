@@ -11,13 +11,12 @@ No torch, no tensorflow unless it is the last resort the user installed.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import os
 
 import numpy as np
 
 from .errors import RuntimeMissingError, TinyearError
+from .fileio import quiet_fd
 
 # (import name, interpreter attribute, pip package): the order of preference.
 RUNTIMES = [
@@ -25,15 +24,18 @@ RUNTIMES = [
     ("tflite_runtime.interpreter", "Interpreter", "tflite-runtime"),
     ("tensorflow.lite", "Interpreter", "tensorflow"),
 ]
-_SHORT = {"ai_edge_litert.interpreter": "ai-edge-litert", "tflite_runtime.interpreter": "tflite-runtime", "tensorflow.lite": "tensorflow"}
+# What a model's output is: "logits" (softmax applied by `Model.probabilities`) or "probabilities".
+OUTPUT_KINDS = ("logits", "probabilities")
+RUNTIME_NAMES = tuple(package for _, _, package in RUNTIMES)
+"""The names `--runtime` and `find_interpreter(prefer=...)` accept, in order of preference."""
 
 
 def find_interpreter(prefer: str | None = None):
-    """Return (Interpreter class, runtime name). `prefer` ("ai-edge-litert", "tflite-runtime",
-    "tensorflow") forces one; otherwise the first that imports wins."""
+    """Return (Interpreter class, runtime name). `prefer` (one of `RUNTIME_NAMES`) forces one;
+    otherwise the first that imports wins."""
     candidates = [r for r in RUNTIMES if prefer in (None, r[2])]
     if prefer is not None and not candidates:
-        raise TinyearError(f"unknown runtime '{prefer}'; choose one of: " + ", ".join(r[2] for r in RUNTIMES))
+        raise TinyearError(f"unknown runtime '{prefer}'; choose one of: " + ", ".join(RUNTIME_NAMES))
     errors = []
     for module_name, attr, package in candidates:
         try:
@@ -53,13 +55,18 @@ class Model:
     """A TFLite classifier over one clip of features.
 
     `predict(features)` takes float32 (frames, bins) or (batch, frames, bins) and returns float32
-    (num_outputs,) or (batch, num_outputs): the model's dequantized outputs (logits for tinyear
-    students). `probabilities()` adds the softmax."""
+    (num_outputs,) or (batch, num_outputs): the model's dequantized outputs. `probabilities()` is the
+    one features -> probabilities step of the device half (classification, detection, self-test): the
+    softmax of those outputs when `output` is "logits" (tinyear students), the outputs themselves when
+    the model already emits "probabilities". A bundle's `load_model` sets `output` from the bundle."""
 
-    def __init__(self, model: bytes | str, *, num_threads: int = 1, runtime: str | None = None):
+    def __init__(self, model: bytes | str, *, num_threads: int = 1, runtime: str | None = None, output: str = "logits"):
+        if output not in OUTPUT_KINDS:
+            raise ValueError(f"output must be one of {OUTPUT_KINDS}, not {output!r}")
+        self.output = output
         Interpreter, self.runtime = find_interpreter(runtime)
         try:
-            with _silence_stderr():
+            with quiet_fd():  # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" on fd 2
                 if isinstance(model, (bytes, bytearray)):
                     self._interp = Interpreter(model_content=bytes(model), num_threads=num_threads)
                 else:
@@ -122,26 +129,9 @@ class Model:
         return out[0] if single else out
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
-        return softmax(self.predict(features))
-
-
-@contextlib.contextmanager
-def _silence_stderr():
-    """LiteRT's C++ layer prints "INFO: Created TensorFlow Lite XNNPACK delegate" on every interpreter;
-    keep that out of the command line's output. Python exceptions are unaffected."""
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr at all (a daemon): nothing to silence
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+        """Like `predict`: (frames, bins) -> (labels,), or (batch, frames, bins) -> (batch, labels), float32."""
+        out = self.predict(features)
+        return softmax(out) if self.output == "logits" else out
 
 
 def _quant(detail: dict) -> tuple[float, int]:

@@ -12,7 +12,8 @@ minus the word's end: the delay a user feels after finishing the word (negative 
 before the word was over). False accepts are reported per hour of audio.
 
 `stream_file` is what `tinyear-device classify --stream` runs: the same `Detector` as `listen`, fed
-from the file in 100 ms blocks as fast as the CPU allows. Device half only (numpy, soundfile, soxr).
+from the file in 100 ms blocks as fast as the CPU allows. A library module: it prints nothing but the
+progress line, and never imports a command. Device half only (numpy, soundfile, soxr).
 """
 
 from __future__ import annotations
@@ -174,45 +175,3 @@ class ProgressLine:
         if self.enabled and self._shown:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
-
-
-def run_stream_command(args) -> int:
-    """`tinyear-device classify --stream BUNDLE FILE [--truth CSV]` (called by the classify command)."""
-    from .bundle import read_bundle
-    from .cliutil import print_json
-    from .commands._detection import detection_config
-    from .detector import Detector
-
-    if len(args.files) != 1:
-        raise TinyearError(f"--stream takes one audio file, got {len(args.files)}; run it once per file")
-    bundle = read_bundle(args.bundle)
-    config = detection_config(bundle, args)
-    truth = read_truth(args.truth) if args.truth else None  # a bad truth file fails before the long run
-    detector = Detector(bundle, config, num_threads=args.threads, runtime=args.runtime)
-    path = args.files[0]
-    events, duration = stream_file(detector, path, channel=args.channel, progress=True)
-    for event in events:
-        if args.json:
-            print_json({"type": "detection", **event.to_dict()})
-        else:
-            print(f"{event.time:9.2f} s  {event.label:<14} {event.score:.3f}", flush=True)
-    report = {"type": "report", "stream": str(path), "duration_s": round(duration, 2), "events": len(events),
-              "detection": config.to_dict()}
-    if truth is not None:
-        late = [w for w in truth if w.start > duration]
-        if late:
-            raise TinyearError(f"{args.truth}: {len(late)} truth row(s) start after the end of {path} ({duration:.1f} s), "
-                               f"e.g. at {late[0].start:g} s: is it the truth file of this stream?")
-        report.update(score_events(events, truth, keywords=keyword_labels(bundle.labels, config.ignore), duration_s=duration))
-    if args.json:
-        print_json(report)
-        return 0
-    print(f"{path}: {duration:.1f} s of audio, {len(events)} detection{'s' * (len(events) != 1)}")
-    if truth is not None:
-        lat = report["latency_ms"]
-        recall = "n/a" if report["recall"] is None else f"{100 * report['recall']:.1f}%"
-        print(f"  hits {report['hits']} of {report['keywords']} keywords (recall {recall}), misses {report['misses']}")
-        print(f"  false accepts {report['false_accepts']} ({report['false_accepts_per_hour']:.1f} per hour)")
-        if lat:
-            print(f"  latency end of word -> event: p50 {lat['p50']:.0f} ms, p90 {lat['p90']:.0f} ms")
-    return 0

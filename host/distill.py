@@ -52,6 +52,7 @@ class DataOptions:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     cache_dir: str | None = None
     jobs: int | None = None
+    mix_variants: int = 0  # mixture variants per clip (featcache.mixture_plan): what a waveform teacher judges
 
 
 def _prepare_out(out: Path, resume: bool, force: bool) -> str:
@@ -148,12 +149,14 @@ def train_run(out, data: DataOptions, config: TrainConfig, *, kind: str, arch_na
         teacher, label_map = load_teachers(teacher_spec, labels, label_overrides, teacher_classes)
         if config.mixup > 0 and not teacher.accepts_features():
             raise TinyearError(f"--mixup mixes feature batches, which a {teacher.kind} teacher (waveforms in) cannot "
-                               "judge; drop --mixup or use a teacher trained by tinyear teacher")
+                               "judge; use --mix-variants N instead (mixed waveforms, judged and cached)")
+    if config.mixup > 0 and data.mix_variants > 0:
+        raise TinyearError("--mixup and --mix-variants both mix clips; choose one")
     from .featcache import build_features, teacher_outputs
 
     features = build_features(dataset, variants=data.variants, augment=data.augment, seed=data.data_seed,
                               eval_splits=("validation", "test"), cache_dir=data.cache_dir, jobs=data.jobs,
-                              progress=progress, keep_waves=True)
+                              progress=progress, keep_waves=True, mix_variants=data.mix_variants)
     dev = pick_device(device)
     if teacher is not None:
         uncovered = label_map.describe()["uncovered_student_labels"]

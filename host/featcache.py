@@ -82,24 +82,81 @@ class FeatureSet:
     augmenter: Augmenter | None = None
     cache: Path | None = None
     seconds: float = 0.0  # time spent computing (0 when everything came from the cache)
+    mix: np.ndarray | None = None  # (M, N, frames, bins): mixture variants (see `mixture_plan`)
+    mix_partner: np.ndarray | None = None  # (M, N) int64: the clip each mixture variant is mixed with
+    mix_lam: np.ndarray | None = None  # (M, N) float32: the clip's own energy share in it
+    mix_key: str = ""
 
     @property
     def variants(self) -> int:
         return self.train.shape[0]
 
+    @property
+    def mix_variants(self) -> int:
+        return 0 if self.mix is None else self.mix.shape[0]
+
+    def features_of(self, index: np.ndarray, variant: np.ndarray) -> np.ndarray:
+        """Features (B, frames, bins) of clip index[j], variant variant[j]: an augmented variant below
+        `variants`, a mixture variant from there on."""
+        index, variant = np.asarray(index), np.asarray(variant)
+        plain = variant < self.variants
+        if plain.all():
+            return np.asarray(self.train[variant, index])
+        out = np.empty((len(index), *self.train.shape[2:]), np.float32)
+        out[plain] = self.train[variant[plain], index[plain]]
+        out[~plain] = self.mix[variant[~plain] - self.variants, index[~plain]]
+        return out
+
+    def mix_of(self, index: np.ndarray, variant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(partner labels (B,), own share (B,)) of each example; share 1 for an unmixed variant."""
+        index, variant = np.asarray(index), np.asarray(variant)
+        other = self.train_y[index].copy()
+        lam = np.ones(len(index), np.float32)
+        mixed = variant >= self.variants
+        if mixed.any():
+            m = variant[mixed] - self.variants
+            other[mixed] = self.train_y[self.mix_partner[m, index[mixed]]]
+            lam[mixed] = self.mix_lam[m, index[mixed]]
+        return other, lam
+
     def variant_waves(self, index: np.ndarray, variant: np.ndarray) -> np.ndarray:
-        """The augmented waveforms behind train[variant[j], index[j]]: (B, samples) float32, made again
-        with the same generator, so they are exactly the ones those features came from."""
-        if self.waves is None or self.augmenter is None:
+        """The augmented waveforms behind features_of(index, variant): (B, samples) float32, made again
+        with the same generators, so they are exactly the ones those features came from."""
+        if self.waves is None:
             raise RuntimeError("this FeatureSet was built without waveforms")
-        return np.stack([_variant(self.waves[i], self.augmenter, self.seed, int(i), int(k), self.frontend)
-                         for i, k in zip(index, variant)])
+        out = []
+        for i, k in zip(index, variant):
+            i, k = int(i), int(k)
+            if k < self.variants:
+                out.append(_variant(self.waves[i], self.augmenter, self.seed, i, k, self.frontend))
+            else:
+                out.append(_mixture(self.waves, self.augmenter, self.seed, self.frontend, self.variants,
+                                    self.mix_partner, self.mix_lam, i, k - self.variants))
+        return np.stack(out)
 
 
 def _variant(wave, augmenter, seed, i, k, frontend) -> np.ndarray:
     if augmenter is None:
         return wave
     return fit_clip(augmenter(wave, np.random.default_rng([seed, i, k])), frontend)
+
+
+def mixture_plan(n: int, mix_variants: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(partner (M, N) int64, own share (M, N) float32) of the mixture variants: mixture m of clip i is
+    augmented variant m % K of clip i and of clip partner[m, i], added at energy shares lam and 1 - lam
+    (sqrt(lam) a + sqrt(1 - lam) b: two sounds at once, the waveform twin of mixup). A waveform teacher
+    judges that very waveform, and its outputs are cached like any variant's."""
+    rng = np.random.default_rng([seed, 0x6D6978])
+    partner = rng.integers(0, n, size=(mix_variants, n)).astype(np.int64)
+    lam = rng.uniform(0.0, 1.0, size=(mix_variants, n)).astype(np.float32)
+    return partner, lam
+
+
+def _mixture(waves, augmenter, seed, frontend, variants, partner, lam, i, m) -> np.ndarray:
+    j, k, share = int(partner[m, i]), m % variants, float(lam[m, i])
+    a = _variant(waves[i], augmenter, seed, i, k, frontend)
+    b = _variant(waves[j], augmenter, seed, j, k, frontend)
+    return (np.sqrt(share) * a + np.sqrt(1.0 - share) * b).astype(np.float32)
 
 
 # -- workers --------------------------------------------------------------------------------------------
@@ -113,14 +170,18 @@ def _work(chunk: tuple[int, int]) -> int:
     out = np.load(job["out"], mmap_mode="r+")  # (K, N, frames, bins)
     for i in range(start, stop):
         for k in range(out.shape[0]):
-            out[k, i] = log_mel(_variant(job["waves"][i], job["augmenter"], job["seed"], i, k, job["frontend"]),
-                                job["frontend"])
+            if job.get("mix") is None:
+                wave = _variant(job["waves"][i], job["augmenter"], job["seed"], i, k, job["frontend"])
+            else:
+                partner, lam, variants = job["mix"]
+                wave = _mixture(job["waves"], job["augmenter"], job["seed"], job["frontend"], variants, partner, lam, i, k)
+            out[k, i] = log_mel(wave, job["frontend"])
     out.flush()
     return stop - start
 
 
 def _compute(path: Path, waves: np.ndarray, variants: int, augmenter, seed: int, frontend: FrontendConfig,
-             jobs: int | None, desc: str, progress: bool) -> None:
+             jobs: int | None, desc: str, progress: bool, mix=None) -> None:
     """Fill a new .npy at `path` (written atomically) with (K, N, frames, bins)."""
     n = len(waves)
     step = 32
@@ -130,7 +191,7 @@ def _compute(path: Path, waves: np.ndarray, variants: int, augmenter, seed: int,
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(variants, n, *frontend.feature_shape))
         del out  # workers open it themselves
         _JOB.clear()
-        _JOB.update(out=str(tmp), waves=waves, augmenter=augmenter, seed=seed, frontend=frontend)
+        _JOB.update(out=str(tmp), waves=waves, augmenter=augmenter, seed=seed, frontend=frontend, mix=mix)
         try:
             if jobs == 1:
                 for c in chunks:
@@ -145,7 +206,7 @@ def _compute(path: Path, waves: np.ndarray, variants: int, augmenter, seed: int,
 
 
 def _cached_or_compute(folder: Path | None, name: str, waves, variants, augmenter, seed, frontend, jobs, desc,
-                       progress) -> tuple[np.ndarray, bool]:
+                       progress, mix=None) -> tuple[np.ndarray, bool]:
     expected = (variants, len(waves), *frontend.feature_shape)
     if folder is not None:
         path = folder / name
@@ -156,23 +217,24 @@ def _cached_or_compute(folder: Path | None, name: str, waves, variants, augmente
                     return arr, False
             except (OSError, ValueError):
                 pass  # damaged: recompute
-        _compute(path, waves, variants, augmenter, seed, frontend, jobs, desc, progress)
+        _compute(path, waves, variants, augmenter, seed, frontend, jobs, desc, progress, mix)
         return np.load(path, mmap_mode="r"), True
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
-        _compute(path, waves, variants, augmenter, seed, frontend, jobs, desc, progress)
+        _compute(path, waves, variants, augmenter, seed, frontend, jobs, desc, progress, mix)
         return np.array(np.load(path)), True
 
 
 def build_features(dataset, *, variants: int = 4, augment: AugmentConfig | None = None, seed: int = 0,
                    frontend: FrontendConfig = DEFAULT_CONFIG, eval_splits=("validation",),
                    cache_dir: str | Path | None = None, jobs: int | None = None,
-                   progress: bool = True, keep_waves: bool = True) -> FeatureSet:
+                   progress: bool = True, keep_waves: bool = True, mix_variants: int = 0) -> FeatureSet:
     """Features for training on `dataset` (a `tinyear.host.data.Dataset`): see the module docstring.
 
     variants: augmented copies per training clip (>= 1). augment: waveform augmentation (default
     AugmentConfig(); its SpecAugment fields are applied later, on the fly). jobs: processes (default:
-    all cores). keep_waves: keep the training waveforms to remake variants for waveform teachers."""
+    all cores). keep_waves: keep the training waveforms to remake variants for waveform teachers.
+    mix_variants: mixture variants per clip on top (`mixture_plan`), cached like the others."""
     import time
 
     if variants < 1:
@@ -190,6 +252,14 @@ def build_features(dataset, *, variants: int = 4, augment: AugmentConfig | None 
     train, made = _cached_or_compute(folder, f"train-{key}.npy", waves, variants, augmenter, seed, frontend, jobs,
                                      f"features x{variants}", progress)
     computed = made
+    mix = partner = lam = None
+    mix_key = ""
+    if mix_variants > 0:
+        partner, lam = mixture_plan(len(waves), mix_variants, seed)
+        mix_key = _key({"train": key, "mix": mix_variants, "v": 1})
+        mix, made = _cached_or_compute(folder, f"mix-{mix_key}.npy", waves, mix_variants, augmenter, seed, frontend,
+                                       jobs, f"mixtures x{mix_variants}", progress, mix=(partner, lam, variants))
+        computed |= made
     evals = {}
     for split in eval_splits:
         x, y = dataset.arrays(split, frontend, progress=progress)
@@ -209,7 +279,7 @@ def build_features(dataset, *, variants: int = 4, augment: AugmentConfig | None 
     return FeatureSet(labels=list(dataset.labels), train=train, train_y=np.asarray(train_y), eval=evals, key=key,
                       train_source=source,
                       frontend=frontend, augment=augment, seed=seed, waves=waves if keep_waves else None,
-                      augmenter=augmenter, cache=folder,
+                      augmenter=augmenter, cache=folder, mix=mix, mix_partner=partner, mix_lam=lam, mix_key=mix_key,
                       seconds=time.perf_counter() - start if computed else 0.0)
 
 
@@ -221,15 +291,27 @@ def teacher_outputs(features: FeatureSet, teacher, *, batch_size: int = 256, dev
     """The teacher's logits on every training variant: (K, N, teacher labels) float32, computed once
     per (variants, teacher) and cached beside the features. A teacher over the same shared features
     reads the cached features; any other gets the variants' waveforms, made again exactly."""
-    import torch
-
     if teacher.members:  # an ensemble: each member's outputs cached on their own, then combined
         from .ensemble import combine_cached
 
         return combine_cached(teacher, [teacher_outputs(features, m, batch_size=batch_size, device=device,
                                                         progress=progress) for m in teacher.members])
-    k_count, n = features.train.shape[:2]
-    name = f"teacher-{features.key}-{teacher.identity}.npy"
+    plain = _teacher_pass(features, teacher, f"teacher-{features.key}-{teacher.identity}.npy",
+                          range(features.variants), batch_size, device, progress)
+    if not features.mix_variants:
+        return plain
+    mixed = _teacher_pass(features, teacher, f"teacher-mix-{features.mix_key}-{teacher.identity}.npy",
+                          range(features.variants, features.variants + features.mix_variants), batch_size, device,
+                          progress)
+    return np.concatenate([np.asarray(plain), np.asarray(mixed)])
+
+
+def _teacher_pass(features: FeatureSet, teacher, name: str, variants: range, batch_size: int, device: str,
+                  progress: bool) -> np.ndarray:
+    """The teacher's logits on the given variants of every clip, (len(variants), N, labels), cached."""
+    import torch
+
+    k_count, n = len(variants), features.train.shape[1]
     path = features.cache / name if features.cache is not None else None
     if path is not None and path.exists():
         try:
@@ -243,14 +325,15 @@ def teacher_outputs(features: FeatureSet, teacher, *, batch_size: int = 256, dev
     model = teacher.feature_model if use_features else teacher.module
     model.to(device).eval()
     with progress_bar(k_count * n, "teacher outputs", enabled=progress) as bar, torch.no_grad():
-        for k in range(k_count):
+        for row, k in enumerate(variants):
             for s in range(0, n, batch_size):
                 idx = np.arange(s, min(n, s + batch_size))
+                kv = np.full(len(idx), k)
                 if use_features:
-                    x = torch.from_numpy(np.array(features.train[k, idx], dtype=np.float32)).to(device)
+                    x = torch.from_numpy(features.features_of(idx, kv)).to(device)
                 else:
-                    x = torch.from_numpy(features.variant_waves(idx, np.full(len(idx), k))).to(device)
-                out[k, idx] = model(x).float().cpu().numpy()
+                    x = torch.from_numpy(features.variant_waves(idx, kv)).to(device)
+                out[row, idx] = model(x).float().cpu().numpy()
                 bar.update(len(idx))
     if path is not None:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:

@@ -46,14 +46,14 @@ def distillation_loss(student_logits: torch.Tensor, labels: torch.Tensor, teache
     """(loss, ce, kd): the scalar to minimise and the batch means of the two terms (kd = 0 without a
     teacher). student_logits (B, L); labels (B,) int64; teacher_logits (B, teacher labels) or None;
     label_map: a `tinyear.host.labelmap.LabelMap` (teacher -> student labels). alpha: a number, or (B,)
-    per example (per-source trust). mix: (perm (B,), lam (B,))
-    when example i was mixed from i (weight lam) and perm[i] (1 - lam): the label term is then
-    lam * CE(labels) + (1 - lam) * CE(labels[perm]), and the teacher (which saw the mixed input) speaks
-    for it only if it covers both labels."""
+    per example (per-source trust). mix: (other (B,), lam (B,))
+    when example i was mixed from itself (energy share lam) and a clip labelled other[i] (1 - lam): the
+    label term is then lam * CE(labels) + (1 - lam) * CE(other), and the teacher (which heard the
+    mixture) speaks for it only if it covers both labels."""
     ce = F.cross_entropy(student_logits, labels, reduction="none", label_smoothing=label_smoothing)  # (B,)
     if mix is not None:
-        perm, lam = mix
-        other = F.cross_entropy(student_logits, labels[perm], reduction="none", label_smoothing=label_smoothing)
+        other_labels, lam = mix
+        other = F.cross_entropy(student_logits, other_labels, reduction="none", label_smoothing=label_smoothing)
         ce = lam * ce + (1.0 - lam) * other  # (B,)
     if teacher_logits is None or (not torch.is_tensor(alpha) and alpha == 0.0):
         return ce.mean(), ce.mean().detach(), torch.zeros((), device=ce.device)
@@ -66,7 +66,7 @@ def distillation_loss(student_logits: torch.Tensor, labels: torch.Tensor, teache
         kd = kd_mse(student_logits, label_map.logits(teacher_logits), covered)  # (B,)
     taught = covered[labels]  # (B,): the teacher covers this clip's label
     if mix is not None:
-        taught = taught & (covered[labels[mix[0]]] | (mix[1] >= 1.0))
+        taught = taught & (covered[mix[0]] | (mix[1] >= 1.0))
     per_example = torch.where(taught, (1.0 - alpha) * ce + alpha * kd, ce)  # (B,)
     kd_mean = kd[taught].mean().detach() if taught.any() else torch.zeros((), device=ce.device)
     return per_example.mean(), ce.mean().detach(), kd_mean

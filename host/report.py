@@ -87,11 +87,16 @@ def compare(
     eval_sets: dict[str, tuple],
     latency_repeats: int = LATENCY_REPEATS,
     progress: bool = True,
+    teacher_specs: list[str] | None = None,
+    teacher_classes: list[str] | None = None,
 ) -> list[Row]:
     """Measure every given model. `eval_sets`: display name -> (folder or folders, split), e.g.
     {"synthetic test": ("data/synth", "test"), "real speech": (".../speech-commands-v2-test-public", "all")}.
     Run folders: the float torch model (converted to float TFLite for size and latency); bundle: its int8
-    model. Every model must use the same labels and frontend (the student's)."""
+    model. Every model must use the same labels and frontend (the student's). teacher_specs: pretrained
+    teachers (`ensemble.load_teachers`) in the teacher slot instead of a run folder: scored on the
+    waveforms through their own front ends, in the student's labels; their latency is the median time of
+    one clip in their own runtime, their size that of their files."""
     import torch
 
     from .convert import convert_float
@@ -139,17 +144,25 @@ def compare(
                         size_bytes=len(b.model_bytes), source=str(bundle)))
     if not rows:
         raise TinyearError("nothing to compare: give at least one run folder or bundle")
+    wave_scorers, wave_latency = {}, {}
+    if teacher_specs:
+        row, wave_scorers["teacher"], wave_latency["teacher"] = _pretrained_teacher_row(teacher_specs, teacher_classes,
+                                                                                        labels)
+        rows.insert(0, row)
 
     for set_name, (data, split) in eval_sets.items():
         eval_set = load_eval_set(data, labels, split, config=frontend, progress=progress)
         features = batch_features(eval_set.waves, frontend, progress=progress, desc=f"{set_name} features")
         for row in rows:
-            predicted = scorers[row.name](features).argmax(axis=1)
+            if row.name in wave_scorers:
+                predicted = wave_scorers[row.name](eval_set.waves).argmax(axis=1)
+            else:
+                predicted = scorers[row.name](features).argmax(axis=1)
             row.accuracy[set_name] = classification_metrics(eval_set.labels, predicted, labels)["accuracy"]
 
     latencies = median_latencies(tflites, repeats=latency_repeats)
     for row in rows:
-        row.latency_ms = latencies.get(row.name)
+        row.latency_ms = latencies.get(row.name, wave_latency.get(row.name))
     ref = next((r for r in rows if r.name == "teacher"), None)
     if ref is not None:
         for row in rows:
@@ -158,6 +171,54 @@ def compare(
             if ref.latency_ms and row.latency_ms:
                 row.speed_x = round(ref.latency_ms / row.latency_ms, 2)
     return rows
+
+
+def _pretrained_teacher_row(specs, classes, labels):
+    """(Row, waves -> scores in the student's labels, median ms per clip) of given pretrained teachers."""
+    import time
+
+    import torch
+
+    from .ensemble import load_teachers
+    from .teachers import split_options
+
+    teacher, label_map = load_teachers(specs, labels, None, classes)
+    members = teacher.members or [teacher]
+    size = sum(_spec_bytes(split_options(m.source)[0]) for m in members)
+
+    def score(waves):
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(waves), 64):
+                logp = label_map.log_probs(teacher(waves[s : s + 64])).numpy()
+                out.append(np.where(np.isfinite(logp), logp, -1e9))
+        return np.concatenate(out)
+
+    rng = np.random.default_rng(0)
+    clip = (0.05 * rng.standard_normal((1, 16000))).astype(np.float32)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        teacher(clip)
+        times = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            teacher(clip)
+            times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
+    name = " + ".join(Path(m.source).parent.name + "/" + Path(m.source).name for m in members)
+    row = Row("teacher", teacher.kind, params=None, macs=None, size_bytes=size or None, source=name)
+    return row, score, 1000 * float(np.median(times))
+
+
+def _spec_bytes(path: str) -> int:
+    p = Path(path)
+    if p.is_file():
+        return p.stat().st_size
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    return 0
 
 
 def _fmt_int(n) -> str:

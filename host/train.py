@@ -149,6 +149,10 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
     save_figure(fig, path, dpi=90)
 
 
+def _data_key(features) -> str:
+    return features.key + (f"+{features.mix_key}" if getattr(features, "mix_key", "") else "")
+
+
 def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, checkpoint_meta: dict,
         teacher=None, teacher_cache: np.ndarray | None = None, label_map=None, resume: bool = False,
         device: torch.device | None = None, progress: bool = True, title: str = "", on_epoch=None) -> dict:
@@ -262,7 +266,7 @@ class _Loop:
         if last.get("identity", identity) != identity:
             raise TinyearError(f"--resume with another model or teacher than the interrupted run (it was "
                                f"{last['identity']}, now {identity}); rerun with the original options, or start a new --out")
-        if last.get("data_key") != features.key:
+        if last.get("data_key") != _data_key(features):
             raise TinyearError("--resume on other data or augmentation than the interrupted run; rerun with the "
                                "original DATA and options, or start a new --out")
         self.model.load_state_dict(last["state_dict"])
@@ -274,7 +278,7 @@ class _Loop:
         """What `last.pt` holds: everything `resume` needs."""
         return {"kind": "resume", "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict(), "loop": state, "train_config": asdict(self.config),
-                "data_key": self.features.key, "identity": identity}
+                "data_key": _data_key(self.features), "identity": identity}
 
     def train_epoch(self, epoch: int, progress: bool) -> dict:
         """One pass: every draw of the epoch comes from generators seeded by (seed, epoch), so a resumed
@@ -286,7 +290,7 @@ class _Loop:
             order = torch.multinomial(self.sample_weights, n, replacement=True, generator=gen)
         else:
             order = torch.randperm(n, generator=gen)
-        variant = torch.randint(self.k_count, (n,), generator=gen)
+        variant = torch.randint(self.k_count + self.features.mix_variants, (n,), generator=gen)
         self.model.train()
         sums = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "correct": 0, "seen": 0}
         with progress_bar(n, f"epoch {epoch}/{config.epochs}", enabled=progress) as bar:
@@ -299,10 +303,13 @@ class _Loop:
     def _step(self, idx: np.ndarray, kv: np.ndarray, gen: torch.Generator, sums: dict) -> None:
         """One optimizer step on the batch of clips `idx`, variants `kv`."""
         config, features, device = self.config, self.features, self.device
-        x = torch.from_numpy(features.train[kv, idx])  # (B, frames, bins)
+        x = torch.from_numpy(features.features_of(idx, kv))  # (B, frames, bins)
         x = spec_augment(x, features.augment, gen)  # (B, frames, bins)
         y = torch.from_numpy(features.train_y[idx])  # (B,)
         mix = None
+        if features.mix_variants:  # mixture variants: the label term mixes the two clips' labels
+            other, share = features.mix_of(idx, kv)
+            mix = (torch.from_numpy(other).to(device), torch.from_numpy(share).to(device))
         if config.mixup > 0:
             b = len(idx)
             perm = torch.randperm(b, generator=gen)  # (B,): partner of each example
@@ -310,7 +317,7 @@ class _Loop:
             lam = torch.where(torch.rand(b, generator=gen) < config.mixup, lam, torch.ones(b))
             w = lam.view(b, 1, 1)  # (B, 1, 1)
             x = torch.logaddexp(x + w.log(), x[perm] + (1.0 - w).log())  # (B, frames, bins); lam = 1: x
-            mix = (perm.to(device), lam.to(device))
+            mix = (y[perm].to(device), lam.to(device))
         x, y = x.to(device), y.to(device)
         t_logits = self._teacher_logits(x, idx, kv)  # (B, teacher labels) or None
         logits = self.model(x)  # (B, labels)

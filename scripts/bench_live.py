@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from soak import default_bundle, tone_stream_files  # noqa: E402
 from tinyear.device.bundle import read_bundle  # noqa: E402
-from tinyear.device.commands.bench import measure  # noqa: E402
+from tinyear.device.bench import measure  # noqa: E402
 from tinyear.device.detector import Detection, DetectionConfig, Detector  # noqa: E402
 from tinyear.device.fileio import atomic_write_text  # noqa: E402
 from tinyear.device.streameval import TruthWord, keyword_labels, read_truth, score_events, stream_file  # noqa: E402

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from tinyear.device.bundle import read_bundle  # noqa: E402
-from tinyear.device.capture import Converter, SampleRing  # noqa: E402
+from tinyear.device.ring import Converter, SampleRing  # noqa: E402
 from tinyear.device.detector import Detector  # noqa: E402
 from tinyear.device.fileio import atomic_write_text  # noqa: E402
 from tinyear.device.streameval import keyword_labels, read_truth, score_events  # noqa: E402

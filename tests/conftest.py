@@ -1,13 +1,15 @@
 """Shared fixtures: where test artifacts live, the tiny trained models, and bundles made from them.
 
 The full environment (host extra, torch) builds the tiny models with the project's real converter and
-leaves them in the artifacts folder (TINYEAR_TEST_ARTIFACTS, default `.test-artifacts/`). The device-only
+leaves them in the artifacts folder (TINYEAR_TEST_ARTIFACTS, default `.test-artifacts/`), under a hash
+of their sources, so they are rebuilt only when those change. The device-only
 environments run the `device`-marked tests against those same files; without torch and without the
 files they fail, saying to run the full environment first, rather than skip.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 from pathlib import Path
@@ -35,18 +37,29 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
+def _tiny_source_hash() -> str:
+    """What the tiny models are made from: their recipe, the converter and the frontend."""
+    h = hashlib.sha256()
+    for path in (ROOT / "tests" / "tiny_model.py", ROOT / "host" / "convert.py", ROOT / "device" / "features.py"):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 @pytest.fixture(scope="session")
 def tiny_models(artifacts) -> dict:
-    """Paths of the tiny tone classifier as int8 and float TFLite ({"int8": Path, "float": Path})."""
+    """Paths of the tiny tone classifier as int8 and float TFLite ({"int8": Path, "float": Path}).
+
+    Rebuilt (about 20 s) only when what they are made from changed, so they always come from the
+    current code."""
     import tiny_model
 
     paths = {"int8": artifacts / "tiny_int8.tflite", "float": artifacts / "tiny_float.tflite"}
-    if HAS_TORCH:
-        marker = artifacts / "tiny.session"
-        # Rebuild once per full-environment session, so the files always come from the current code.
-        if os.environ.get("TINYEAR_REUSE_TINY") != "1" or not all(p.exists() for p in paths.values()):
-            tiny_model.build(artifacts)
-        marker.write_text(str(os.getpid()))
+    marker = artifacts / "tiny.source"  # the hash they were built from, written last (after the files)
+    source = _tiny_source_hash()
+    if HAS_TORCH and not (marker.exists() and marker.read_text() == source and all(p.exists() for p in paths.values())):
+        marker.unlink(missing_ok=True)
+        tiny_model.build(artifacts)
+        marker.write_text(source)
     missing = [str(p) for p in paths.values() if not p.exists()]
     if missing:
         pytest.fail(f"tiny test models missing ({missing}); run the tests in the full environment first "
@@ -87,3 +100,17 @@ def write_wav(path: Path, x: np.ndarray, rate: int = 16000, subtype: str = "PCM_
 
     sf.write(str(path), x, rate, subtype=subtype)
     return path
+
+
+def full_pipe() -> tuple[int, int]:
+    """A real pipe (read end, write end) whose buffer is already full: the next write blocks until
+    someone reads, as it does for a program that stopped reading our stdout."""
+    import contextlib
+
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(write_end, b"\n" * 4096)
+    os.set_blocking(write_end, True)
+    return read_end, write_end

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tinyear.device.bundle import FORMAT_VERSION, MAGIC, SelfTest, pack_bundle, parse_bundle, read_bundle
+from tinyear.device.detection import DetectionConfig
 from tinyear.device.errors import BundleError
 from tinyear.device.features import DEFAULT_CONFIG, FrontendConfig, fingerprint
 
@@ -46,7 +47,8 @@ def test_round_trip(tmp_path, model_bytes):
     assert b.model_bytes == model_bytes
     assert b.labels == LABELS and b.frontend == DEFAULT_CONFIG and b.sample_rate == 16000
     assert b.fingerprint == fingerprint()
-    assert b.threshold_for("high") == 0.9 and b.threshold_for("low") == 0.7
+    config = DetectionConfig.from_bundle(b)
+    assert config.threshold_for("high") == 0.9 and config.threshold_for("low") == 0.7
     assert b.detection["refractory_ms"] == 1000  # defaults filled in
     assert b.metrics == {"int8_accuracy": 0.97} and b.provenance == {"student": "tiny"}
     assert b.model_sha256 == hashlib.sha256(model_bytes).hexdigest()

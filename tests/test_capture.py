@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinyear.device.capture import Converter, SampleRing
+from tinyear.device.ring import Converter, SampleRing
 from tinyear.device.detector import Detection
 from tinyear.device.hooks import HookRunner
 

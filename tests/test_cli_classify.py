@@ -99,3 +99,13 @@ def test_help_teaches():
     assert top.returncode == 0 and "classify" in top.stdout and "examples:" in top.stdout
     sub = cli("classify", "--help")
     assert sub.returncode == 0 and "--top" in sub.stdout and "examples:" in sub.stdout
+
+
+def test_bench_json(tiny_bundles):
+    proc = cli("bench", tiny_bundles["int8"], "--seconds", "3", "--inferences", "20", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["runtime"] and report["hop_ms"] == 100.0
+    assert 0 < report["inference_ms"]["p50"] <= report["inference_ms"]["p99"]
+    assert report["detector"]["inferences"] == 21  # 3 s at 100 ms hops, after the first full 1 s window
+    assert report["features"]["recompute_ms_per_hop"] > report["features"]["incremental_ms_per_hop"] > 0

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinyear.device.bundle import DEFAULT_DETECTION, Bundle, read_bundle
+from tinyear.device.bundle import Bundle, read_bundle
+from tinyear.device.detection import default_detection
 from tinyear.device.detector import DecisionGate, DetectionConfig, Detector, detect_array
 from tinyear.device.errors import TinyearError
 from tinyear.device.features import DEFAULT_CONFIG, log_mel
@@ -23,7 +24,7 @@ LABELS = ["yes", "no", "_unknown_", "_silence_"]
 def fake_bundle(labels=LABELS, **detection) -> Bundle:
     """A bundle object for a detector whose scores come from a scorer: no model is ever loaded."""
     return Bundle(model_bytes=b"unused", labels=list(labels), frontend=DEFAULT_CONFIG,
-                  detection={**DEFAULT_DETECTION, **detection})
+                  detection=default_detection(**detection))
 
 
 def run_gate(scores, labels=LABELS, hop_s=0.1, **config):

@@ -102,6 +102,7 @@ def test_golden_vectors():
     assert np.abs(log_mel(wave) - expected).max() <= 1e-5
 
 
+@pytest.mark.slow  # importing librosa (numba) takes 10-25 s
 def test_cross_check_against_librosa():
     """An independent implementation: librosa's HTK mel spectrogram (no filter normalisation, periodic
     Hann, power 2). librosa frames are n_fft long with the window centred inside, so padding the signal

@@ -53,3 +53,26 @@ def test_classify_loads_no_host_module_at_run_time(tiny_bundles, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "LOADED []" in proc.stdout
+
+
+def test_library_modules_never_import_a_command():
+    """Layers point one way: commands (argument parsing, printing) call the library, never the reverse."""
+    import ast
+    from pathlib import Path
+
+    root = Path(tinyear.device.__file__).parent
+    offenders = []
+    for path in sorted(root.glob("*.py")):
+        if path.name in ("cli.py",):  # the dispatcher names the command modules (as strings, imported lazily)
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                target = "." * node.level + (node.module or "")
+                names = [target] + [f"{target}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            if any(n.startswith((".commands", "tinyear.device.commands")) or n == "..commands" for n in names):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import signal
 import subprocess
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, write_wav
+from conftest import ROOT, full_pipe, write_wav
 from stream_model import SR, tone_bundle, tone_stream  # noqa: F401  (tone_bundle is a fixture)
 
 pytestmark = pytest.mark.audio
@@ -91,12 +92,31 @@ class Listener:
     def detections(self) -> list[dict]:
         return [o for o in self.out if o.get("type") == "detection"]
 
+    def wait_for_labels(self, labels: list[str], timeout: float = 30.0, last: bool = False) -> None:
+        """Wait until the detections are `labels` (or, with `last`, end with them)."""
+        def got():
+            seen = [d["label"] for d in self.detections()]
+            return seen[-len(labels):] == labels if last else seen == labels
+
+        wait_until(got, timeout, f"detections {labels}", self)
+
     def stop(self, timeout: float = 20.0, sig: int = signal.SIGTERM) -> int:
         self.proc.send_signal(sig)
         code = self.proc.wait(timeout=timeout)
         for t in self._threads:
             t.join(timeout=5)
         return code
+
+
+def wait_until(condition, timeout: float, what: str, listener: Listener | None = None) -> None:
+    """Poll `condition` every 50 ms until it holds; fail after `timeout` s, with the listener's stderr."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            detail = "" if listener is None else ("; stderr so far:\n" + "\n".join(listener.err)
+                                                  + f"\ndetections: {listener.detections()}")
+            pytest.fail(f"waited {timeout:g} s for {what}{detail}")
+        time.sleep(0.05)
 
 
 def people_words(words: list[str], rng: np.random.Generator, bundle: Path):
@@ -166,13 +186,13 @@ def test_listen_hears_the_words_in_order(mic, tone_bundle, tmp_path, case):
     right = Listener(mic, bundle, "--channel", "1")
     left = Listener(mic, bundle, "--channel", "0")
     for listener in (both, right, left):
-        listener.wait_for(r"listening on")
+        listener.wait_for(r"audio arriving from 'pulse'")  # the monitor stream delivers: what is played is heard
     assert "at 48000 Hz, 2 channels downmixed" in both.wait_for("listening on")
     assert "channel 1 of 2" in right.wait_for("listening on")
-    time.sleep(2.0)  # the monitor stream takes a moment to start delivering audio
     played_at = time.time()
     mic.play(path)
-    time.sleep(2.5)  # the last word's event comes up to ~1.5 s after it ends
+    both.wait_for_labels(words)  # the last word's event comes up to ~1.5 s after it ends
+    right.wait_for_labels(words)  # (and the left channel, which hears silence, has had as long)
     codes = [listener.stop() for listener in (both, right, left)]
     for listener, code in zip((both, right, left), codes):
         stderr = "\n".join(listener.err)
@@ -206,31 +226,32 @@ def test_devices_lists_the_pulse_device(mic):
 def test_vanishing_microphone_is_retried_until_it_is_back(mic, tone_bundle, tmp_path):
     rng = np.random.default_rng(2)
     listener = Listener(mic, tone_bundle)
-    listener.wait_for("listening on")
-    time.sleep(1.0)
+    listener.wait_for("audio arriving from")
 
-    # 1. The sink (the "USB microphone") disappears and comes back.
+    # 1. The sink (the "USB microphone") disappears, is retried in vain at least once, and comes back.
+    mark = len(listener.err)
     mic.unload_sink()
-    listener.wait_for(r"input 'pulse' lost \(", timeout=15)
-    time.sleep(2.0)
+    listener.wait_for(r"input 'pulse' lost \(", timeout=15, after=mark)
+    listener.wait_for(r"input 'pulse' still unavailable", timeout=15, after=mark)
     mark = len(listener.err)
     mic.load_sink()
     listener.wait_for(r"input back after", timeout=30, after=mark)
+    listener.wait_for(r"audio arriving from", timeout=30, after=mark)
 
     # 2. The whole sound server dies, and a new one starts later.
-    mic.kill_server()
     mark = len(listener.err)
+    mic.kill_server()
     listener.wait_for(r"input 'pulse' lost \(", timeout=15, after=mark)
-    time.sleep(1.5)
+    listener.wait_for(r"input 'pulse' still unavailable", timeout=15, after=mark)
     mark = len(listener.err)
     mic.start()
     listener.wait_for(r"input back after", timeout=40, after=mark)
+    listener.wait_for(r"audio arriving from", timeout=30, after=mark)
 
     # 3. It still hears.
-    time.sleep(2.0)
     wave, truth = tone_stream(["high", "low"], rng, noise_dbfs=-60.0)
     mic.play(write_wav(tmp_path / "after.wav", wave))
-    time.sleep(2.5)
+    listener.wait_for_labels(["high", "low"], last=True)
     code = listener.stop()
     stderr = "\n".join(listener.err)
     assert code == 0, stderr
@@ -263,10 +284,10 @@ def test_exec_hook_gets_the_detection(mic, tone_bundle, tmp_path):
     wave, truth = tone_stream(["high", "low"], np.random.default_rng(4), noise_dbfs=-60.0)
     log = tmp_path / "heard.txt"
     listener = Listener(mic, tone_bundle, "--exec", f'echo "$TINYEAR_LABEL $TINYEAR_SCORE $TINYEAR_TIME" >> {log}')
-    listener.wait_for("listening on")
-    time.sleep(2.0)
+    listener.wait_for("audio arriving from")
     mic.play(write_wav(tmp_path / "two.wav", wave))
-    time.sleep(2.5)
+    listener.wait_for_labels(["high", "low"])
+    wait_until(lambda: log.exists() and len(log.read_text().splitlines()) == 2, 10, "both hooks to run", listener)
     assert listener.stop(sig=signal.SIGINT) == 0, "\n".join(listener.err)  # Ctrl-C: a clean stop too
     assert re.search(r"interrupted: ran [\d.]+ s, 2 detections, \d+ overflows?", "\n".join(listener.err)), listener.err
     rows = [line.split() for line in log.read_text().splitlines()]
@@ -283,3 +304,36 @@ def test_duration_stops_by_itself(mic, tone_bundle):
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""  # no word was played: nothing detected
     assert re.search(r"duration reached: ran 2\.\d s, 0 detections, \d+ overflows?, 0 reconnects", result.stderr), result.stderr
+
+
+def test_a_stalled_stdout_reader_does_not_stall_detection(mic, tone_bundle, tmp_path):
+    """`listen --json | program-that-stopped-reading`: stdout is a real pipe, filled to the brim before
+    the listener starts and never read. Detection and the --exec hook go on; SIGTERM still ends the
+    listener at once, with its summary on stderr and the lines it could not write counted."""
+    wave, _ = tone_stream(["high", "low"], np.random.default_rng(5), noise_dbfs=-60.0)
+    log = tmp_path / "heard.txt"
+    read_end, write_end = full_pipe()
+    proc = subprocess.Popen([*DEVICE_CLI, "listen", str(tone_bundle), "--json", "--input", "pulse",
+                             "--exec", f'echo "$TINYEAR_LABEL" >> {log}'],
+                            env=mic.env, stdout=write_end, stderr=subprocess.PIPE, text=True)
+    os.close(write_end)
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.extend(line.rstrip("\n") for line in proc.stderr), daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: any("audio arriving from" in line for line in err), 30, "audio to arrive")
+        mic.play(write_wav(tmp_path / "two.wav", wave))
+        wait_until(lambda: log.exists() and log.read_text().split() == ["high", "low"], 30,
+                   f"both detections to reach the hook; stderr: {err}")
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=20)
+        reader.join(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(read_end)
+    stderr = "\n".join(err)
+    assert code == 0, stderr
+    assert "Traceback" not in stderr, stderr
+    assert re.search(r"\d+ lines? not written: stdout was not being read", stderr), stderr
+    assert re.search(r"terminated: ran [\d.]+ s, 2 detections", stderr), stderr

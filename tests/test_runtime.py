@@ -8,7 +8,7 @@ import pytest
 
 import tiny_model
 from tinyear.device.errors import RuntimeMissingError
-from tinyear.device.runtime import Model, find_interpreter
+from tinyear.device.runtime import RUNTIME_NAMES, Model, find_interpreter
 
 pytestmark = pytest.mark.device
 
@@ -19,13 +19,50 @@ def clips():
     return x, y
 
 
-def test_picks_the_first_runtime_that_imports():
-    import importlib.util
+FAKE_INTERPRETER = "class Interpreter:\n    pass\n"
+BROKEN = "raise AttributeError('_ARRAY_API not found (built for numpy 1)')\n"
 
-    _, name = find_interpreter()
-    expected = next(pkg for mod, pkg in [("ai_edge_litert", "ai-edge-litert"), ("tflite_runtime", "tflite-runtime"),
-                                          ("tensorflow", "tensorflow")] if importlib.util.find_spec(mod))
-    assert name == expected
+
+def _pick(tmp_path, fakes: dict, block=()) -> str:
+    """The runtime find_interpreter() picks in a fresh interpreter where `fakes` (module path -> source)
+    come first on sys.path and the modules in `block` cannot be imported. The fakes stand in for
+    runtimes this environment does not have (tflite-runtime needs numpy<2), or for a broken wheel."""
+    root = tmp_path / "fakes"
+    for name, source in fakes.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source)
+    code = (f"import sys\nsys.path.insert(0, {str(root)!r})\n"
+            f"for m in {tuple(block)!r}:\n    sys.modules[m] = None\n"
+            "from tinyear.device.runtime import find_interpreter\n"
+            "print(find_interpreter()[1])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_preference_order_is_the_documented_one():
+    assert RUNTIME_NAMES == ("ai-edge-litert", "tflite-runtime", "tensorflow")
+
+
+TFLITE_FAKE = {"tflite_runtime/__init__.py": "", "tflite_runtime/interpreter.py": FAKE_INTERPRETER}
+TENSORFLOW_FAKE = {"tensorflow/__init__.py": "", "tensorflow/lite.py": FAKE_INTERPRETER}
+
+
+def test_ai_edge_litert_comes_first(tmp_path):
+    pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert is not installed here")
+    assert _pick(tmp_path, {**TFLITE_FAKE, **TENSORFLOW_FAKE}) == "ai-edge-litert"
+
+
+def test_tflite_runtime_comes_before_tensorflow(tmp_path):
+    assert _pick(tmp_path, {**TFLITE_FAKE, **TENSORFLOW_FAKE}, block=("ai_edge_litert",)) == "tflite-runtime"
+    assert _pick(tmp_path, TENSORFLOW_FAKE, block=("ai_edge_litert", "tflite_runtime")) == "tensorflow"
+
+
+def test_a_runtime_that_fails_to_import_is_passed_over(tmp_path):
+    """A wheel built for another numpy raises AttributeError (not ImportError) on import."""
+    broken = {"ai_edge_litert/__init__.py": BROKEN, "ai_edge_litert/interpreter.py": FAKE_INTERPRETER}
+    assert _pick(tmp_path, {**broken, **TFLITE_FAKE}) == "tflite-runtime"
 
 
 def test_int8_model_uses_interpreter_quantization(tiny_models, clips):

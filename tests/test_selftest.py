@@ -14,7 +14,7 @@ import pytest
 
 from tinyear.device.bundle import SelfTest, pack_bundle, read_bundle
 from tinyear.device.cli import main
-from tinyear.device.commands.selftest import compare, run_selftest
+from tinyear.device.selftest import compare, run_selftest
 
 pytestmark = pytest.mark.device
 

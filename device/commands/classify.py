@@ -11,6 +11,7 @@ import sys
 
 from ..cliutil import add_json_option, add_threads_option, positive_int, print_json
 from ..errors import TinyearError
+from ._options import add_detection_options, add_runtime_option, detection_config
 
 HELP = "classify audio files with a bundle"
 DESCRIPTION = """\
@@ -36,20 +37,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--top", type=positive_int, default=1, metavar="K", help="show the K most likely labels")
     parser.add_argument("--channel", type=int, default=None, metavar="C", help="use channel C (0-based) instead of the average of all")
     add_threads_option(parser)
-    parser.add_argument("--runtime", choices=["ai-edge-litert", "tflite-runtime", "tensorflow"], default=None, help="force a TFLite runtime (default: the first installed)")
+    add_runtime_option(parser)
     add_json_option(parser, "one JSON object per file (file, label, score, top)")
     parser.add_argument("--stream", action="store_true", help="detect keywords along one long FILE as the live listener would")
     parser.add_argument("--truth", default=None, metavar="CSV", help="with --stream: score the detections against start,end,label rows")
-    from ._detection import add_detection_options
-
     add_detection_options(parser)
 
 
 def run(args) -> int:
     if args.stream:
-        from ..streameval import run_stream_command
-
-        return run_stream_command(args)
+        return run_stream(args)
     if args.truth:
         raise TinyearError("--truth scores a stream: add --stream")
     from ..classify import Classifier
@@ -74,3 +71,43 @@ def run(args) -> int:
     if failed:
         print(f"tinyear-device: {failed} of {len(args.files)} files could not be classified", file=sys.stderr)
     return 1 if failed else 0
+
+
+def run_stream(args) -> int:
+    """`tinyear-device classify --stream BUNDLE FILE [--truth CSV]`."""
+    from ..bundle import read_bundle
+    from ..detector import Detector
+    from ..events import event_line
+    from ..streameval import keyword_labels, read_truth, score_events, stream_file
+
+    if len(args.files) != 1:
+        raise TinyearError(f"--stream takes one audio file, got {len(args.files)}; run it once per file")
+    bundle = read_bundle(args.bundle)
+    config = detection_config(bundle, args)
+    truth = read_truth(args.truth) if args.truth else None  # a bad truth file fails before the long run
+    detector = Detector(bundle, config, num_threads=args.threads, runtime=args.runtime)
+    path = args.files[0]
+    events, duration = stream_file(detector, path, channel=args.channel, progress=True)
+    for event in events:
+        sys.stdout.write(event_line(event, as_json=args.json))
+        sys.stdout.flush()
+    report = {"type": "report", "stream": str(path), "duration_s": round(duration, 2), "events": len(events),
+              "detection": config.to_dict()}
+    if truth is not None:
+        late = [w for w in truth if w.start > duration]
+        if late:
+            raise TinyearError(f"{args.truth}: {len(late)} truth row(s) start after the end of {path} ({duration:.1f} s), "
+                               f"e.g. at {late[0].start:g} s: is it the truth file of this stream?")
+        report.update(score_events(events, truth, keywords=keyword_labels(bundle.labels, config.ignore), duration_s=duration))
+    if args.json:
+        print_json(report)
+        return 0
+    print(f"{path}: {duration:.1f} s of audio, {len(events)} detection{'s' * (len(events) != 1)}")
+    if truth is not None:
+        lat = report["latency_ms"]
+        recall = "n/a" if report["recall"] is None else f"{100 * report['recall']:.1f}%"
+        print(f"  hits {report['hits']} of {report['keywords']} keywords (recall {recall}), misses {report['misses']}")
+        print(f"  false accepts {report['false_accepts']} ({report['false_accepts_per_hour']:.1f} per hour)")
+        if lat:
+            print(f"  latency end of word -> event: p50 {lat['p50']:.0f} ms, p90 {lat['p90']:.0f} ms")
+    return 0

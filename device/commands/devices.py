@@ -23,7 +23,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..capture import list_inputs
+    from ..inputs import list_inputs
 
     inputs = list_inputs()
     if not inputs:

@@ -12,8 +12,8 @@ import signal
 import sys
 import time
 
-from ..cliutil import add_json_option, add_threads_option, positive_float, positive_int, print_json
-from ._detection import add_detection_options, detection_config
+from ..cliutil import add_json_option, add_threads_option, json_line, positive_float, positive_int
+from ._options import add_detection_options, detection_config
 
 HELP = "detect keywords on a live microphone"
 DESCRIPTION = """\
@@ -37,7 +37,9 @@ examples:
 --json prints one object a line: {"type": "detection", "time": s, "label": ..., "score": ...,
 "wall_time": unix seconds}, and at the end {"type": "summary", ...}. --exec runs CMD with /bin/sh for
 each detection, with TINYEAR_LABEL, TINYEAR_SCORE and TINYEAR_TIME in its environment, one at a time
-on a thread of its own (a slow command never delays listening).
+on a thread of its own (a slow command never delays listening). Output is written by a thread of its
+own too: a program that stops reading stdout never stalls detection; lines it misses are dropped and
+counted ("unprinted" in the summary).
 """
 
 
@@ -59,9 +61,11 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ..bundle import read_bundle
-    from ..capture import Listener, NativeNoiseFilter
+    from ..capture import Listener
     from ..detector import Detector
+    from ..events import EventPrinter, event_line
     from ..hooks import HookRunner
+    from ..stderrfilter import NativeNoiseFilter
 
     bundle = read_bundle(args.bundle)
     config = detection_config(bundle, args)
@@ -71,18 +75,18 @@ def run(args) -> int:
         print(f"tinyear-device: {line}", file=sys.stderr, flush=True)
 
     hooks = HookRunner(args.exec_command, stdout=sys.stderr if args.json else None) if args.exec_command else None
+    printer = None
 
-    def on_event(event) -> None:
-        if args.json:
-            print_json({"type": "detection", **event.to_dict(), "wall_time": round(time.time(), 3)})
-        else:
-            print(f"{event.time:9.2f} s  {event.label:<14} {event.score:.3f}", flush=True)
+    def on_event(event) -> None:  # on the detector's worker: hand the line and the hook over, never wait
+        printer.submit(event_line(event, as_json=args.json, wall_time=time.time() if args.json else None))
         if hooks is not None:
             hooks.submit(event)
 
     with NativeNoiseFilter():
         listener = Listener(detector, input_spec=args.input, channel=args.channel, force_rate=args.capture_rate,
                             on_event=on_event, log=log)
+        sys.stdout.flush()
+        printer = EventPrinter(_stdout(), on_gone=listener.stop_event.set)
         interrupts = []
 
         def stop(signum, frame):
@@ -105,14 +109,27 @@ def run(args) -> int:
         summary = stats.to_dict()
         if hooks is not None:
             summary.update(exec_ran=hooks.ran, exec_failed=hooks.failed, exec_skipped=hooks.skipped)
+        summary["unprinted"] = printer.dropped
         why = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}.get(interrupts[0], "stopped") if interrupts else (
-            "duration reached" if args.duration else "stopped")
+            "stdout closed" if printer.gone else "duration reached" if args.duration else "stopped")
         if args.json:
-            print_json({"type": "summary", "reason": why, **summary})
+            printer.submit(json_line({"type": "summary", "reason": why, **summary}))
+        unwritten = printer.close()
+        if unwritten and not printer.gone:
+            log(f"{unwritten} line{'s' * (unwritten != 1)} not written: stdout was not being read")
         log(f"{why}: ran {summary['run_seconds']:.1f} s, {summary['detections']} detection{'s' * (summary['detections'] != 1)}, "
             f"{summary['overflows']} overflow{'s' * (summary['overflows'] != 1)}, {summary['reconnects']} reconnect"
             f"{'s' * (summary['reconnects'] != 1)}, CPU {summary['cpu_percent']:.1f}% of one core")
     return 0
+
+
+def _stdout():
+    """stdout's file descriptor (written with os.write: see events.EventPrinter), or the stream itself
+    when it has none (an embedding program's replacement)."""
+    try:
+        return sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return sys.stdout
 
 
 def _thresholds(config, bundle) -> str:

@@ -27,6 +27,9 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                              "reverb, speed); each epoch draws one per clip")
     parser.add_argument("--no-augment", action="store_true",
                         help="no waveform augmentation and no SpecAugment (then --variants 1 is enough)")
+    parser.add_argument("--mix-variants", type=int, default=0, metavar="M",
+                        help="mixture variants per clip on top of --variants: two clips added at a random energy "
+                             "share, labels mixed alike; a teacher judges the mixed waveform itself, cached")
     parser.add_argument("--data-seed", type=int, default=0, metavar="S",
                         help="seed of the dataset's _unknown_/_silence_ picks and of the augmented variants")
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
@@ -81,7 +84,7 @@ def data_options(args):
     augment = AugmentConfig.off() if args.no_augment else AugmentConfig()
     return DataOptions(roots=tuple(args.data), words=tuple(args.words) if args.words else None,
                        data_seed=args.data_seed, variants=args.variants, augment=augment,
-                       cache_dir=args.cache_dir, jobs=args.jobs)
+                       cache_dir=args.cache_dir, jobs=args.jobs, mix_variants=args.mix_variants)
 
 
 def command_line() -> str:

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from tinyear.device.cliutil import add_json_option, positive_float, positive_int, print_json
-from tinyear.device.commands.selftest import _non_negative_float
+from tinyear.device.cliutil import non_negative_float
 
 HELP = "copy a bundle and the device half to a Raspberry Pi over SSH, verify it there, switch to it"
 DESCRIPTION = """\
@@ -53,7 +53,7 @@ def add_arguments(parser) -> None:
                         help="dependency wheels for the device, copied along and installed without PyPI (pip --no-index)")
     parser.add_argument("--bundle-only", action="store_true", help="only replace the bundle; keep the device's installed tinyear and environment")
     parser.add_argument("--service", action="store_true", help="install and start the systemd unit tinyear-listen.service on the device")
-    parser.add_argument("--tolerance", type=_non_negative_float, default=None, metavar="P",
+    parser.add_argument("--tolerance", type=non_negative_float, default=None, metavar="P",
                         help="largest allowed probability difference between device and workstation (default: from the model, see tinyear-device selftest --help)")
     parser.add_argument("--quiet", action="store_true", help="no step-by-step progress on stderr")
     add_json_option(parser, "one JSON object with the steps, the verification and the device's state")

@@ -30,7 +30,7 @@ SERVICE_NAME = "tinyear-listen.service"
 
 def local_selftest(bundle: Path, tolerance: float | None) -> dict:
     """The workstation's self-test of the bundle; refuses a bundle that fails it here already."""
-    from tinyear.device.commands.selftest import run_selftest
+    from tinyear.device.selftest import run_selftest
 
     if not bundle.is_file():
         raise TinyearError(f"{bundle}: no such bundle file")
@@ -148,7 +148,7 @@ class _Deploy:
         return f"created, {chosen['runtime']}" + (f", {int(size) // 1024} MiB" if size.isdigit() else "")
 
     def verify(self) -> dict:
-        from tinyear.device.commands.selftest import compare
+        from tinyear.device.selftest import compare
 
         here = self.here
         tool = f"{self.probe['dir']}/envs/{self.plan['env_key']}/bin/tinyear-device"

@@ -1,21 +1,15 @@
-"""Detection options shared by `listen` and `classify --stream` (defined once, used by both).
+"""Options shared by several `tinyear-device` commands, each defined once: the detection flags of
+`listen` and `classify --stream`, and the `--runtime` choice of `classify` and `selftest`.
 
-Every option defaults to None, meaning "the bundle's value": the bundle's detection defaults hold
-unless a flag overrides them. Standard library and the device half only.
+Every detection option defaults to None, meaning "the bundle's value": the bundle's detection defaults
+hold unless a flag overrides them. The runtime names come from `tinyear.device.runtime`.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from ..cliutil import positive_float, unit_float
-
-
-def non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+from ..cliutil import non_negative_float, positive_float, unit_float
 
 
 def add_detection_options(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +26,14 @@ def add_detection_options(parser: argparse.ArgumentParser) -> None:
 
 def detection_config(bundle, args):
     """The DetectionConfig for `bundle` with the flags in `args` applied (TinyearError if unusable)."""
-    from ..detector import DetectionConfig
+    from ..detection import DetectionConfig
 
     return DetectionConfig.from_bundle(bundle, threshold=args.threshold, smoothing_ms=args.smoothing,
                                        refractory_ms=args.refractory, hop_ms=args.hop)
+
+
+def add_runtime_option(parser: argparse.ArgumentParser) -> None:
+    from ..runtime import RUNTIME_NAMES
+
+    parser.add_argument("--runtime", choices=RUNTIME_NAMES, default=None,
+                        help="force a TFLite runtime (default: the first installed)")

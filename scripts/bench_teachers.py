@@ -1,0 +1,218 @@
+"""Teacher benchmark: the same student distilled from each teacher (none, the built-in CNN, KWT-1, DS-CNN-L,
+their ensemble, the speech_embedding backbone), per recipe and seed, scored on real speech (Speech
+Commands v2 test, public part: EVALUATION ONLY; checkpoints and settings are chosen on the validation
+split by the training code), with each teacher's own accuracy and single-thread latency beside the
+student's.
+
+Each invocation appends one JSON line per trained student to --results (finished runs are reused), and
+measures each teacher once (cached in --results too); `--table` renders the Markdown of
+docs/BENCHMARKS.md.
+
+    python scripts/bench_teachers.py --recipe real --teachers none kwt1 dscnn-l ensemble --seeds 0
+    python scripts/bench_teachers.py --table
+
+Teachers: `none` (the baseline), `cnn` (a run folder of `tinyear teacher`, --cnn-run), `kwt1`
+(../shared/teachers/kwt1/model.tflite), `dscnn-l` (../shared/teachers/dscnn-l/model.pb, needs the
+tensorflow extra), `ensemble` (both, `_silence_` from the labels), `backbone` (a speech_embedding
+teacher run folder, --backbone-run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+SHARED = ROOT.parent / "shared"
+TEACHERS = SHARED / "teachers"
+OTHER_SPEECH = SHARED / "data" / "other-speech"
+
+from bench_distill import REAL_TEST, recipe_roots, score  # noqa: E402
+
+
+def teacher_specs(name: str, args) -> tuple[list[str] | None, list[str]]:
+    """(specs, --teacher-class pairs) of a teacher name."""
+    kwt, dscnn = str(TEACHERS / "kwt1" / "model.tflite"), str(TEACHERS / "dscnn-l" / "model.pb")
+    return {
+        "none": (None, []),
+        "cnn": ([args.cnn_run], []),
+        "kwt1": ([kwt], ["_silence_=labels"] if args.silence_from_labels else []),
+        "dscnn-l": ([dscnn], ["_silence_=labels"] if args.silence_from_labels else []),
+        "ensemble": ([kwt, dscnn], ["_silence_=labels"]),
+        "backbone": ([args.backbone_run], []),
+    }[name]
+
+
+def real_waves(words):
+    from tinyear.device.features import DEFAULT_CONFIG
+    from tinyear.host.data import load_dataset
+
+    ds = load_dataset(REAL_TEST, words, only_split="test", unknown_ratio=None, silence_ratio=None, quiet=True)
+    x, y = ds.arrays("test", DEFAULT_CONFIG, progress=False)
+    return x, y, list(ds.labels)
+
+
+def teacher_on_real(name: str, specs, classes, labels, waves, y) -> dict:
+    """The teacher's own accuracy on real speech (in the student's labels) and its median per-clip time."""
+    import torch
+
+    from tinyear.host.ensemble import load_teachers
+    from tinyear.host.train import accuracy_metrics
+
+    torch.set_num_threads(1)
+    teacher, label_map = load_teachers(specs, labels, None, classes)
+    outs, times = [], []
+    for s in range(0, len(waves), 32):
+        t0 = time.perf_counter()
+        outs.append(label_map.log_probs(teacher(waves[s : s + 32])).numpy())
+        times.append((time.perf_counter() - t0) / len(waves[s : s + 32]))
+    logp = np.concatenate(outs)
+    logp = np.where(np.isfinite(logp), logp, -1e9)
+    m = accuracy_metrics(logp, y, labels)
+    return {"teacher": name, "real_accuracy": m["accuracy"], "real_per_class": m["per_class"],
+            "ms_per_clip": 1000 * float(np.median(times)), "kind": teacher.kind}
+
+
+def student_latency(run_dir: Path) -> float:
+    """Median single-thread invoke time of the run's model as int8 TFLite (ms): exported once, in memory."""
+    from tinyear.device.runtime import Model
+    from tinyear.host.export import ExportOptions, export_run
+
+    bundle = run_dir / "bench.tinyear"
+    if not bundle.exists():
+        export_run(run_dir, bundle, ExportOptions(calibration=200, progress=False))
+    from tinyear.device.bundle import read_bundle
+
+    b = read_bundle(bundle)
+    model = Model(b.model, num_threads=1)
+    x = np.zeros((1, *model.feature_shape), np.float32)
+    for _ in range(20):
+        model.predict(x)
+    times = []
+    for _ in range(200):
+        t0 = time.perf_counter()
+        model.predict(x)
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", choices=["synth", "real"])
+    parser.add_argument("--teachers", nargs="+", default=["none", "kwt1", "dscnn-l", "ensemble"])
+    parser.add_argument("--students", nargs="+", default=["dscnn-m"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--synthetic-alpha", type=float, default=None)
+    parser.add_argument("--temperature", type=float, default=4.0)
+    parser.add_argument("--other-speech", action="store_true", help="add ../shared/data/other-speech (real "
+                        "non-keyword speech) to the training data")
+    parser.add_argument("--silence-from-labels", action="store_true", help="single pretrained teachers too")
+    parser.add_argument("--cnn-run", default=str(ROOT / "runs" / "bench" / "real" / "teacher"))
+    parser.add_argument("--backbone-run", default=str(ROOT / "runs" / "backbone-teacher"))
+    parser.add_argument("--tag", default="")
+    parser.add_argument("--out", default=str(ROOT / "runs" / "bench-teachers"))
+    parser.add_argument("--data-dir", default=str(ROOT / "data"))
+    parser.add_argument("--results", default=str(ROOT / "runs" / "bench-teachers" / "results.jsonl"))
+    parser.add_argument("--teachers-only", action="store_true", help="measure the teachers themselves, train nothing")
+    parser.add_argument("--table", action="store_true")
+    args = parser.parse_args()
+    results = Path(args.results)
+    if args.table:
+        print(render_table(results))
+        return
+    if not args.recipe:
+        parser.error("--recipe is required (or --table)")
+    os.environ.setdefault("TINYEAR_CACHE", str(ROOT / "runs" / "cache"))
+
+    from tinyear.host.distill import DataOptions, distill
+    from tinyear.host.train import TrainConfig
+
+    roots = [] if args.teachers_only else recipe_roots(args.recipe, Path(args.data_dir))
+    if args.other_speech:
+        roots.append(str(OTHER_SPEECH))
+    data = DataOptions(roots=tuple(roots))
+    results.parent.mkdir(parents=True, exist_ok=True)
+    command = " ".join(["python scripts/bench_teachers.py", *sys.argv[1:]])
+    done_teachers = set()
+    if results.exists():
+        done_teachers = {json.loads(x).get("teacher") for x in results.read_text().splitlines()
+                         if x.strip() and json.loads(x).get("row") == "teacher"}
+    waves = None
+    for name in args.teachers:
+        specs, classes = teacher_specs(name, args)
+        if specs is None or name in done_teachers:
+            continue
+        if waves is None:
+            from tinyear.host.data import WORDS
+
+            waves, y, labels = real_waves(WORDS)
+        line = {"row": "teacher", **teacher_on_real(name, specs, classes, labels, waves, y), "command": command}
+        with open(results, "a") as f:
+            f.write(json.dumps(line) + "\n")
+        print(f"teacher {name}: real {line['real_accuracy']:.3f}, {line['ms_per_clip']:.2f} ms/clip", flush=True)
+    for student in ([] if args.teachers_only else args.students):
+        for seed in args.seeds:
+            for name in args.teachers:
+                specs, classes = teacher_specs(name, args)
+                cfg = TrainConfig(epochs=args.epochs, seed=seed,
+                                  alpha=0.0 if specs is None else args.alpha, temperature=args.temperature,
+                                  teacher_mode="none" if specs is None else "cached",
+                                  synthetic_alpha=None if specs is None else args.synthetic_alpha)
+                run_dir = Path(args.out) / args.recipe / f"{student}-{name}{args.tag}-s{seed}"
+                t0 = time.time()
+                info = distill(roots, run_dir, student=student, teacher=specs, data=data, config=cfg,
+                               teacher_classes=classes, resume=(run_dir / "last.pt").exists(), progress=False)
+                real = score(run_dir)
+                line = {"row": "student", "recipe": args.recipe, "teacher": name, "student": student, "seed": seed,
+                        "tag": args.tag, "params": info["params"], "run": str(run_dir),
+                        "validation_accuracy": info["metrics"]["validation"]["accuracy"],
+                        "real_accuracy": real["accuracy"], "real_per_class": real["per_class"],
+                        "int8_ms": student_latency(run_dir), "wall_seconds": info["wall_seconds"],
+                        "alpha": cfg.alpha, "synthetic_alpha": cfg.synthetic_alpha, "other_speech": args.other_speech,
+                        "command": command}
+                with open(results, "a") as f:
+                    f.write(json.dumps(line) + "\n")
+                print(f"{args.recipe} {student} <- {name} seed {seed}: val {line['validation_accuracy']:.3f} "
+                      f"real {line['real_accuracy']:.3f} ({time.time() - t0:.0f} s)", flush=True)
+
+
+def render_table(path: Path) -> str:
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    teachers = {r["teacher"]: r for r in rows if r.get("row") == "teacher"}
+    groups: dict = {}
+    for r in rows:
+        if r.get("row") == "student":
+            groups.setdefault((r["recipe"], r["student"], r["teacher"], r.get("tag", "")), {})[r["seed"]] = r
+
+    def ms(values):
+        values = [100 * v for v in values]
+        return f"{np.mean(values):.1f} ± {np.std(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
+
+    out = ["| recipe | student | teacher | seeds | val acc | real speech | on / off / _unknown_ (real) | "
+           "teacher real | teacher ms | student int8 ms | speed ratio |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (recipe, student, teacher, tag), by_seed in sorted(groups.items()):
+        rs = list(by_seed.values())
+        def pc(label, rs=rs):
+            return np.mean([r["real_per_class"][label] for r in rs])
+        t = teachers.get(teacher)
+        s_ms = np.mean([r["int8_ms"] for r in rs])
+        t_acc = "" if not t else f"{100 * t['real_accuracy']:.1f}"
+        t_ms = "" if not t else f"{t['ms_per_clip']:.2f}"
+        ratio = "" if not t else f"{t['ms_per_clip'] / s_ms:.0f}x"
+        out.append(f"| {recipe} | {student} | {teacher}{tag} | {len(rs)} | {ms([r['validation_accuracy'] for r in rs])} | "
+                   f"{ms([r['real_accuracy'] for r in rs])} | {100 * pc('on'):.0f} / {100 * pc('off'):.0f} / "
+                   f"{100 * pc('_unknown_'):.0f} | {t_acc} | {t_ms} | {s_ms:.3f} | {ratio} |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()
