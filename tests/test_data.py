@@ -258,7 +258,7 @@ def test_cli_reports_and_bad_inputs(tmp_path):
 def test_real_mini_train_loads(tmp_path):
     ds = load_dataset(MINI, cache_dir=tmp_path / "c")
     s = ds.summary()
-    assert s["sources"]["yes"] == {"real": 600} and s["sources"]["on"] == {"real": 8} and s["sources"]["off"] == {"real": 7}
+    assert s["sources"]["yes"] == {"real": 599} and s["sources"]["on"] == {"real": 8} and s["sources"]["off"] == {"real": 7}
     assert s["noise"] == {"source": "real", "recordings": 6, "train_seconds": s["noise"]["train_seconds"]}
     assert 300 < s["noise"]["train_seconds"] < 330  # 80% of about 6.7 minutes
     by_speaker = defaultdict(set)

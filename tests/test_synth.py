@@ -178,7 +178,7 @@ def test_fill_missing_on_the_real_mini_train(tmp_path):
     assert "filled on: 8 real + 12 synthetic" in text and "filled off: 7 real + 12 synthetic" in text
     assert "filled _unknown_" not in text  # 260 real clips already exceed 0.4 x an average word
     s = ds.summary()
-    assert s["sources"]["on"] == {"real": 8, "synthetic": 12} and s["sources"]["yes"] == {"real": 600}
+    assert s["sources"]["on"] == {"real": 8, "synthetic": 12} and s["sources"]["yes"] == {"real": 599}
     assert s["noise"]["source"] == "real" and s["noise"]["recordings"] == 6
 
 
