@@ -19,7 +19,7 @@ What a user's own script needs is importable from here, and loaded only when fir
 
 from __future__ import annotations
 
-import importlib
+from .lazy import public_api
 
 __version__ = "0.1.0"
 
@@ -39,13 +39,4 @@ _PUBLIC = {
 __all__ = ["__version__", *_PUBLIC]
 
 
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        value = getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
-        globals()[name] = value  # once loaded, a plain attribute
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_PUBLIC})
+__getattr__, __dir__ = public_api(__name__, {name: (module, name) for name, module in _PUBLIC.items()})

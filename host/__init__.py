@@ -27,8 +27,8 @@ when first used (importing `tinyear.host` itself loads neither torch nor numpy):
 
 from __future__ import annotations
 
-import importlib
 import os
+from tinyear.device.lazy import public_api
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -58,14 +58,4 @@ _PUBLIC = {
 __all__ = list(_PUBLIC)
 
 
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        module, attr = _PUBLIC[name]
-        value = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
-        globals()[name] = value  # once loaded, a plain attribute
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_PUBLIC})
+__getattr__, __dir__ = public_api(__name__, _PUBLIC)

@@ -13,8 +13,6 @@ Imports torch and every `tinyear.host` training module; the command modules impo
 
 from __future__ import annotations
 
-from . import ompwait  # noqa: F401  (before torch: see the module)
-
 import dataclasses
 import platform
 import sys

@@ -21,7 +21,6 @@ Imports torch; the teachers through `tinyear.host.teachers`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
@@ -29,6 +28,7 @@ import torch
 from torch import nn
 
 from tinyear.device.errors import TinyearError
+from tinyear.device.fileio import sha256_bytes
 
 from .labelmap import LabelMap
 from .teachers import Teacher, load_teacher, split_options
@@ -122,7 +122,7 @@ class EnsembleModule(nn.Module):
 def _identity(members, weights, sources, student_labels) -> str:
     blob = json.dumps({"members": [m.identity for m in members], "weights": weights,
                        "sources": {k: str(v) for k, v in sorted(sources.items())}, "labels": student_labels})
-    return "ensemble-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return "ensemble-" + sha256_bytes(blob.encode())[:16]
 
 
 def load_teachers(specs, student_labels, label_maps=None, class_sources=None) -> tuple[Teacher, LabelMap]:

@@ -16,8 +16,6 @@ computed by the same function. Imports torch only.
 
 from __future__ import annotations
 
-from . import ompwait  # noqa: F401  (before torch: see the module)
-
 import torch
 import torch.nn.functional as F
 

@@ -22,8 +22,6 @@ only inside `tfteachers`. Never the training loop.
 
 from __future__ import annotations
 
-from . import ompwait  # noqa: F401  (before torch: see the module)
-
 import hashlib
 import importlib
 import importlib.util
@@ -347,12 +345,11 @@ def resolved_spec(spec: str) -> str:
     anywhere."""
     body, options = split_options(str(spec))
     kind, rest = teacher_kind(body)
-    if kind != "factory" or rest.partition(":")[0].endswith(".py"):
-        if kind == "factory":
-            target, _, func = rest.rpartition(":")
-            rest = f"{Path(target).resolve()}:{func}"
-        else:
-            rest = str(Path(rest).resolve())
+    if kind != "factory":
+        rest = str(Path(rest).resolve())
+    elif rest.rpartition(":")[0].endswith(".py"):  # a factory in a file: the file's path, made absolute
+        target, _, func = rest.rpartition(":")
+        rest = f"{Path(target).resolve()}:{func}"
     explicit = body.partition(":")[0] == kind
     return (f"{kind}:" if explicit else "") + rest + "".join(f",{k}={v}" for k, v in options.items())
 

@@ -84,13 +84,13 @@ class ScoresModule(nn.Module):
         return torch.from_numpy(scores)
 
 
-def _decide_scores(run, samples: int, scores: str, where: str) -> bool:
-    """True when the model's outputs are probabilities (said, or detected on two probe clips)."""
+def _decide_scores(probe: np.ndarray, scores: str, where: str) -> bool:
+    """True when the model's outputs are probabilities: said, or detected on the probe clips' outputs."""
     if scores not in SCORES:
         raise TinyearError(f"{where}: scores={scores} must be one of {', '.join(SCORES)}")
     if scores != "auto":
         return scores == "probs"
-    return _is_probs(np.asarray(run(_probe_waves(samples)), dtype=np.float64))
+    return _is_probs(np.asarray(probe, dtype=np.float64))
 
 
 # -- TFLite ---------------------------------------------------------------------------------------------
@@ -162,7 +162,7 @@ def load_tflite_teacher(spec: str, options: dict):
             feats = np.stack([log_mel(fit_clip(w, DEFAULT_CONFIG), DEFAULT_CONFIG) for w in waves])
             return model.predict(feats[..., None] if len(model.feature_shape) == 3 else feats)
         samples = DEFAULT_CONFIG.clip_samples
-    probs = _decide_scores(run, samples, options.get("scores", "auto"), str(path))
+    probs = _decide_scores(run(_probe_waves(samples)), options.get("scores", "auto"), str(path))
     info = {"input": kind, "scores": "probs" if probs else "logits", "runtime": model.runtime,
             "quantized": model.quantized}
     feature_model = TFLiteFeatureModel(model, probs) if kind == "features" else None
@@ -243,8 +243,7 @@ def load_graph_teacher(spec: str, options: dict):
             rows.append(np.asarray(session.run(out_tensor, {in_tensor: feed})).reshape(-1))
         return np.stack(rows)
 
-    _check_width(run, samples, labels, path)
-    probs = _decide_scores(run, samples, options.get("scores", "auto"), str(path))
+    probs = _decide_scores(_probe(run, samples, labels, path), options.get("scores", "auto"), str(path))
     info = {"input": in_name, "output": out_name, "scores": "probs" if probs else "logits",
             "tensorflow": tf.__version__}
     return Teacher(kind="tf", source=str(path), labels=labels, module=ScoresModule(run, probs),
@@ -291,17 +290,17 @@ def load_savedmodel_teacher(spec: str, options: dict):
             rows.append(np.asarray(out[key]).reshape(-1 if as_wav else len(waves), len(labels)))
         return np.concatenate(rows) if not as_wav else np.stack([r.reshape(-1) for r in rows])
 
-    _check_width(run, samples, labels, folder)
-    probs = _decide_scores(run, samples, options.get("scores", "auto"), str(folder))
+    probs = _decide_scores(_probe(run, samples, labels, folder), options.get("scores", "auto"), str(folder))
     info = {"signature": name, "scores": "probs" if probs else "logits", "tensorflow": tf.__version__}
     weights = sorted(p for p in folder.rglob("*") if p.is_file())
     return Teacher(kind="savedmodel", source=str(folder), labels=labels, module=ScoresModule(run, probs),
                    identity=file_identity(weights, labels, f"savedmodel {name} {info['scores']}"), info=info)
 
 
-def _check_width(run, samples: int, labels: list[str], where: Path) -> None:
+def _probe(run, samples: int, labels: list[str], where: Path) -> np.ndarray:
+    """The outputs on the probe clips, after checking the teacher runs and gives one score a label."""
     try:
-        out = np.asarray(run(_probe_waves(samples)[:1]))
+        out = np.asarray(run(_probe_waves(samples)))
     except TinyearError:
         raise
     except Exception as exc:  # noqa: BLE001  (a graph that cannot run: missing op, wrong input)
@@ -310,3 +309,4 @@ def _check_width(run, samples: int, labels: list[str], where: Path) -> None:
     if out.shape[-1] != len(labels):
         raise TinyearError(f"{where}: {len(labels)} labels for {out.shape[-1]} outputs; give the model's own labels "
                            "file (one label a line, in output order)")
+    return out

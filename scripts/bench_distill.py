@@ -155,6 +155,12 @@ def main() -> None:
                                                "teacher_mode": cfg.teacher_mode, "mixup": cfg.mixup})
 
 
+def ms(values) -> str:
+    """Fractions as percent: "mean ± sd" over seeds, or the one value."""
+    values = [100 * v for v in values]
+    return f"{np.mean(values):.1f} ± {np.std(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
+
+
 def render_table(path: Path) -> str:
     """Mean +- standard deviation over seeds, per recipe and model."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -163,10 +169,6 @@ def render_table(path: Path) -> str:
         groups.setdefault((r["recipe"], r["model"], r.get("tag", "")), {})[r["seed"]] = r  # last line per seed wins
     out = ["| recipe | model | params | MACs | seeds | val acc | synthetic/own test acc | real speech acc | train time |",
            "|---|---|---|---|---|---|---|---|---|"]
-
-    def ms(values):
-        values = [100 * v for v in values]
-        return f"{np.mean(values):.1f} ± {np.std(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
 
     for (recipe, model, tag), by_seed in sorted(groups.items()):
         rs = list(by_seed.values())

@@ -34,7 +34,7 @@ SHARED = ROOT.parent / "shared"
 TEACHERS = SHARED / "teachers"
 OTHER_SPEECH = SHARED / "data" / "other-speech"
 
-from bench_distill import REAL_TEST, recipe_roots, score  # noqa: E402
+from bench_distill import REAL_TEST, ms, recipe_roots, score  # noqa: E402
 
 
 def teacher_specs(name: str, args) -> tuple[list[str] | None, list[str]]:
@@ -192,10 +192,6 @@ def render_table(path: Path) -> str:
     for r in rows:
         if r.get("row") == "student":
             groups.setdefault((r["recipe"], r["student"], r["teacher"], r.get("tag", "")), {})[r["seed"]] = r
-
-    def ms(values):
-        values = [100 * v for v in values]
-        return f"{np.mean(values):.1f} ± {np.std(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
 
     out = ["| recipe | student | teacher | seeds | val acc | real speech | on / off / _unknown_ (real) | "
            "teacher real | teacher ms | student int8 ms | speed ratio |", "|---|---|---|---|---|---|---|---|---|---|---|"]
