@@ -41,7 +41,7 @@ _PUBLIC = {
     "fill_missing": ("fill", "fill_missing"),
     "TrainConfig": ("trainconfig", "TrainConfig"),
     "AugmentConfig": ("augment", "AugmentConfig"),
-    "DataOptions": ("distill", "DataOptions"),
+    "DataOptions": ("trainconfig", "DataOptions"),
     "train_teacher": ("distill", "train_teacher"),
     "distill_student": ("distill", "distill"),
     "load_teacher": ("teachers", "load_teacher"),

@@ -14,43 +14,27 @@ Imports torch and every `tinyear.host` training module; the command modules impo
 from __future__ import annotations
 
 import dataclasses
-import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from tinyear.device import __version__
 from tinyear.device.errors import TinyearError
 from tinyear.device.features import DEFAULT_CONFIG, fingerprint
+from tinyear.device.fileio import tool_versions
 
 from . import runs
-from .augment import AugmentConfig
 from .students import STUDENTS, build_student, count_macs, count_params
 from .ensemble import load_teachers
 from .teachers import resolved_spec
 from .labelmap import LabelMap
 from .teacher_arch import DEFAULT_TEACHER_ARCH, TEACHER_ARCHS_REGISTRY, build_teacher_arch
 from .train import TrainConfig, accuracy_metrics, fit, pick_device, predict
+from .trainconfig import DataOptions, teacher_config  # DataOptions: re-exported
 
-DEFAULT_VARIANTS = 4
-
-
-@dataclass(frozen=True)
-class DataOptions:
-    """Which clips and how they are turned into training features."""
-
-    roots: tuple[str, ...]
-    words: tuple[str, ...] | None = None  # None: the Speech Commands ten
-    data_seed: int = 0
-    variants: int = DEFAULT_VARIANTS
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    cache_dir: str | None = None
-    jobs: int | None = None
-    mix_variants: int = 0  # mixture variants per clip (featcache.mixture_plan): what a waveform teacher judges
 
 
 def _prepare_out(out: Path, resume: bool, force: bool) -> str:
@@ -211,7 +195,7 @@ def train_run(out, data: DataOptions, config: TrainConfig, *, kind: str, arch_na
         "feature_seconds": round(features.seconds, 2), "train_seconds": result["train_seconds"],
         "epoch_seconds": result["epoch_seconds"],
         "wall_seconds": round(time.perf_counter() - wall0, 2), "device": str(dev),
-        "versions": {"tinyear": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "versions": tool_versions("torch"),
         "frontend_fingerprint": fingerprint(features.frontend),
     }
     runs.write_run_json(out, info)
@@ -221,7 +205,7 @@ def train_run(out, data: DataOptions, config: TrainConfig, *, kind: str, arch_na
 def train_teacher(data_roots, out, *, arch: str = DEFAULT_TEACHER_ARCH, **kwargs) -> dict:
     """`tinyear teacher`: the built-in teacher on labels alone (see `train_run` for the options)."""
     data = kwargs.pop("data", None) or DataOptions(roots=tuple(str(r) for r in data_roots))
-    config = kwargs.pop("config", None) or TrainConfig(epochs=12, lr=3e-3, batch_size=64, patience=4)
+    config = kwargs.pop("config", None) or teacher_config()
     return train_run(out, data, config, kind="teacher", arch_name=arch, teacher_spec=None, **kwargs)
 
 

@@ -28,7 +28,7 @@ from tinyear.device.fileio import atomic_write_text
 
 from .defaults import PIPELINE_STUDENT
 from .progress import Steps, format_seconds
-from .trainconfig import TrainConfig
+from .trainconfig import TrainConfig, teacher_config
 
 PIPELINE_JSON = "pipeline.json"
 BUNDLE_NAME = "keywords.tinyear"
@@ -216,7 +216,7 @@ class _Pipeline:
 
     def _train(self, run_dir: Path, skip: bool, fn, **kw) -> dict:
         from . import runs
-        from .distill import DataOptions
+        from .trainconfig import DataOptions
 
         if skip:
             return json.loads((run_dir / runs.RUN_JSON).read_text())
@@ -229,7 +229,7 @@ class _Pipeline:
         from .distill import train_teacher
 
         c = self.config
-        cfg = TrainConfig(epochs=c.teacher_epochs, lr=3e-3, batch_size=64, patience=4, seed=c.seed)
+        cfg = teacher_config(epochs=c.teacher_epochs, seed=c.seed)
         return self._train(self.paths["teacher"], skip, train_teacher, arch=c.teacher_arch, config=cfg)
 
     def _student_config(self):

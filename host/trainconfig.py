@@ -1,9 +1,10 @@
-"""`TrainConfig`: every number that shapes a training run, in a module that imports no torch, so that
-the commands can show its defaults in `--help` without loading it (the training loop is `train.fit`)."""
+"""`TrainConfig` and `DataOptions`: every number that shapes a training run and the data it sees, in a
+module that imports no torch, so that the commands show their defaults in `--help` without loading it
+(the training loop is `train.fit`). The built-in teacher's recipe (`TEACHER_RECIPE`) lives here too."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 BALANCE = ("none", "class", "source")
 TEACHER_MODES = ("none", "cached", "online")
@@ -63,6 +64,40 @@ class TrainConfig:
             raise ValueError("mixup needs the teacher online (cached outputs are of unmixed clips)")
 
 
-def defaults() -> dict:
-    """Field name -> default, read from the dataclass (without constructing one)."""
-    return {f.name: f.default for f in fields(TrainConfig)}
+TEACHER_RECIPE = {"epochs": 12, "patience": 4, "lr": 3e-3, "batch_size": 64}
+"""How the built-in teacher trains (`tinyear teacher`, the pipeline's teacher step, `train_teacher`):
+a larger network that converges in fewer epochs than a student."""
+
+
+def teacher_config(**overrides) -> TrainConfig:
+    """The teacher's TrainConfig: TEACHER_RECIPE, then `overrides` (seed, epochs, ...)."""
+    return TrainConfig(**{**TEACHER_RECIPE, **overrides})
+
+
+def _default_augment():
+    from .augment import AugmentConfig  # numpy and scipy, loaded when a DataOptions is made
+
+    return AugmentConfig()
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Which clips and how they are turned into training features."""
+
+    roots: tuple[str, ...]
+    words: tuple[str, ...] | None = None
+    """None: the Speech Commands ten."""
+    data_seed: int = 0
+    """Seed of the dataset's _unknown_/_silence_ picks and of the augmented variants."""
+    variants: int = 4
+    """Augmented copies of each training clip, made once and cached; each epoch draws one per clip."""
+    augment: "AugmentConfig" = field(default_factory=_default_augment)  # noqa: F821
+    cache_dir: str | None = None
+    jobs: int | None = None
+    mix_variants: int = 0
+    """Mixture variants per clip (featcache.mixture_plan): what a waveform teacher judges."""
+
+
+def defaults(cls=TrainConfig) -> dict:
+    """Field name -> default of a dataclass here (TrainConfig or DataOptions), read without making one."""
+    return {f.name: f.default for f in fields(cls)}

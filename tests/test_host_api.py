@@ -5,24 +5,28 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import train_data
 
-# The example a README can show (tones stand in for keywords so that it runs in seconds): distil a
-# student on labels alone, export it to a verified int8 bundle.
-EXAMPLE = """\
-from tinyear.host import DataOptions, ExportOptions, TrainConfig, distill_student, export_run
+ROOT = Path(__file__).resolve().parents[1]
 
-data = DataOptions(roots=("tones",), words=("low", "high"), variants=1)
-info = distill_student(["tones"], "runs/student", student="dscnn-s", teacher=None, data=data,
-                       config=TrainConfig(epochs=2, batch_size=16), progress=False)
-result = export_run("runs/student", "tones.tinyear", ExportOptions(calibration=30, progress=False))
-print(info["metrics"]["validation"]["accuracy"], result["metrics"]["int8_accuracy"], result["bundle"])
-"""
+
+def readme_example() -> str:
+    """The second python block under the README's "Use it from Python" heading (the first is the
+    device's): tones stand in for keywords so that it runs in seconds."""
+    section = (ROOT / "README.md").read_text().split("## Use it from Python", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) >= 2, "no host example (second python block) in the README's 'Use it from Python'"
+    return blocks[1]
+
+
+EXAMPLE = readme_example()
 
 
 def test_public_names_resolve_to_their_homes():

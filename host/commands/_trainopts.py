@@ -12,25 +12,26 @@ import sys
 
 from tinyear.device.cliutil import add_json_option, positive_float, positive_int, print_json, unit_float
 from tinyear.host.cache import RULE as CACHE_RULE
-from tinyear.host.trainconfig import BALANCE, TrainConfig, defaults as train_defaults
+from tinyear.host.trainconfig import BALANCE, DataOptions, TrainConfig, defaults as train_defaults
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    d = train_defaults(DataOptions)
     parser.add_argument("data", metavar="DATA", nargs="+",
                         help="dataset folder(s), a folder per word (several: their union, e.g. real + synthetic fill)")
     parser.add_argument("--out", required=True, metavar="DIR", help="run folder to write (best.pt, last.pt, log.csv, "
                         "curves.png, run.json)")
     parser.add_argument("--words", nargs="+", default=None, metavar="WORD",
                         help="keywords (default: yes no up down left right on off stop go)")
-    parser.add_argument("--variants", type=positive_int, default=4, metavar="K",
+    parser.add_argument("--variants", type=positive_int, default=d["variants"], metavar="K",
                         help="augmented copies of each training clip, made once and cached (noise, shift, gain, "
                              "reverb, speed); each epoch draws one per clip")
     parser.add_argument("--no-augment", action="store_true",
                         help="no waveform augmentation and no SpecAugment (then --variants 1 is enough)")
-    parser.add_argument("--mix-variants", type=int, default=0, metavar="M",
+    parser.add_argument("--mix-variants", type=int, default=d["mix_variants"], metavar="M",
                         help="mixture variants per clip on top of --variants: two clips added at a random energy "
                              "share, labels mixed alike; a teacher judges the mixed waveform itself, cached")
-    parser.add_argument("--data-seed", type=int, default=0, metavar="S",
+    parser.add_argument("--data-seed", type=int, default=d["data_seed"], metavar="S",
                         help="seed of the dataset's _unknown_/_silence_ picks and of the augmented variants")
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
                         help=f"where cached features go (the rule: {CACHE_RULE})")
@@ -79,7 +80,6 @@ def train_config(**kwargs):
 
 def data_options(args):
     from tinyear.host.augment import AugmentConfig
-    from tinyear.host.distill import DataOptions
 
     augment = AugmentConfig.off() if args.no_augment else AugmentConfig()
     return DataOptions(roots=tuple(args.data), words=tuple(args.words) if args.words else None,

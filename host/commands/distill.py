@@ -9,6 +9,7 @@ from __future__ import annotations
 from tinyear.device.cliutil import unit_float, positive_float
 from tinyear.device.errors import TinyearError
 
+from ..defaults import DEFAULT_STUDENT
 from ._trainopts import add_data_arguments, add_loop_arguments, command_line, data_options, report, train_config
 
 HELP = "train a small student from a teacher (knowledge distillation), or alone with --no-teacher"
@@ -67,7 +68,7 @@ def add_arguments(parser) -> None:
                      help="teacher: run folder, .tflite, .pb, SavedModel, TorchScript file, Hugging Face folder or "
                           "module:function, with ,key=value options; repeat for an ensemble")
     who.add_argument("--no-teacher", action="store_true", help="the baseline: labels only, same code, alpha = 0")
-    parser.add_argument("--student", default="dscnn-m", help="registered student (see above)")
+    parser.add_argument("--student", default=DEFAULT_STUDENT, help="registered student (see above)")
     parser.add_argument("--alpha", type=unit_float, default=None,
                         help="weight of the distillation term, 0..1 (default 0.5 with a teacher)")
     parser.add_argument("--temperature", type=positive_float, default=None, metavar="T",
@@ -83,7 +84,7 @@ def add_arguments(parser) -> None:
                         help="where a class's target comes from: LABEL=labels (no teacher) or LABEL=N (teacher N)")
     parser.add_argument("--synthetic-alpha", type=unit_float, default=None, metavar="A",
                         help="alpha on synthetic clips (default: --alpha)")
-    add_loop_arguments(parser, epochs=30, patience=8, lr=3e-3)
+    add_loop_arguments(parser)
 
 
 def run(args) -> int:

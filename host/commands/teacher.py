@@ -5,6 +5,7 @@ A thin shell over `tinyear.host.distill.train_teacher` (the same loop `tinyear d
 
 from __future__ import annotations
 
+from ..trainconfig import TEACHER_RECIPE
 from ._trainopts import add_data_arguments, add_loop_arguments, command_line, data_options, report, train_config
 
 HELP = "train the built-in large CNN teacher (>= 1M parameters) on a dataset"
@@ -30,7 +31,7 @@ examples:
 def add_arguments(parser) -> None:
     add_data_arguments(parser)
     parser.add_argument("--arch", default="cnn-teacher", help="built-in teacher architecture (cnn-teacher)")
-    add_loop_arguments(parser, epochs=12, patience=4, lr=3e-3)
+    add_loop_arguments(parser, **{k: TEACHER_RECIPE[k] for k in ("epochs", "patience", "lr")})
 
 
 def run(args) -> int:
