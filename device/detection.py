@@ -3,19 +3,16 @@
 `DEFAULT_DETECTION` is the one home of the defaults: a bundle exported without calibrated values gets
 them, a bundle read from disk is completed with them, and `DetectionConfig`'s fields default to them.
 `DetectionConfig.from_bundle` takes a bundle's values with the user's overrides and checks that they
-can run with the bundle's frontend. Standard library only (the bundle type is only named).
+can run with the bundle's frontend. Standard library only: a bundle comes in as an argument (any object with `.detection` and `.frontend`,
+in practice a `tinyear.device.bundle.Bundle`), never through an import.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from .errors import TinyearError
 from .labels import NON_KEYWORDS
-
-if TYPE_CHECKING:
-    from .bundle import Bundle
 
 DEFAULT_DETECTION = {
     "threshold": 0.8,  # smoothed probability a keyword must reach
@@ -59,7 +56,7 @@ class DetectionConfig:
         return float(self.per_class_threshold.get(label, self.threshold))
 
     @classmethod
-    def from_bundle(cls, bundle: "Bundle", *, threshold: float | None = None, smoothing_ms: float | None = None,
+    def from_bundle(cls, bundle, *, threshold: float | None = None, smoothing_ms: float | None = None,
                     refractory_ms: float | None = None, hop_ms: float | None = None) -> "DetectionConfig":
         """The bundle's detection defaults, with any argument that is not None overriding them.
         A `threshold` given here replaces the per-class thresholds too: the user asked for that value."""
@@ -75,7 +72,7 @@ class DetectionConfig:
         config.check(bundle)
         return config
 
-    def check(self, bundle: "Bundle") -> None:
+    def check(self, bundle) -> None:
         """Raise TinyearError (one line) if these settings cannot run with this bundle's frontend."""
         fe = bundle.frontend
         frames = self.hop_ms / fe.hop_ms

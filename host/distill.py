@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from tinyear.device.errors import TinyearError
-from tinyear.device.features import DEFAULT_CONFIG, fingerprint
+from tinyear.device.features import fingerprint
 from tinyear.device.fileio import tool_versions
 
 from . import runs

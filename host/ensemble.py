@@ -31,7 +31,8 @@ from tinyear.device.errors import TinyearError
 from tinyear.device.fileio import sha256_bytes
 
 from .labelmap import LabelMap
-from .teachers import Teacher, load_teacher, split_options
+from .teacher_base import Teacher
+from .teachers import load_teacher, split_options
 
 
 def parse_label_maps(pairs, count: int) -> list[dict[str, str]]:

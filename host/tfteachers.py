@@ -37,7 +37,7 @@ from torch import nn
 from tinyear.device.errors import TinyearError
 from tinyear.device.fileio import quiet_fd
 
-from .teachers import Teacher, file_identity, read_labels, reject_options
+from .teacher_base import Teacher, file_identity, read_labels, reject_options
 
 SCORES = ("auto", "logits", "probs")
 SPEECH_COMMANDS_INPUT, SPEECH_COMMANDS_OUTPUT = "wav_data:0", "labels_softmax:0"

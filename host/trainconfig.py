@@ -5,6 +5,10 @@ module that imports no torch, so that the commands show their defaults in `--hel
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .augment import AugmentConfig
 
 BALANCE = ("none", "class", "source")
 TEACHER_MODES = ("none", "cached", "online")
@@ -91,7 +95,7 @@ class DataOptions:
     """Seed of the dataset's _unknown_/_silence_ picks and of the augmented variants."""
     variants: int = 4
     """Augmented copies of each training clip, made once and cached; each epoch draws one per clip."""
-    augment: "AugmentConfig" = field(default_factory=_default_augment)  # noqa: F821
+    augment: AugmentConfig = field(default_factory=_default_augment)
     cache_dir: str | None = None
     jobs: int | None = None
     mix_variants: int = 0
