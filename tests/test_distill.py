@@ -253,6 +253,8 @@ def test_cli_bad_inputs(tones, tmp_path):
                     "unknown student 'huge'")
     _one_error_line(_cli("distill", tones, "--teacher", "t", "--teacher-cache", "--mixup", "0.5", "--out", tmp_path / "o"),
                     "mixup needs the teacher online")
+    _one_error_line(_cli("distill", tones, "--no-teacher", "--gain-db", "10", "-30", "--out", tmp_path / "o"),
+                    "--gain-db LO HI needs LO <= HI")
     _one_error_line(_cli("distill", tones, "--teacher", f"{HERE / 'test_teachers.py'}:make_teacher",
                          "--words", *WORDS, "--out", tmp_path / "o", "--epochs", "1"),
                     "cannot be mapped onto the student's: none of yes, no, cat")

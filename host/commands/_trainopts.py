@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from tinyear.device.cliutil import add_json_option, positive_float, positive_int, print_json, unit_float
+from tinyear.device.errors import TinyearError
 from tinyear.host.cache import RULE as CACHE_RULE
 from tinyear.host.trainconfig import BALANCE, DataOptions, TrainConfig, defaults as train_defaults
 
@@ -28,6 +29,10 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                              "reverb, speed); each epoch draws one per clip")
     parser.add_argument("--no-augment", action="store_true",
                         help="no waveform augmentation and no SpecAugment (then --variants 1 is enough)")
+    parser.add_argument("--gain-db", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                        help="range of the random gain of each variant, dB (default %g %g); microphones are 20-30 dB "
+                             "quieter or hotter than training data, e.g. --gain-db -30 10 (clipped to [-1, 1])"
+                             % _augment_default("gain_db"))
     parser.add_argument("--mix-variants", type=int, default=d["mix_variants"], metavar="M",
                         help="mixture variants per clip on top of --variants: two clips added at a random energy "
                              "share, labels mixed alike; a teacher judges the mixed waveform itself, cached")
@@ -70,18 +75,25 @@ def add_loop_arguments(parser: argparse.ArgumentParser, *, epochs: int | None = 
 
 def train_config(**kwargs):
     """TrainConfig(**kwargs), its complaints as one-line user errors."""
-    from tinyear.device.errors import TinyearError
-
     try:
         return TrainConfig(**kwargs)
     except ValueError as exc:
         raise TinyearError(f"{exc}; see --help") from None
 
 
+def _augment_default(name: str):
+    from tinyear.host.augment import AugmentConfig  # numpy and scipy: no torch
+
+    return getattr(AugmentConfig, name)
+
+
 def data_options(args):
     from tinyear.host.augment import AugmentConfig
 
-    augment = AugmentConfig.off() if args.no_augment else AugmentConfig()
+    if args.gain_db is not None and (args.no_augment or args.gain_db[0] > args.gain_db[1]):
+        raise TinyearError("--gain-db LO HI needs LO <= HI and augmentation on (not --no-augment)")
+    augment = AugmentConfig.off() if args.no_augment else AugmentConfig(
+        **({"gain_db": tuple(args.gain_db)} if args.gain_db is not None else {}))
     return DataOptions(roots=tuple(args.data), words=tuple(args.words) if args.words else None,
                        data_seed=args.data_seed, variants=args.variants, augment=augment,
                        cache_dir=args.cache_dir, jobs=args.jobs, mix_variants=args.mix_variants)

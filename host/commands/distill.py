@@ -10,7 +10,8 @@ from tinyear.device.cliutil import unit_float, positive_float
 from tinyear.device.errors import TinyearError
 
 from ..defaults import DEFAULT_STUDENT
-from ._trainopts import add_data_arguments, add_loop_arguments, command_line, data_options, report, train_config
+from ._trainopts import (add_data_arguments, add_loop_arguments, command_line, data_options, report, train_config,
+                         train_defaults)
 
 HELP = "train a small student from a teacher (knowledge distillation), or alone with --no-teacher"
 DESCRIPTION = """\
@@ -98,12 +99,13 @@ def run(args) -> int:
         if given:
             raise TinyearError(f"{', '.join(given)} need a teacher, but --no-teacher was given; drop them or name "
                                "a --teacher")
+    defaults = train_defaults()
     alpha = 0.0 if args.no_teacher else (0.5 if args.alpha is None else args.alpha)
     mode = "none" if args.no_teacher else ("cached" if args.teacher_cache else "online")
     config = train_config(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          patience=args.patience, seed=args.seed, alpha=alpha,
-                         temperature=args.temperature if args.temperature is not None else 4.0,
-                         kd_loss=args.kd_loss or "kl", label_smoothing=args.label_smoothing, balance=args.balance,
+                         temperature=args.temperature if args.temperature is not None else defaults["temperature"],
+                         kd_loss=args.kd_loss or defaults["kd_loss"], label_smoothing=args.label_smoothing, balance=args.balance,
                          teacher_mode=mode, mixup=args.mixup, synthetic_alpha=args.synthetic_alpha)
     teacher = None if args.no_teacher else (args.teacher[0] if len(args.teacher) == 1 else list(args.teacher))
     info = distill(args.data, args.out, student=args.student, teacher=teacher,
