@@ -202,20 +202,28 @@ def speakers(engines: list[str], seed: int, config: SynthConfig = DEFAULT_SYNTH)
 
 def plan(words, per_word: int | dict, unknown: int, seed: int, engines: list[str],
          config: SynthConfig = DEFAULT_SYNTH, unknown_words=UNKNOWN_WORDS) -> list[Job]:
-    """Every clip of a dataset: per_word clips of each word (or per_word[word], a dict), `unknown` clips
-    of unknown_words (round robin over a seeded shuffle, so each word gets its share)."""
+    """Every clip of a dataset: per_word clips of each word (or per_word[label], a dict), `unknown` clips
+    of unknown_words (round robin over a seeded shuffle, so each word gets its share). words: labels,
+    `--words` items or Keywords (`tinyear.host.keywords`); a keyword given as phonemes is spoken by
+    espeak-ng only."""
+    from .keywords import parse_keywords
+
+    keywords = parse_keywords(words, allow_empty=True)
     pool = speakers(engines, seed, config)
     share = config.flite_share if "flite" in pool else 0.0
-    others = [w for w in unknown_words if w not in set(words)]
+    taken = {k.label for k in keywords} | {k.text for k in keywords}
+    others = [w for w in unknown_words if w not in taken]
     order = np.random.default_rng([seed, 0x554E]).permutation(len(others)) if others else []
-    counts = per_word if isinstance(per_word, dict) else {w: per_word for w in words}
-    texts = [(w, w) for w in words for _ in range(counts[w])]
+    counts = per_word if isinstance(per_word, dict) else {k.label: per_word for k in keywords}
+    texts = [(k.label, k.text) for k in keywords for _ in range(counts[k.label])]
     texts += [(UNKNOWN, others[order[i % len(others)]]) for i in range(unknown if others else 0)]
     endings, weights = zip(*config.punctuation)
     jobs, seen = [], Counter()
     for i, (folder, word) in enumerate(texts):
         rng = np.random.default_rng([seed, i])
         engine = "flite" if rng.random() < share else "espeak-ng"
+        if word.startswith("[["):  # phonemes: only espeak-ng reads its own notation
+            engine = "espeak-ng"
         speaker = pool[engine][int(rng.integers(len(pool[engine])))]
         if engine == "flite":
             rate, pitch = float(rng.uniform(*config.flite_stretch)), 0
@@ -257,19 +265,23 @@ def synthesize(
     from `noise_dir` (copied, as 16 kHz WAV) or synthesized (`write_noise=False`: none). The same
     request on an existing complete dataset reuses it; a different one needs force=True. jobs:
     processes (default: all cores). Raises TinyearError for a missing engine or unwritable folder."""
+    from .keywords import parse_keywords
+
     out = Path(out)
-    words = list(words)
-    if not words and not unknown and not (noise_dir or write_noise):
+    keywords = parse_keywords(words, allow_empty=True)
+    if not keywords and not unknown and not (noise_dir or write_noise):
         raise TinyearError("nothing to synthesize: no words, no _unknown_ clips and no noise asked for")
-    bad = [w for w in words if not w or "/" in w or w.startswith((".", "_"))]
-    if bad:
-        raise TinyearError(f"word {bad[0]!r} cannot be a folder name; words are plain names like yes, stop")
     engines = resolve_engines(engines)
+    keywords = parse_keywords(keywords, check_speech=True, allow_empty=True)
+    words = [k.label for k in keywords]
     unknown = (max(per_word.values(), default=0) if isinstance(per_word, dict) else per_word) if unknown is None \
         else unknown
     request = {"words": words, "per_word": per_word, "unknown": unknown, "seed": seed, "engines": engines,
                "noise": str(Path(noise_dir).resolve()) if noise_dir else ("synthetic" if write_noise else None),
                "config": asdict(config), "tinyear": __version__}
+    spoken = {k.label: k.text for k in keywords if k.text != k.label}
+    if spoken:  # only when some keyword is not spoken as its label, so older requests read back the same
+        request["spoken"] = spoken
     request = json.loads(json.dumps(request))  # tuples -> lists, as it reads back from the manifest
     manifest_path = out / SYNTH_MANIFEST
     if out.exists():
@@ -289,7 +301,7 @@ def synthesize(
             raise TinyearError(f"{out} exists and is not a tinyear synthetic dataset; choose a new folder")
     part = _staging_folder(out)
     try:
-        job_list = plan(words, per_word, unknown, seed, engines, config)
+        job_list = plan(keywords, per_word, unknown, seed, engines, config)
         for folder in sorted({j.rel.split("/")[0] for j in job_list}):
             (part / folder).mkdir()
         noise_names = _write_noise(part, noise_dir, seed) if (noise_dir or write_noise) else []
@@ -302,6 +314,8 @@ def synthesize(
             "engines": engine_versions(engines),
             "speakers": {e: len(v) for e, v in speakers(engines, seed, config).items()},
             "clips": dict(sorted(counts.items())),
+            "keywords": [{"label": k.label, "text": k.text, "phonemes": k.phonemes,
+                          "engines": ["espeak-ng"] if k.is_phonemes else engines} for k in keywords],
             "unknown_words": sorted({j.text.rstrip(".!?") for j in job_list if j.rel.startswith(UNKNOWN + "/")}),
             "background_noise": noise_names,
             **(extra or {}),

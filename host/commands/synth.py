@@ -27,6 +27,7 @@ it has none. The summary says what was filled; train on both folders together (t
 examples:
   tinyear synth data/synth                                   # the twelve Speech Commands classes
   tinyear synth data/colours --words red green blue --per-word 800 --seed 3
+  tinyear synth data/home --words "lights on" "lights off" lamp=[[l'amp]]   # phrases, phonemes
   tinyear synth data/fill --fill-from ../shared/data/speech-commands-mini-train
   tinyear synth data/synth --noise my_kitchen_recordings/ --jobs 2 --json
 """
@@ -36,7 +37,10 @@ def add_arguments(parser) -> None:
     from tinyear.host.data import WORDS
 
     parser.add_argument("out", metavar="OUT", help="folder to create (must not exist, unless --force)")
-    parser.add_argument("--words", nargs="+", default=list(WORDS), metavar="WORD", help="the keywords")
+    parser.add_argument("--words", nargs="+", default=list(WORDS), metavar="WORD",
+                        help="the keywords: words, quoted phrases (\"lights on\" -> label lights_on), espeak-ng "
+                             "phonemes ([[l'aIts]]), or NAME=either (lights=[[l'aIts]]); default the ten Speech "
+                             "Commands words")
     parser.add_argument("--per-word", type=positive_int, default=None, metavar="N",
                         help="clips per word (default 500; with --fill-from, per filled word, default the median "
                              "real count of the other words)")
@@ -69,26 +73,41 @@ def run(args) -> int:
     from tinyear.host.fill import fill_missing
     from tinyear.host.synth import DEFAULT_SYNTH, synthesize
 
+    from tinyear.host.keywords import parse_keywords
+    from tinyear.host.tts import require_espeak
+
+    keywords = parse_keywords(args.words)
+    require_espeak()
+    keywords = parse_keywords(keywords, check_speech=True)
+    words = [k.label for k in keywords]
     config = DEFAULT_SYNTH if args.flite_share is None else replace(DEFAULT_SYNTH, flite_share=args.flite_share)
     engines = args.engines or "auto"
     progress = not args.quiet
     if args.fill_from:
-        dataset = fill_missing(args.fill_from, args.out, args.words, min_per_word=args.min_per_word,
+        dataset = fill_missing(args.fill_from, args.out, keywords, min_per_word=args.min_per_word,
                                per_word=args.per_word, mix_per_word=args.mix, seed=args.seed,
                                jobs=args.jobs, engines=engines, config=config, progress=progress,
                                force=args.force)
     else:
-        synthesize(args.out, args.words, per_word=args.per_word or 500, unknown=args.unknown, seed=args.seed,
+        synthesize(args.out, keywords, per_word=args.per_word or 500, unknown=args.unknown, seed=args.seed,
                    jobs=args.jobs, engines=engines, noise_dir=args.noise, config=config, force=args.force,
                    progress=progress)
-        dataset = load_dataset(args.out, args.words, seed=args.seed, quiet=True)
+        dataset = load_dataset(args.out, words, seed=args.seed, quiet=True)
     summary = dataset.summary()
     if args.json:
-        print_json({"out": args.out, **summary})
+        print_json({"out": args.out, **summary, "keywords": [vars(k) for k in keywords]})
         return 0
     per = summary["per_split"]
     name = " + ".join([*(args.fill_from or []), args.out])
     print(f"{name}: {summary['clips']} clips ({', '.join(f'{s} {sum(per[s].values())}' for s in per)}), "
           f"labels {' '.join(summary['labels'])}, fingerprint {summary['fingerprint']}", file=sys.stdout)
+    print("spoken: " + ", ".join(_spoken(k) for k in keywords), file=sys.stdout)
     return 0
 
+
+
+def _spoken(keyword) -> str:
+    """What was said for a keyword: `label "text" /phonemes/`, phonemes by espeak-ng only."""
+    said = f'{keyword.label} "{keyword.text}"' if keyword.text != keyword.label else keyword.label
+    only = " (espeak-ng only)" if keyword.is_phonemes else ""
+    return f"{said} /{keyword.phonemes}/{only}"
