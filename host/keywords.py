@@ -127,3 +127,45 @@ def check_spoken(keyword: Keyword) -> Keyword:
             raise TinyearError(f"phonemes {given!r} (keyword {keyword.label}) do not parse: espeak-ng reads them as "
                                f"{said!r}; see `espeak-ng -x WORD` for its phoneme names")
     return Keyword(keyword.label, keyword.text, said)
+
+
+# Speech Commands' own "other words": recorded to be `_unknown_`, never keywords of their own.
+SPEECH_COMMANDS_OTHER_WORDS = ("bed", "bird", "cat", "dog", "eight", "five", "four", "happy", "house", "marvin",
+                               "nine", "one", "seven", "sheila", "six", "three", "tree", "two", "wow", "zero",
+                               "backward", "forward", "follow", "learn", "visual")
+SPEECH_COMMANDS_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+
+
+def word_folders(root) -> list[str]:
+    """The word folders of a dataset root: every class folder but the reserved ones and hidden ones."""
+    from pathlib import Path
+
+    root = Path(root)
+    if not root.is_dir():
+        raise TinyearError(f"{root}: no such dataset folder")
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and p.name not in RESERVED)
+
+
+def dataset_keywords(root, words=None, *, fold_unknown: bool = False) -> list[Keyword]:
+    """The keywords to train on a dataset folder. Without `words`: a Speech Commands tree (all ten
+    keyword folders there) gives the ten keywords, its other folders `_unknown_`, as always; any other
+    dataset's word folders are all keywords (but Speech Commands' other words, which are `_unknown_`
+    by design). With `words`: those; a word folder that is none of them becomes `_unknown_` only with
+    fold_unknown, else TinyearError naming the folders and the two ways out."""
+    folders = word_folders(root)
+    if words is None:
+        if set(SPEECH_COMMANDS_WORDS) <= set(folders):
+            return parse_keywords(SPEECH_COMMANDS_WORDS)
+        mine = [f for f in folders if f not in SPEECH_COMMANDS_OTHER_WORDS]
+        if not mine:
+            raise TinyearError(f"{root} has no word folders to learn (only _unknown_ ones); name the keywords "
+                               "with --words")
+        return parse_keywords(mine)
+    keywords = parse_keywords(words)
+    others = [f for f in folders if f not in {k.label for k in keywords} and f not in SPEECH_COMMANDS_OTHER_WORDS]
+    if others and not fold_unknown:
+        shown = ", ".join(others[:8]) + (f" and {len(others) - 8} more" if len(others) > 8 else "")
+        raise TinyearError(f"{root} has word folders that are not keywords ({shown}); add them to --words, or pass "
+                           "--fold-unknown to train them as _unknown_")
+    return keywords
