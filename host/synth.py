@@ -200,11 +200,12 @@ def speakers(engines: list[str], seed: int, config: SynthConfig = DEFAULT_SYNTH)
 
 
 def plan(words, per_word: int | dict, unknown: int, seed: int, engines: list[str],
-         config: SynthConfig = DEFAULT_SYNTH, unknown_words=UNKNOWN_WORDS) -> list[Job]:
+         config: SynthConfig = DEFAULT_SYNTH, unknown_words=UNKNOWN_WORDS, near: list[str] = ()) -> list[Job]:
     """Every clip of a dataset: per_word clips of each word (or per_word[label], a dict), `unknown` clips
     of unknown_words (round robin over a seeded shuffle, so each word gets its share). words: labels,
     `--words` items or Keywords (`tinyear.host.keywords`); a keyword given as phonemes is spoken by
-    espeak-ng only."""
+    espeak-ng only. near: texts of near misses (`tinyear.host.nearmiss`), one `_unknown_` clip each,
+    planned after everything else so that they move no other clip."""
     from .keywords import parse_keywords
 
     keywords = parse_keywords(words, allow_empty=True)
@@ -216,6 +217,7 @@ def plan(words, per_word: int | dict, unknown: int, seed: int, engines: list[str
     counts = per_word if isinstance(per_word, dict) else {k.label: per_word for k in keywords}
     texts = [(k.label, k.text) for k in keywords for _ in range(counts[k.label])]
     texts += [(UNKNOWN, others[order[i % len(others)]]) for i in range(unknown if others else 0)]
+    texts += [(UNKNOWN, text) for text in near]
     endings, weights = zip(*config.punctuation)
     jobs, seen = [], Counter()
     for i, (folder, word) in enumerate(texts):
@@ -230,12 +232,30 @@ def plan(words, per_word: int | dict, unknown: int, seed: int, engines: list[str
             rate = float(rng.integers(config.espeak_rate_wpm[0], config.espeak_rate_wpm[1] + 1))
             pitch = int(np.clip(speaker.pitch + rng.integers(-12, 13), 0, 99))
         text = word + endings[int(rng.choice(len(endings), p=np.asarray(weights) / sum(weights)))]
-        stem = speaker.key if folder != UNKNOWN else f"{word}_{speaker.key}"
+        stem = speaker.key if folder != UNKNOWN else f"{_file_word(word)}_{speaker.key}"
         n = seen[(folder, stem)]
         seen[(folder, stem)] += 1
         jobs.append(Job(rel=f"{folder}/{stem}_nohash_{n}.wav", text=text, speaker=speaker, seed=(seed, i),
                         rate=rate, pitch=pitch, config=config))
     return jobs
+
+
+def _file_word(text: str) -> str:
+    """The word part of an `_unknown_` file name: letters and digits only (a phrase, [[phonemes]])."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9]", "", text) or "word"
+
+
+def near_miss_texts(keywords, per_keyword: int) -> tuple[list[str], dict]:
+    """per_keyword near-miss texts of each keyword (round robin over its candidates) and the candidates."""
+    if per_keyword <= 0 or not keywords:
+        return [], {}
+    from .nearmiss import near_misses
+
+    candidates = near_misses(keywords)
+    texts = [c[i % len(c)] for c in candidates.values() if c for i in range(per_keyword)]
+    return texts, candidates
 
 
 # -- writing a dataset -------------------------------------------------------------------------------------
@@ -256,6 +276,7 @@ def synthesize(
     force: bool = False,
     progress: bool = True,
     extra: dict | None = None,
+    near_miss: int = 0,
 ) -> dict:
     """Write a synthetic dataset to `out` (Speech Commands layout); return its manifest (a dict).
 
@@ -263,7 +284,8 @@ def synthesize(
     (default per_word, or the largest count of the dict), background noise
     from `noise_dir` (copied, as 16 kHz WAV) or synthesized (`write_noise=False`: none). The same
     request on an existing complete dataset reuses it; a different one needs force=True. jobs:
-    processes (default: all cores). Raises TinyearError for a missing engine or unwritable folder."""
+    processes (default: all cores). near_miss: that many `_unknown_` clips per keyword of words close to
+    it (`tinyear.host.nearmiss`: parts of a phrase, longer words holding it, one-phoneme swaps). Raises TinyearError for a missing engine or unwritable folder."""
     from .keywords import parse_keywords
 
     out = Path(out)
@@ -278,6 +300,8 @@ def synthesize(
     request = {"words": words, "per_word": per_word, "unknown": unknown, "seed": seed, "engines": engines,
                "noise": str(Path(noise_dir).resolve()) if noise_dir else ("synthetic" if write_noise else None),
                "config": asdict(config), "tinyear": __version__}
+    if near_miss:  # only when asked, so older requests read back the same
+        request["near_miss"] = near_miss
     spoken = {k.label: k.text for k in keywords if k.text != k.label}
     if spoken:  # only when some keyword is not spoken as its label, so older requests read back the same
         request["spoken"] = spoken
@@ -300,7 +324,8 @@ def synthesize(
             raise TinyearError(f"{out} exists and is not a tinyear synthetic dataset; choose a new folder")
     part = _staging_folder(out)
     try:
-        job_list = plan(keywords, per_word, unknown, seed, engines, config)
+        near, candidates = near_miss_texts(keywords, near_miss)
+        job_list = plan(keywords, per_word, unknown, seed, engines, config, near=near)
         for folder in sorted({j.rel.split("/")[0] for j in job_list}):
             (part / folder).mkdir()
         noise_names = _write_noise(part, noise_dir, seed) if (noise_dir or write_noise) else []
@@ -317,6 +342,7 @@ def synthesize(
                           "engines": ["espeak-ng"] if k.is_phonemes else engines} for k in keywords],
             "unknown_words": sorted({j.text.rstrip(".!?") for j in job_list if j.rel.startswith(UNKNOWN + "/")}),
             "background_noise": noise_names,
+            **({"near_misses": candidates} if near_miss else {}),
             **(extra or {}),
         }
         atomic_write_text(part / SYNTH_MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")

@@ -137,3 +137,27 @@ def test_pipeline_data_refuses_folders_that_are_not_keywords(tmp_path):
     done = _cli("pipeline", "--data", data, "--words", "low", "--out", tmp_path / "run", tmp_path=tmp_path)
     _one_error_line(done, "not keywords (high)")
     assert "--fold-unknown" in done.stderr
+
+
+def test_near_misses_are_close_and_never_a_keyword():
+    from tinyear.host.nearmiss import near_misses, phoneme_swaps
+
+    assert phoneme_swaps("j'Es")[:2] == ["w'Es", "h'Es"] and "j'Ez" in phoneme_swaps("j'Es")
+    near = near_misses(["yes", "no", "lights on"])
+    assert "yesterday" in near["yes"] and "[[j'Is]]" in near["yes"]
+    assert "lights" in near["lights_on"] and "on" in near["lights_on"]
+    assert not {"know", "no", "[[n'oU]]"} & set(near["no"])  # a homophone of a keyword is never a near miss
+    assert all(1 <= len(v) <= 8 for v in near.values())
+
+
+@pytest.mark.slow
+def test_synth_near_miss_writes_them_into_unknown(tmp_path):
+    out = tmp_path / "near"
+    done = _cli("synth", out, "--words", "yes", "--per-word", "1", "--unknown", "0", "--near-miss", "3",
+                "--jobs", "1", "--quiet", tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr
+    names = sorted(p.name.split("_")[0] for p in (out / "_unknown_").glob("*.wav"))
+    assert names == ["eyes", "wEs", "yesterday"]
+    assert "near misses in _unknown_: yes: yesterday eyes" in done.stdout
+    manifest = json.loads((out / "tinyear-synth.json").read_text())
+    assert manifest["request"]["near_miss"] == 3 and manifest["near_misses"]["yes"][0] == "yesterday"

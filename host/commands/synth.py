@@ -5,7 +5,9 @@ A thin shell over `tinyear.host.synth`: options in, one line per outcome out, `-
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 from tinyear.device.cliutil import add_json_option, positive_int, print_json, unit_float
 
@@ -46,6 +48,10 @@ def add_arguments(parser) -> None:
                              "real count of the other words)")
     parser.add_argument("--unknown", type=int, default=None, metavar="N",
                         help="clips of other words for _unknown_ (default: --per-word)")
+    parser.add_argument("--near-miss", type=int, default=0, metavar="N",
+                        help="also N _unknown_ clips per keyword of words close to it: the words of a phrase, longer "
+                             "words holding it (yes -> yesterday), one-phoneme swaps of its espeak-ng phonemes "
+                             "(yes -> [[j'Is]]); default 0")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files")
     parser.add_argument("--jobs", type=positive_int, default=None, metavar="J", help="processes (default: all cores)")
     parser.add_argument("--engines", nargs="+", choices=["espeak-ng", "flite"], default=None,
@@ -69,10 +75,11 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from dataclasses import replace
 
-    from tinyear.host.data import load_dataset
+    from tinyear.host.data import SYNTH_MANIFEST, load_dataset
     from tinyear.host.fill import fill_missing
     from tinyear.host.synth import DEFAULT_SYNTH, synthesize
 
+    from tinyear.device.errors import TinyearError
     from tinyear.host.keywords import parse_keywords
     from tinyear.host.tts import require_espeak
 
@@ -83,6 +90,10 @@ def run(args) -> int:
     config = DEFAULT_SYNTH if args.flite_share is None else replace(DEFAULT_SYNTH, flite_share=args.flite_share)
     engines = args.engines or "auto"
     progress = not args.quiet
+    if args.near_miss < 0:
+        raise TinyearError("--near-miss counts clips per keyword: give 0 or more")
+    if args.fill_from and args.near_miss:
+        raise TinyearError("--near-miss works without --fill-from for now; synthesize near misses into their own folder")
     if args.fill_from:
         dataset = fill_missing(args.fill_from, args.out, keywords, min_per_word=args.min_per_word,
                                per_word=args.per_word, mix_per_word=args.mix, seed=args.seed,
@@ -91,7 +102,7 @@ def run(args) -> int:
     else:
         synthesize(args.out, keywords, per_word=args.per_word or 500, unknown=args.unknown, seed=args.seed,
                    jobs=args.jobs, engines=engines, noise_dir=args.noise, config=config, force=args.force,
-                   progress=progress)
+                   progress=progress, near_miss=args.near_miss)
         dataset = load_dataset(args.out, words, seed=args.seed, quiet=True)
     summary = dataset.summary()
     if args.json:
@@ -102,6 +113,10 @@ def run(args) -> int:
     print(f"{name}: {summary['clips']} clips ({', '.join(f'{s} {sum(per[s].values())}' for s in per)}), "
           f"labels {' '.join(summary['labels'])}, fingerprint {summary['fingerprint']}", file=sys.stdout)
     print("spoken: " + ", ".join(_spoken(k) for k in keywords), file=sys.stdout)
+    if args.near_miss:
+        near = json.loads((Path(args.out) / SYNTH_MANIFEST).read_text()).get("near_misses", {})
+        print("near misses in _unknown_: " + "; ".join(f"{label}: {' '.join(texts)}" for label, texts in near.items()),
+              file=sys.stdout)
     return 0
 
 
