@@ -72,7 +72,7 @@ def parse_keyword(spec) -> Keyword:
         text = f"[[{brackets.group(1).strip()}]]"
         derived = re.sub(r"[^a-z0-9]", "", brackets.group(1).lower())
     else:
-        derived = re.sub(r"[^a-z0-9_-]", "", "_".join(text.lower().split()))
+        derived = re.sub(r"[^A-Za-z0-9_-]", "", "_".join(text.split()))  # case kept: a folder named Yes/ is Yes
         text = " ".join(text.replace("_", " ").split())
     label = name if name is not None else derived
     if label in RESERVED:
@@ -91,7 +91,7 @@ def parse_keywords(words, *, check_speech: bool = False, allow_empty: bool = Fal
     if not items and not allow_empty:
         raise TinyearError("no keywords given; name at least one, e.g. --words yes no")
     keywords = [parse_keyword(w) for w in items]
-    twice = [label for label, n in Counter(k.label for k in keywords).items() if n > 1]
+    twice = [label for label, n in Counter(k.label for k in keywords).items() if n > 1]  # folder names: exact
     if twice:
         given = [str(w) if not isinstance(w, Keyword) else w.text for w, k in zip(items, keywords) if k.label == twice[0]]
         raise TinyearError(f"keyword {twice[0]!r} is given twice ({', '.join(given)}); give each keyword once")
