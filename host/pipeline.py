@@ -154,6 +154,7 @@ def run_pipeline(out="runs/default", *, data=None, config: PipelineConfig = Pipe
         "settings": settings, "finished": True, "command": command, "seconds": round(time.perf_counter() - started, 1),
         "step_seconds": job.steps.times, "bundle": str(job.paths["bundle"]), "report": str(job.paths["report"]),
         "bundle_student": job.shipped_name, "rows": [r.to_dict() for r in job.rows],
+        "keywords": [{"label": k.label, "text": k.text, "phonemes": k.phonemes} for k in keywords],
     }
     _write_json(out / PIPELINE_JSON, summary)
     return summary
