@@ -48,7 +48,11 @@ def fill_missing(
     one line (default: print to stderr). Extra keyword arguments go to load_dataset."""
     say = report or (lambda line: print(line, file=sys.stderr))
     roots = [Path(r) for r in (real_roots if isinstance(real_roots, (list, tuple)) else [real_roots])]
-    words = list(words)
+    from .keywords import parse_keywords
+
+    keywords = parse_keywords(words)
+    by_label = {k.label: k for k in keywords}
+    words = [k.label for k in keywords]
     # Every unknown clip and no silence: this load only counts what the real data holds.
     real = load_dataset(roots, words, seed=seed, allow_missing=True, unknown_ratio=None, silence_ratio=0.0,
                         quiet=not progress, **load_kwargs)
@@ -67,7 +71,7 @@ def fill_missing(
         return load_dataset(roots, words, seed=seed, quiet=True, **load_kwargs)
     # Without a mix, a plain count keeps the synthesis request (and so the reuse of earlier fills) as it was.
     make, counts = (words, {w: n_word if w in thin else mix_per_word for w in words}) if mixed else (thin, n_word)
-    synthesize(out, make, per_word=counts, unknown=n_unknown, seed=seed, jobs=jobs, engines=engines,
+    synthesize(out, [by_label[w] for w in make], per_word=counts, unknown=n_unknown, seed=seed, jobs=jobs, engines=engines,
                write_noise=need_noise, config=config, progress=progress, force=force,
                extra={"fill_from": [str(r) for r in roots],
                       "real_counts": {**{w: have[w] for w in words}, UNKNOWN: have_unknown}})

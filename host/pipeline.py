@@ -66,6 +66,11 @@ class PipelineConfig:
     calibration: int = 500
     qat: bool = False
     seed: int = 0
+    words: tuple[str, ...] | None = None
+    """The keywords as given (`--words`: words, phrases, [[phonemes]], name=...); None: the ten Speech
+    Commands words, or with --data the dataset's word folders (`tinyear.host.keywords.dataset_keywords`)."""
+    fold_unknown: bool = False
+    """With --data and --words: train the dataset's other word folders as `_unknown_` (else refused)."""
 
 
 QUICK = dict(per_word=100, teacher_epochs=6, student_epochs=10, variants=2, calibration=200)
@@ -120,27 +125,55 @@ def run_pipeline(out="runs/default", *, data=None, config: PipelineConfig = Pipe
     Commands test part when present; False: none). Returns the summary written to pipeline.json."""
     started = time.perf_counter()
     out = Path(out)
-    _check_writable(out)
     if data is not None and not Path(data).is_dir():
         raise TinyearError(f"{data}: no such dataset folder")
+    keywords = resolve_keywords(config, data)
+    _check_writable(out)
+    labels = [k.label for k in keywords]
+    default_test = real_test is None
     real_test = (SHARED_REAL_TEST if SHARED_REAL_TEST.is_dir() else None) if real_test is None else (real_test or None)
     if real_test is not None and not Path(real_test).is_dir():
         raise TinyearError(f"{real_test}: no such evaluation folder")
-    settings = {**asdict(config), "data": None if data is None else str(Path(data).resolve())}
+    lacking = [w for w in labels if real_test is not None and not (Path(real_test) / w).is_dir()]
+    if lacking and default_test:  # the shared Speech Commands test has only its own words
+        if progress:
+            print(f"tinyear: no real-speech evaluation: {real_test} has no {', '.join(lacking)}", file=sys.stderr)
+        real_test = None
+    elif lacking:
+        raise TinyearError(f"{real_test} has no clips of {', '.join(lacking)}; give a --real-test folder with every "
+                           "keyword, or --no-real-test")
+    settings = json.loads(json.dumps({**asdict(config), "data": None if data is None else str(Path(data).resolve())}))
     _check_settings(out, settings, force)
     if force:
         _clear(out)
     _write_json(out / PIPELINE_JSON, {"settings": settings, "finished": False, "command": command})
 
-    job = _Pipeline(out, data, config, real_test, progress=progress, jobs=jobs, command=command)
+    job = _Pipeline(out, data, config, real_test, keywords, progress=progress, jobs=jobs, command=command)
     job.run()
     summary = {
         "settings": settings, "finished": True, "command": command, "seconds": round(time.perf_counter() - started, 1),
         "step_seconds": job.steps.times, "bundle": str(job.paths["bundle"]), "report": str(job.paths["report"]),
         "bundle_student": job.shipped_name, "rows": [r.to_dict() for r in job.rows],
+        "keywords": [{"label": k.label, "text": k.text, "phonemes": k.phonemes} for k in keywords],
     }
     _write_json(out / PIPELINE_JSON, summary)
     return summary
+
+
+def resolve_keywords(config: PipelineConfig, data) -> list:
+    """The run's keywords (`tinyear.host.keywords.Keyword`): config.words, checked with espeak-ng, or the
+    default ten; with `data`, as `dataset_keywords` decides from its folders."""
+    from .keywords import SPEECH_COMMANDS_WORDS, dataset_keywords, parse_keywords
+    from .tts import require_espeak
+
+    if data is not None:
+        keywords = dataset_keywords(data, config.words, fold_unknown=config.fold_unknown)
+    else:
+        keywords = parse_keywords(config.words if config.words is not None else SPEECH_COMMANDS_WORDS)
+    if config.words is not None:  # the user's words: refuse what espeak-ng cannot say before any work
+        require_espeak()
+        keywords = parse_keywords(keywords, check_speech=True)
+    return keywords
 
 
 def _check_writable(out: Path) -> None:
@@ -166,8 +199,10 @@ class _Pipeline:
     """One pipeline run: the seven steps in order (`run`), each a method taking `skip` (the step's result
     is there: read it back instead of redoing it)."""
 
-    def __init__(self, out: Path, data, config: PipelineConfig, real_test, *, progress: bool, jobs, command: str):
+    def __init__(self, out: Path, data, config: PipelineConfig, real_test, keywords, *, progress: bool, jobs,
+                 command: str):
         self.out, self.data, self.config, self.real_test = out, data, config, real_test
+        self.keywords, self.labels = keywords, tuple(k.label for k in keywords)
         self.progress, self.jobs, self.command = progress, jobs, command
         self.steps = _Steps(7, progress)
         self.paths = {**{name: out / name for name in RUN_FOLDERS}, "bundle": out / BUNDLE_NAME,
@@ -177,7 +212,8 @@ class _Pipeline:
         from . import runs
 
         config, paths = self.config, self.paths
-        what = "synthesizing the default keyword set" if self.data is None else f"filling what {self.data} lacks"
+        what = (f"synthesizing the {'default ' if config.words is None else ''}keyword set ({', '.join(self.labels)})"
+                if self.data is None else f"filling what {self.data} lacks ({', '.join(self.labels)})")
         self.roots = self.steps.run("data", what, self.make_data)
         self.teacher_info = self.steps.run("teacher", f"training the teacher ({config.teacher_arch})",
                                            self.train_teacher, runs.run_state(paths["teacher"]) == "finished")
@@ -204,10 +240,10 @@ class _Pipeline:
         config = self.config
         if self.data is None:
             target = self.out / "data" / "synth"
-            synthesize(target, per_word=config.per_word, seed=config.seed, jobs=self.jobs, progress=self.progress)
+            synthesize(target, self.keywords, per_word=config.per_word, seed=config.seed, jobs=self.jobs, progress=self.progress)
             return [str(target)]
         target = self.out / "data" / "fill"
-        dataset = fill_missing(self.data, target, min_per_word=config.min_real_per_word,
+        dataset = fill_missing(self.data, target, self.keywords, min_per_word=config.min_real_per_word,
                                mix_per_word=config.mix_per_word, seed=config.seed, jobs=self.jobs,
                                progress=self.progress)
         return [str(r) for r in dataset.roots]
@@ -220,7 +256,7 @@ class _Pipeline:
 
         if skip:
             return json.loads((run_dir / runs.RUN_JSON).read_text())
-        data = DataOptions(roots=tuple(self.roots), variants=self.config.variants, data_seed=self.config.seed,
+        data = DataOptions(roots=tuple(self.roots), words=self.labels, variants=self.config.variants, data_seed=self.config.seed,
                            jobs=self.jobs)
         return fn(self.roots, run_dir, data=data, resume=runs.run_state(run_dir) == "resume", progress=self.progress,
                   command=self.command, **kw)

@@ -45,6 +45,7 @@ from tinyear.device.errors import TinyearError
 from tinyear.device.fileio import atomic_write_text
 
 from .data import BACKGROUND, SYNTH_MANIFEST, UNKNOWN, WORDS
+from .keywords import SPEECH_COMMANDS_OTHER_WORDS
 from .progress import bar as progress_bar
 from .tts import ESPEAK_ACCENTS, FLITE_VOICES, engine_versions, espeak_variants, resolve_engines, speak
 
@@ -55,9 +56,7 @@ CLIP_SAMPLES = SAMPLE_RATE  # one second, like Speech Commands
 # misses of the keywords (yet/yep, now/snow, town, lift, bright, top, goat, ...). Homophones of a
 # keyword (know, write, of) are left out: they would teach the model that a keyword is unknown.
 UNKNOWN_WORDS = (
-    "bed", "bird", "cat", "dog", "eight", "five", "four", "happy", "house", "marvin", "nine", "one",
-    "seven", "sheila", "six", "three", "tree", "two", "wow", "zero", "backward", "forward", "follow",
-    "learn", "visual", "yet", "yep", "yellow", "yesterday", "nope", "now", "snow", "note", "town",
+    *SPEECH_COMMANDS_OTHER_WORDS, "yet", "yep", "yellow", "yesterday", "nope", "now", "snow", "note", "town",
     "brown", "doubt", "lift", "loft", "leaf", "light", "bright", "ride", "fight", "top", "shop",
     "stock", "step", "goat", "gold", "ago", "own", "upon", "cup", "dove", "often", "coffee", "golf",
     "start", "star", "play", "pause", "next", "back", "music", "hello", "okay", "thanks", "please",
@@ -201,21 +200,31 @@ def speakers(engines: list[str], seed: int, config: SynthConfig = DEFAULT_SYNTH)
 
 
 def plan(words, per_word: int | dict, unknown: int, seed: int, engines: list[str],
-         config: SynthConfig = DEFAULT_SYNTH, unknown_words=UNKNOWN_WORDS) -> list[Job]:
-    """Every clip of a dataset: per_word clips of each word (or per_word[word], a dict), `unknown` clips
-    of unknown_words (round robin over a seeded shuffle, so each word gets its share)."""
+         config: SynthConfig = DEFAULT_SYNTH, unknown_words=UNKNOWN_WORDS, near: list[str] = ()) -> list[Job]:
+    """Every clip of a dataset: per_word clips of each word (or per_word[label], a dict), `unknown` clips
+    of unknown_words (round robin over a seeded shuffle, so each word gets its share). words: labels,
+    `--words` items or Keywords (`tinyear.host.keywords`); a keyword given as phonemes is spoken by
+    espeak-ng only. near: texts of near misses (`tinyear.host.nearmiss`), one `_unknown_` clip each,
+    planned after everything else so that they move no other clip."""
+    from .keywords import parse_keywords
+
+    keywords = parse_keywords(words, allow_empty=True)
     pool = speakers(engines, seed, config)
     share = config.flite_share if "flite" in pool else 0.0
-    others = [w for w in unknown_words if w not in set(words)]
+    taken = {k.label for k in keywords} | {k.text for k in keywords}
+    others = [w for w in unknown_words if w not in taken]
     order = np.random.default_rng([seed, 0x554E]).permutation(len(others)) if others else []
-    counts = per_word if isinstance(per_word, dict) else {w: per_word for w in words}
-    texts = [(w, w) for w in words for _ in range(counts[w])]
+    counts = per_word if isinstance(per_word, dict) else {k.label: per_word for k in keywords}
+    texts = [(k.label, k.text) for k in keywords for _ in range(counts[k.label])]
     texts += [(UNKNOWN, others[order[i % len(others)]]) for i in range(unknown if others else 0)]
+    texts += [(UNKNOWN, text) for text in near]
     endings, weights = zip(*config.punctuation)
     jobs, seen = [], Counter()
     for i, (folder, word) in enumerate(texts):
         rng = np.random.default_rng([seed, i])
         engine = "flite" if rng.random() < share else "espeak-ng"
+        if word.startswith("[["):  # phonemes: only espeak-ng reads its own notation
+            engine = "espeak-ng"
         speaker = pool[engine][int(rng.integers(len(pool[engine])))]
         if engine == "flite":
             rate, pitch = float(rng.uniform(*config.flite_stretch)), 0
@@ -223,12 +232,30 @@ def plan(words, per_word: int | dict, unknown: int, seed: int, engines: list[str
             rate = float(rng.integers(config.espeak_rate_wpm[0], config.espeak_rate_wpm[1] + 1))
             pitch = int(np.clip(speaker.pitch + rng.integers(-12, 13), 0, 99))
         text = word + endings[int(rng.choice(len(endings), p=np.asarray(weights) / sum(weights)))]
-        stem = speaker.key if folder != UNKNOWN else f"{word}_{speaker.key}"
+        stem = speaker.key if folder != UNKNOWN else f"{_file_word(word)}_{speaker.key}"
         n = seen[(folder, stem)]
         seen[(folder, stem)] += 1
         jobs.append(Job(rel=f"{folder}/{stem}_nohash_{n}.wav", text=text, speaker=speaker, seed=(seed, i),
                         rate=rate, pitch=pitch, config=config))
     return jobs
+
+
+def _file_word(text: str) -> str:
+    """The word part of an `_unknown_` file name: letters and digits only (a phrase, [[phonemes]])."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9]", "", text) or "word"
+
+
+def near_miss_texts(keywords, per_keyword: int) -> tuple[list[str], dict]:
+    """per_keyword near-miss texts of each keyword (round robin over its candidates) and the candidates."""
+    if per_keyword <= 0 or not keywords:
+        return [], {}
+    from .nearmiss import near_misses
+
+    candidates = near_misses(keywords)
+    texts = [c[i % len(c)] for c in candidates.values() if c for i in range(per_keyword)]
+    return texts, candidates
 
 
 # -- writing a dataset -------------------------------------------------------------------------------------
@@ -249,6 +276,7 @@ def synthesize(
     force: bool = False,
     progress: bool = True,
     extra: dict | None = None,
+    near_miss: int = 0,
 ) -> dict:
     """Write a synthetic dataset to `out` (Speech Commands layout); return its manifest (a dict).
 
@@ -256,20 +284,27 @@ def synthesize(
     (default per_word, or the largest count of the dict), background noise
     from `noise_dir` (copied, as 16 kHz WAV) or synthesized (`write_noise=False`: none). The same
     request on an existing complete dataset reuses it; a different one needs force=True. jobs:
-    processes (default: all cores). Raises TinyearError for a missing engine or unwritable folder."""
+    processes (default: all cores). near_miss: that many `_unknown_` clips per keyword of words close to
+    it (`tinyear.host.nearmiss`: parts of a phrase, longer words holding it, one-phoneme swaps). Raises TinyearError for a missing engine or unwritable folder."""
+    from .keywords import parse_keywords
+
     out = Path(out)
-    words = list(words)
-    if not words and not unknown and not (noise_dir or write_noise):
+    keywords = parse_keywords(words, allow_empty=True)
+    if not keywords and not unknown and not (noise_dir or write_noise):
         raise TinyearError("nothing to synthesize: no words, no _unknown_ clips and no noise asked for")
-    bad = [w for w in words if not w or "/" in w or w.startswith((".", "_"))]
-    if bad:
-        raise TinyearError(f"word {bad[0]!r} cannot be a folder name; words are plain names like yes, stop")
     engines = resolve_engines(engines)
+    keywords = parse_keywords(keywords, check_speech=True, allow_empty=True)
+    words = [k.label for k in keywords]
     unknown = (max(per_word.values(), default=0) if isinstance(per_word, dict) else per_word) if unknown is None \
         else unknown
     request = {"words": words, "per_word": per_word, "unknown": unknown, "seed": seed, "engines": engines,
                "noise": str(Path(noise_dir).resolve()) if noise_dir else ("synthetic" if write_noise else None),
                "config": asdict(config), "tinyear": __version__}
+    if near_miss:  # only when asked, so older requests read back the same
+        request["near_miss"] = near_miss
+    spoken = {k.label: k.text for k in keywords if k.text != k.label}
+    if spoken:  # only when some keyword is not spoken as its label, so older requests read back the same
+        request["spoken"] = spoken
     request = json.loads(json.dumps(request))  # tuples -> lists, as it reads back from the manifest
     manifest_path = out / SYNTH_MANIFEST
     if out.exists():
@@ -289,7 +324,8 @@ def synthesize(
             raise TinyearError(f"{out} exists and is not a tinyear synthetic dataset; choose a new folder")
     part = _staging_folder(out)
     try:
-        job_list = plan(words, per_word, unknown, seed, engines, config)
+        near, candidates = near_miss_texts(keywords, near_miss)
+        job_list = plan(keywords, per_word, unknown, seed, engines, config, near=near)
         for folder in sorted({j.rel.split("/")[0] for j in job_list}):
             (part / folder).mkdir()
         noise_names = _write_noise(part, noise_dir, seed) if (noise_dir or write_noise) else []
@@ -302,8 +338,11 @@ def synthesize(
             "engines": engine_versions(engines),
             "speakers": {e: len(v) for e, v in speakers(engines, seed, config).items()},
             "clips": dict(sorted(counts.items())),
+            "keywords": [{"label": k.label, "text": k.text, "phonemes": k.phonemes,
+                          "engines": ["espeak-ng"] if k.is_phonemes else engines} for k in keywords],
             "unknown_words": sorted({j.text.rstrip(".!?") for j in job_list if j.rel.startswith(UNKNOWN + "/")}),
             "background_noise": noise_names,
+            **({"near_misses": candidates} if near_miss else {}),
             **(extra or {}),
         }
         atomic_write_text(part / SYNTH_MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")

@@ -23,7 +23,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="run folder to write (best.pt, last.pt, log.csv, "
                         "curves.png, run.json)")
     parser.add_argument("--words", nargs="+", default=None, metavar="WORD",
-                        help="keywords (default: yes no up down left right on off stop go)")
+                        help="keywords: the dataset's folders to learn (\"lights on\" names the lights_on folder; "
+                             "default: yes no up down left right on off stop go)")
     parser.add_argument("--variants", type=positive_int, default=d["variants"], metavar="K",
                         help="augmented copies of each training clip, made once and cached (noise, shift, gain, "
                              "reverb, speed); each epoch draws one per clip")
@@ -90,11 +91,15 @@ def _augment_default(name: str):
 def data_options(args):
     from tinyear.host.augment import AugmentConfig
 
+    from tinyear.host.keywords import parse_keywords
+
     if args.gain_db is not None and (args.no_augment or args.gain_db[0] > args.gain_db[1]):
         raise TinyearError("--gain-db LO HI needs LO <= HI and augmentation on (not --no-augment)")
     augment = AugmentConfig.off() if args.no_augment else AugmentConfig(
         **({"gain_db": tuple(args.gain_db)} if args.gain_db is not None else {}))
-    return DataOptions(roots=tuple(args.data), words=tuple(args.words) if args.words else None,
+    # --words name folders here: "lights on" means the lights_on folder; nothing is spoken.
+    words = tuple(k.label for k in parse_keywords(args.words)) if args.words is not None else None
+    return DataOptions(roots=tuple(args.data), words=words,
                        data_seed=args.data_seed, variants=args.variants, augment=augment,
                        cache_dir=args.cache_dir, jobs=args.jobs, mix_variants=args.mix_variants)
 

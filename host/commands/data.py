@@ -42,7 +42,10 @@ def run(args) -> int:
 
     from tinyear.host.cache import RULE, cache_root, folder_bytes
 
-    dataset = load_dataset(args.roots, args.words, seed=args.seed, allow_missing=args.allow_missing,
+    from tinyear.host.keywords import parse_keywords
+
+    words = [k.label for k in parse_keywords(args.words)]  # "lights on" names the lights_on folder
+    dataset = load_dataset(args.roots, words, seed=args.seed, allow_missing=args.allow_missing,
                            skip_unreadable=not args.strict)
     folder = cache_root(dataset.cache_dir)
     summary = {**dataset.summary(), "cache": {"folder": str(folder) if folder else None,

@@ -89,6 +89,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    data = data_options(args)  # bad --words refused before torch loads
     from tinyear.host.distill import distill
     if args.no_teacher:
         given = [name for name, value in (("--alpha", args.alpha), ("--temperature", args.temperature),
@@ -109,7 +110,7 @@ def run(args) -> int:
                          teacher_mode=mode, mixup=args.mixup, synthetic_alpha=args.synthetic_alpha)
     teacher = None if args.no_teacher else (args.teacher[0] if len(args.teacher) == 1 else list(args.teacher))
     info = distill(args.data, args.out, student=args.student, teacher=teacher,
-                   data=data_options(args), config=config, label_overrides=list(args.label_map or []),
+                   data=data, config=config, label_overrides=list(args.label_map or []),
                    teacher_classes=args.teacher_class,
                    resume=args.resume, force=args.force, device=args.device, progress=not args.quiet,
                    command=command_line())

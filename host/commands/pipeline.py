@@ -29,6 +29,7 @@ from its last epoch. --quick is a small version for CI and a first look (a few m
 examples:
   tinyear pipeline                                     # synthetic speech, into runs/default
   tinyear pipeline --quick --out runs/quick
+  tinyear pipeline --words "lights on" "lights off" lamp=[[l'amp]] --out runs/home   # your own words
   tinyear pipeline --data ../shared/data/speech-commands-mini-train --out runs/real
   tinyear pipeline --out runs/default --force          # redo everything with these settings
 """
@@ -41,6 +42,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default="runs/default", metavar="DIR", help="where runs, bundle and report go")
     parser.add_argument("--data", default=None, metavar="DIR",
                         help="a real dataset (Speech Commands layout) to train on; what it lacks is synthesized")
+    parser.add_argument("--words", nargs="+", default=None, metavar="WORD",
+                        help="your keywords, from text alone: words, quoted phrases (\"lights on\"), espeak-ng phonemes "
+                             "([[l'aIts]]) or NAME=either; synthesized like `tinyear synth --words` (default: the ten "
+                             "Speech Commands words; with --data, its word folders)")
+    parser.add_argument("--fold-unknown", action="store_true",
+                        help="with --data and --words: train the dataset's other word folders as _unknown_")
     parser.add_argument("--quick", action="store_true", help="small data and few epochs (CI, a first look)")
     parser.add_argument("--real-test", default=None, metavar="DIR",
                         help="real-speech evaluation folder (default: ../shared/data/speech-commands-v2-test-public "
@@ -69,9 +76,12 @@ def run(args) -> int:
 
     overrides = {k: v for k, v in (("student", args.student), ("per_word", args.per_word),
                                    ("teacher_epochs", args.teacher_epochs), ("student_epochs", args.student_epochs),
-                                   ("seed", args.seed), ("mix_per_word", args.synth_mix)) if v is not None}
+                                   ("seed", args.seed), ("mix_per_word", args.synth_mix),
+                                   ("words", tuple(args.words) if args.words else None)) if v is not None}
     if args.qat:
         overrides["qat"] = True
+    if args.fold_unknown:
+        overrides["fold_unknown"] = True
     config = quick_config(**overrides) if args.quick else PipelineConfig(**overrides)
     real_test = False if args.no_real_test else args.real_test
     summary = run_pipeline(args.out, data=args.data, config=config, real_test=real_test, force=args.force,

@@ -35,11 +35,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    data = data_options(args)  # bad --words refused before torch loads
     from tinyear.host.distill import train_teacher
     config = train_config(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          patience=args.patience, seed=args.seed, label_smoothing=args.label_smoothing,
                          balance=args.balance, mixup=args.mixup)
-    info = train_teacher(args.data, args.out, arch=args.arch, data=data_options(args), config=config,
+    info = train_teacher(args.data, args.out, arch=args.arch, data=data, config=config,
                          resume=args.resume, force=args.force, device=args.device, progress=not args.quiet,
                          command=command_line())
     report(info, args)
