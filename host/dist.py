@@ -13,8 +13,9 @@ rank's part of an epoch's draw, the way torch's DistributedSampler cuts its list
 ...)` runs `fn` in `nproc` processes on this machine through torch's elastic launcher (what torchrun
 runs) and returns rank 0's result; a rank that fails makes it raise one `TinyearError` line.
 
-The test hook `$TINYEAR_TEST_FAIL_RANK=R` makes rank R fail at the first epoch (`fail_if_asked`), so
-tests can check that a failed rank ends the whole run instead of leaving the others waiting.
+The test hook `$TINYEAR_TEST_FAIL_RANK=R` (or `R@E`) makes rank R fail as epoch 1 (or E) starts
+(`fail_if_asked`), so tests can check that a failed rank ends the whole run instead of leaving the
+others waiting, and that the interrupted run resumes.
 
 Imports torch and the standard library; never the training, data or command modules.
 """
@@ -207,11 +208,14 @@ def step_plan(n: int, batch_size: int, w: int) -> tuple[int, int, np.ndarray]:
     return steps, local, per_step
 
 
-def fail_if_asked(where: str) -> None:
-    """The test hook: fail on the rank named by $TINYEAR_TEST_FAIL_RANK."""
+def fail_if_asked(epoch: int) -> None:
+    """The test hook: fail on the rank named by $TINYEAR_TEST_FAIL_RANK ("R": at epoch 1, "R@E": at E)."""
     wanted = os.environ.get(FAIL_RANK_ENV)
-    if wanted is not None and wanted.strip() == str(rank()):
-        raise TinyearError(f"rank {rank()} failed on purpose at {where} ({FAIL_RANK_ENV}, a test hook)")
+    if not wanted:
+        return
+    who, _, when = wanted.strip().partition("@")
+    if who == str(rank()) and epoch == int(when or 1):
+        raise TinyearError(f"rank {rank()} failed on purpose at epoch {epoch} ({FAIL_RANK_ENV}, a test hook)")
 
 
 # -- launching on this machine --------------------------------------------------------------------------

@@ -9,8 +9,8 @@ splits -> `run.json`, written last. Distillation and the baseline differ only in
 `--no-teacher` is alpha = 0 with no teacher loaded, through the same code.
 
 Under torchrun (`tinyear.host.dist`) every rank runs this same driver: rank 0 checks the output folder
-and makes the caches (features, teacher outputs) while the others wait and then read them
-(`dist.once`), rank 0 alone measures the teacher, evaluates the best epoch and writes run.json (with
+and makes the feature caches while the others wait and then read them (`dist.once`), the teacher's
+outputs are computed by all ranks on their blocks of clips and cached by rank 0, rank 0 alone measures the teacher, evaluates the best epoch and writes run.json (with
 the world size, backend and every rank's device), and every rank returns what it wrote.
 
 Imports torch and every `tinyear.host` training module; the command modules import this one.
@@ -161,7 +161,7 @@ def _train_run(out: Path, data: DataOptions, config: TrainConfig, dev: torch.dev
             print(f"tinyear: the teacher has no label for {', '.join(uncovered)}: those clips learn from their "
                   "labels alone", file=sys.stderr)
         if config.teacher_mode == "cached":
-            cache = dist.once(lambda: teacher_outputs(features, teacher, device=str(dev), progress=progress))
+            cache = teacher_outputs(features, teacher, device=str(dev), progress=progress)  # shared out among ranks
         teacher.to(dev)
         teacher_val = dist.broadcast(_teacher_eval(teacher, label_map, features, dataset, dev) if main else None)
         specs = [teacher_spec] if isinstance(teacher_spec, str) else list(teacher_spec)

@@ -193,7 +193,7 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         if state["bad_epochs"] >= config.patience:
             break
-        dist.fail_if_asked(f"epoch {epoch}")
+        dist.fail_if_asked(epoch)
         t0 = time.perf_counter()
         sums = loop.train_epoch(epoch, progress)
         val = loop.validate()
