@@ -241,15 +241,19 @@ def launch(nproc: int, fn, *args, **kwargs):
 
     for name in ("torch.distributed.elastic", "torch.multiprocessing", "torch.distributed.launcher"):
         logging.getLogger(name).setLevel(logging.CRITICAL)  # their failure reports; one line is ours
-    if "OMP_NUM_THREADS" not in os.environ:  # as torchrun does, but sharing the cores instead of 1 each
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"tinyear-{uuid.uuid4().hex[:8]}",
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.5,
                           start_method="spawn")
+    threads_set = "OMP_NUM_THREADS" in os.environ
+    if not threads_set:  # as torchrun does, but sharing the cores instead of 1 each; for the workers only
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
     try:
         results = elastic_launch(config, _run_rank)(fn, args, kwargs)
     except ChildFailedError as exc:
         raise TinyearError(_failure_line(exc)) from None
+    finally:
+        if not threads_set:
+            os.environ.pop("OMP_NUM_THREADS", None)
     return results[0]
 
 

@@ -65,6 +65,32 @@ def test_step_plan_gives_every_rank_the_same_steps_and_alone_the_old_ones():
                 assert (per_step > 0).all() and (per_step <= w * local).all()
 
 
+def _shard_gradients(x, y):
+    """On each of the launched ranks: a tiny model's gradient through DDP on this rank's shard, the loss
+    weighted by the shard's share of the batch as the training loop weights it."""
+    import torch.nn.functional as F
+    from torch.nn.parallel import DistributedDataParallel
+
+    with dist.session("cpu"):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(x.shape[1], 3)
+        net = DistributedDataParallel(model) if dist.active() else model
+        idx = dist.shard(torch.arange(len(y)))
+        loss = F.cross_entropy(net(x[idx]), y[idx]) * (len(idx) * dist.world_size() / len(y))
+        loss.backward()
+        return [p.grad.clone() for p in model.parameters()], dist.world_size()
+
+
+@pytest.mark.slow
+def test_weighted_shard_gradients_averaged_by_ddp_are_the_whole_batch_gradient():
+    x, y = torch.randn(5, 4, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 2, 1, 1, 0])
+    alone, _ = _shard_gradients(x, y)
+    together, world = dist.launch(2, _shard_gradients, x, y)  # shards of 3 and 2 clips: unequal on purpose
+    assert world == 2
+    for a, b in zip(alone, together):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
 def test_alone_the_collectives_are_no_ops_and_the_cli_runs_as_a_module():
     assert not dist.active() and dist.world_size() == 1 and dist.is_main()
     assert dist.broadcast({"a": 1}) == {"a": 1} and dist.gather(3) == [3] and dist.all_sum({"x": 2}) == {"x": 2}
@@ -143,3 +169,26 @@ def test_nproc_turns_a_failed_rank_into_one_line(tones, tmp_path):
     assert len(lines) == 1, proc.stderr[-3000:]
     assert lines[0].startswith("tinyear: error: rank 1 failed") and "on purpose at epoch 1" in lines[0]
     assert not (tmp_path / "run" / runs.RUN_JSON).exists()
+
+
+@pytest.mark.slow
+def test_teacher_outputs_shared_out_among_ranks_equal_one_process(tones, tmp_path):
+    teacher = tmp_path / "teacher"
+    args = ["teacher", str(tones), "--words", *train_data.WORDS, "--out", str(teacher), "--epochs", "1",
+            "--batch-size", "16", "--variants", "2", "--jobs", "1", "--quiet"]
+    made = subprocess.run([sys.executable, "-m", "tinyear.host.cli", *args], capture_output=True, text=True,
+                          timeout=TIMEOUT, env=_env(tmp_path / "t"), cwd=ROOT)
+    assert made.returncode == 0, made.stderr[-3000:]
+    distill = ["distill", str(tones), "--words", *train_data.WORDS, "--teacher", str(teacher), "--teacher-cache",
+               "--epochs", "1", "--batch-size", "16", "--variants", "2", "--jobs", "2", "--quiet"]
+    alone = subprocess.run([sys.executable, "-m", "tinyear.host.cli", *distill, "--out", str(tmp_path / "s1")],
+                           capture_output=True, text=True, timeout=TIMEOUT, env=_env(tmp_path / "one"), cwd=ROOT)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    two = _torchrun([*distill, "--out", str(tmp_path / "s2")], _env(tmp_path / "two"))  # a fresh cache: made here
+    assert two.returncode == 0, two.stderr[-3000:]
+    one_files = sorted((tmp_path / "one" / "cache" / "features").glob("*.npy"))
+    two_files = sorted((tmp_path / "two" / "cache" / "features").glob("*.npy"))
+    assert [p.name for p in one_files] == [p.name for p in two_files]  # one file each: made once, not per rank
+    assert any(p.name.startswith("teacher-") for p in two_files)
+    for a, b in zip(one_files, two_files):
+        assert np.array_equal(np.load(a), np.load(b)), a.name  # features by rank 0, teacher outputs by blocks
