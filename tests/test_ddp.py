@@ -100,6 +100,20 @@ def test_alone_the_collectives_are_no_ops_and_the_cli_runs_as_a_module():
     assert proc.returncode == 0 and "--nproc" in proc.stdout and "torchrun" in proc.stdout
 
 
+def test_launching_again_under_a_launcher_is_one_line(monkeypatch, tmp_path):
+    from tinyear.device.errors import TinyearError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(TinyearError, match="drop --nproc"):
+        dist.launch(2, print)
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "0", "TINYEAR_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "tinyear.host.cli", "pipeline", "--quick", "--out", str(tmp_path / "p")],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+        "tinyear: error: the pipeline starts its own training processes: run it once with --nproc N, not under "
+        "torchrun (for several machines, run its steps under torchrun: docs/SCALE.md)"], proc.stderr
+
+
 # -- two processes through the command line ------------------------------------------------------------
 
 
