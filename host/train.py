@@ -355,9 +355,9 @@ class _Loop:
         return accuracy_metrics(logits, y, self.features.labels)
 
     def _step(self, idx: np.ndarray, kv: np.ndarray, gen: torch.Generator, sums: dict, count: int,
-              share: float = 1.0) -> None:
+              weight: float = 1.0) -> None:
         """One optimizer step on the batch of clips `idx`, variants `kv`. count: how many of them count in
-        the sums (0 for a stand-in); share: the weight of this rank's loss in the step, count x world /
+        the sums (0 for a stand-in); weight: the weight of this rank's loss in the step, count x world /
         the step's clips on all ranks (DDP averages over ranks, so the gradient is the global mean; 1 alone)."""
         config, features, device = self.config, self.features, self.device
         x = torch.from_numpy(features.features_of(idx, kv))  # (B, frames, bins)
@@ -386,7 +386,7 @@ class _Loop:
                                          temperature=config.temperature, kind=config.kd_loss,
                                          label_smoothing=config.label_smoothing, mix=mix)
         self.optimizer.zero_grad(set_to_none=True)
-        (loss if share == 1.0 else loss * share).backward()
+        (loss if weight == 1.0 else loss * weight).backward()
         self.optimizer.step()
         self.schedule.step()
         if count:
