@@ -8,6 +8,11 @@ built-in teacher) -> `train.fit`, the one loop -> evaluate the best epoch on the
 splits -> `run.json`, written last. Distillation and the baseline differ only in alpha and the teacher:
 `--no-teacher` is alpha = 0 with no teacher loaded, through the same code.
 
+Under torchrun (`tinyear.host.dist`) every rank runs this same driver: rank 0 checks the output folder
+and makes the feature caches while the others wait and then read them (`dist.once`), the teacher's
+outputs are computed by all ranks on their blocks of clips and cached by rank 0, rank 0 alone measures the teacher, evaluates the best epoch and writes run.json (with
+the world size, backend and every rank's device), and every rank returns what it wrote.
+
 Imports torch and every `tinyear.host` training module; the command modules import this one.
 """
 
@@ -26,13 +31,13 @@ from tinyear.device.errors import TinyearError
 from tinyear.device.features import fingerprint
 from tinyear.device.fileio import tool_versions
 
-from . import runs
+from . import dist, runs
 from .students import STUDENTS, build_student, count_macs, count_params
 from .ensemble import load_teachers
 from .teachers import resolved_spec
 from .labelmap import LabelMap
 from .teacher_arch import DEFAULT_TEACHER_ARCH, TEACHER_ARCHS_REGISTRY, build_teacher_arch
-from .train import TrainConfig, accuracy_metrics, fit, pick_device, predict
+from .train import TrainConfig, accuracy_metrics, fit, predict
 from .trainconfig import DataOptions, teacher_config  # DataOptions: re-exported
 
 
@@ -107,18 +112,29 @@ def train_run(out, data: DataOptions, config: TrainConfig, *, kind: str, arch_na
               force: bool = False, device: str = "auto", progress: bool = True, command: str = "",
               on_epoch=None) -> dict:
     """One training run into the folder `out`; returns what run.json holds. See the module docstring.
-    on_epoch(epoch, log row): called after every epoch (see `train.fit`)."""
+    device: "auto" (CUDA when present, else the CPU), "cpu", "cuda", "cuda:1", ...; under torchrun each
+    process takes the GPU of its local rank. on_epoch(epoch, log row): called after every epoch (see
+    `train.fit`)."""
     wall0 = time.perf_counter()
-    out = Path(out)
+    with dist.session(device) as dev:
+        return _train_run(Path(out), data, config, dev, wall0, kind=kind, arch_name=arch_name,
+                          teacher_spec=teacher_spec, label_overrides=label_overrides, teacher_classes=teacher_classes,
+                          resume=resume, force=force, progress=progress and dist.is_main(), command=command,
+                          on_epoch=on_epoch)
+
+
+def _train_run(out: Path, data: DataOptions, config: TrainConfig, dev: torch.device, wall0: float, *, kind, arch_name,
+               teacher_spec, label_overrides, teacher_classes, resume, force, progress, command, on_epoch) -> dict:
+    main = dist.is_main()
     if kind == "student" and arch_name not in STUDENTS:
         raise TinyearError(f"unknown student {arch_name!r}; choose one of {', '.join(STUDENTS)}")
     if kind == "teacher" and arch_name not in TEACHER_ARCHS_REGISTRY:
         raise TinyearError(f"unknown teacher architecture {arch_name!r}; choose one of {', '.join(TEACHER_ARCHS_REGISTRY)}")
-    state = _prepare_out(out, resume, force)
+    state = dist.broadcast(_prepare_out(out, resume, force) if main else None)  # rank 0 owns the folder
     if state == "finished":
         import json
 
-        info = json.loads((out / runs.RUN_JSON).read_text())
+        info = dist.broadcast(json.loads((out / runs.RUN_JSON).read_text()) if main else None)
         if progress:
             print(f"tinyear: {out} is already finished; nothing to resume", file=sys.stderr)
         return info
@@ -136,19 +152,18 @@ def train_run(out, data: DataOptions, config: TrainConfig, *, kind: str, arch_na
         raise TinyearError("--mixup and --mix-variants both mix clips; choose one")
     from .featcache import build_features, teacher_outputs
 
-    features = build_features(dataset, variants=data.variants, augment=data.augment, seed=data.data_seed,
-                              eval_splits=("validation", "test"), cache_dir=data.cache_dir, jobs=data.jobs,
-                              progress=progress, keep_waves=True, mix_variants=data.mix_variants)
-    dev = pick_device(device)
+    features = dist.once(lambda: build_features(
+        dataset, variants=data.variants, augment=data.augment, seed=data.data_seed, eval_splits=("validation", "test"),
+        cache_dir=data.cache_dir, jobs=data.jobs, progress=progress, keep_waves=True, mix_variants=data.mix_variants))
     if teacher is not None:
         uncovered = label_map.describe()["uncovered_student_labels"]
         if uncovered and progress:
             print(f"tinyear: the teacher has no label for {', '.join(uncovered)}: those clips learn from their "
                   "labels alone", file=sys.stderr)
         if config.teacher_mode == "cached":
-            cache = teacher_outputs(features, teacher, device=str(dev), progress=progress)
+            cache = teacher_outputs(features, teacher, device=str(dev), progress=progress)  # shared out among ranks
         teacher.to(dev)
-        teacher_val = _teacher_eval(teacher, label_map, features, dataset, dev)
+        teacher_val = dist.broadcast(_teacher_eval(teacher, label_map, features, dataset, dev) if main else None)
         specs = [teacher_spec] if isinstance(teacher_spec, str) else list(teacher_spec)
         teacher_info = {**teacher.describe(), "specs": [resolved_spec(s) for s in specs],
                         "label_map": label_map.describe(),
@@ -175,11 +190,15 @@ def train_run(out, data: DataOptions, config: TrainConfig, *, kind: str, arch_na
     if progress:
         what = f"distilling from {teacher.source}" if teacher else "labels only"
         print(f"tinyear: training {kind} {arch_name} ({params:,} parameters, {macs / 1e6:.2f} M MACs), {what}, "
-              f"{len(features.train_y)} training clips x {features.variants} variants, on {dev}", file=sys.stderr)
+              f"{len(features.train_y)} training clips x {features.variants} variants, on {dev}"
+              + (f" and {dist.world_size() - 1} more process(es)" if dist.active() else ""), file=sys.stderr)
     result = fit(model, features, out, config, checkpoint_meta=meta, teacher=teacher, teacher_cache=cache,
                  label_map=label_map, resume=(state == "resume"), device=dev, progress=progress,
                  title=f"{kind} {arch_name}" + _teacher_title(teacher),
                  on_epoch=on_epoch)
+    distributed = dist.describe(dev)
+    if not main:
+        return dist.broadcast(None)
     metrics = _evaluate(model, features.eval, labels, dev)
     info = {
         "kind": kind, "name": arch_name, "command": command, "labels": labels,
@@ -194,12 +213,12 @@ def train_run(out, data: DataOptions, config: TrainConfig, *, kind: str, arch_na
         "stopped_early": result["stopped_early"],
         "feature_seconds": round(features.seconds, 2), "train_seconds": result["train_seconds"],
         "epoch_seconds": result["epoch_seconds"],
-        "wall_seconds": round(time.perf_counter() - wall0, 2), "device": str(dev),
+        "wall_seconds": round(time.perf_counter() - wall0, 2), "device": str(dev), "distributed": distributed,
         "versions": tool_versions("torch"),
         "frontend_fingerprint": fingerprint(features.frontend),
     }
     runs.write_run_json(out, info)
-    return info
+    return dist.broadcast(info)
 
 
 def train_teacher(data_roots, out, *, arch: str = DEFAULT_TEACHER_ARCH, **kwargs) -> dict:

@@ -14,10 +14,12 @@ Cache files live in `<cache>/features/`, `<cache>` being the user's cache folder
 `--cache-dir`, `$TINYEAR_CACHE`, `~/.cache/tinyear`; never the dataset folder), named by a hash of the
 dataset fingerprint, the frontend fingerprint, the waveform augmentation settings, `variants` and
 `seed`; teacher outputs add the teacher's identity hash, so every student distilled from one teacher on
-one dataset reuses one teacher pass. Files are written atomically (`tinyear.device.fileio`), and with
-progress on, the folder and its size are said once features are ready.
+one dataset reuses one teacher pass (under torchrun, shared out among the ranks). Files are written
+atomically (`tinyear.device.fileio`), and with progress on, the folder and its size are said once
+features are ready.
 
-Imports numpy, tqdm, `tinyear.device` and `tinyear.host.augment`; torch only to run a teacher.
+Imports numpy, tqdm, `tinyear.device` and `tinyear.host.augment`; torch (and `tinyear.host.dist`) only
+to run a teacher.
 Never imports the training loop.
 """
 
@@ -306,28 +308,48 @@ def teacher_outputs(features: FeatureSet, teacher, *, batch_size: int = 256, dev
     return np.concatenate([np.asarray(plain), np.asarray(mixed)])
 
 
-def _teacher_pass(features: FeatureSet, teacher, name: str, variants: range, batch_size: int, device: str,
-                  progress: bool) -> np.ndarray:
-    """The teacher's logits on the given variants of every clip, (len(variants), N, labels), cached."""
-    import torch
-
-    k_count, n = len(variants), features.train.shape[1]
-    path = features.cache / name if features.cache is not None else None
+def _cached_outputs(path: Path | None, shape: tuple) -> np.ndarray | None:
     if path is not None and path.exists():
         try:
             arr = np.load(path, mmap_mode="r")
-            if arr.shape == (k_count, n, len(teacher.labels)):
+            if arr.shape == shape:
                 return arr
         except (OSError, ValueError):
             pass
-    out = np.zeros((k_count, n, len(teacher.labels)), dtype=np.float32)
+    return None
+
+
+def _teacher_pass(features: FeatureSet, teacher, name: str, variants: range, batch_size: int, device: str,
+                  progress: bool) -> np.ndarray:
+    """The teacher's logits on the given variants of every clip, (len(variants), N, labels), cached.
+
+    Under torchrun (`tinyear.host.dist`) every rank runs it: rank 0 says whether its cache holds them;
+    if not, each rank runs the teacher on its block of the clips, rank 0 gathers, writes the cache and
+    hands the whole array to every rank."""
+    import torch
+
+    from . import dist
+
+    k_count, n = len(variants), features.train.shape[1]
+    shape = (k_count, n, len(teacher.labels))
+    path = features.cache / name if features.cache is not None else None
+    arr = _cached_outputs(path, shape)
+    have = dist.gather(arr is not None)  # (world,) whether each rank's cache holds them
+    if all(have):
+        return arr
+    if have[0]:  # rank 0 has them, other machines do not see its cache folder
+        full = dist.broadcast(np.asarray(arr) if dist.is_main() else None)
+        return arr if arr is not None else full
+    r, w = dist.rank(), dist.world_size()
+    lo, hi = n * r // w, n * (r + 1) // w  # this rank's block of clips (all of them alone)
+    out = np.zeros(shape, dtype=np.float32)
     use_features = teacher.accepts_features(features.frontend)
     model = teacher.feature_model if use_features else teacher.module
     model.to(device).eval()
-    with progress_bar(k_count * n, "teacher outputs", enabled=progress) as bar, torch.no_grad():
+    with progress_bar(k_count * (hi - lo), "teacher outputs", enabled=progress) as bar, torch.no_grad():
         for row, k in enumerate(variants):
-            for s in range(0, n, batch_size):
-                idx = np.arange(s, min(n, s + batch_size))
+            for s in range(lo, hi, batch_size):
+                idx = np.arange(s, min(hi, s + batch_size))
                 kv = np.full(len(idx), k)
                 if use_features:
                     x = torch.from_numpy(features.features_of(idx, kv)).to(device)
@@ -335,7 +357,11 @@ def _teacher_pass(features: FeatureSet, teacher, name: str, variants: range, bat
                     x = torch.from_numpy(features.variant_waves(idx, kv)).to(device)
                 out[row, idx] = model(x).float().cpu().numpy()
                 bar.update(len(idx))
-    if path is not None:
+    if dist.active():
+        blocks = dist.gather(out[:, lo:hi])
+        if dist.is_main():
+            out = np.concatenate(blocks, axis=1)
+    if dist.is_main() and path is not None:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.save(f, out)
-    return out
+    return dist.broadcast(out if dist.is_main() else None)

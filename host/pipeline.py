@@ -119,10 +119,12 @@ def _write_json(path: Path, obj: dict) -> None:
 
 
 def run_pipeline(out="runs/default", *, data=None, config: PipelineConfig = PipelineConfig(), real_test=None,
-                 force: bool = False, progress: bool = True, jobs: int | None = None, command: str = "") -> dict:
+                 force: bool = False, progress: bool = True, jobs: int | None = None, command: str = "",
+                 nproc: int = 1) -> dict:
     """Run (or resume) every step into `out`. `data`: a real dataset folder to fill and train on instead
     of the synthetic default; `real_test`: a real-speech evaluation folder (default: the shared Speech
-    Commands test part when present; False: none). Returns the summary written to pipeline.json."""
+    Commands test part when present; False: none). nproc: processes for each training step (DDP on this
+    machine, `dist.launch`). Returns the summary written to pipeline.json."""
     started = time.perf_counter()
     out = Path(out)
     if data is not None and not Path(data).is_dir():
@@ -148,7 +150,7 @@ def run_pipeline(out="runs/default", *, data=None, config: PipelineConfig = Pipe
         _clear(out)
     _write_json(out / PIPELINE_JSON, {"settings": settings, "finished": False, "command": command})
 
-    job = _Pipeline(out, data, config, real_test, keywords, progress=progress, jobs=jobs, command=command)
+    job = _Pipeline(out, data, config, real_test, keywords, progress=progress, jobs=jobs, command=command, nproc=nproc)
     job.run()
     summary = {
         "settings": settings, "finished": True, "command": command, "seconds": round(time.perf_counter() - started, 1),
@@ -200,10 +202,10 @@ class _Pipeline:
     is there: read it back instead of redoing it)."""
 
     def __init__(self, out: Path, data, config: PipelineConfig, real_test, keywords, *, progress: bool, jobs,
-                 command: str):
+                 command: str, nproc: int = 1):
         self.out, self.data, self.config, self.real_test = out, data, config, real_test
         self.keywords, self.labels = keywords, tuple(k.label for k in keywords)
-        self.progress, self.jobs, self.command = progress, jobs, command
+        self.progress, self.jobs, self.command, self.nproc = progress, jobs, command, nproc
         self.steps = _Steps(7, progress)
         self.paths = {**{name: out / name for name in RUN_FOLDERS}, "bundle": out / BUNDLE_NAME,
                       "report": out / REPORT_NAME}
@@ -252,14 +254,15 @@ class _Pipeline:
 
     def _train(self, run_dir: Path, skip: bool, fn, **kw) -> dict:
         from . import runs
+        from .dist import launch
         from .trainconfig import DataOptions
 
         if skip:
             return json.loads((run_dir / runs.RUN_JSON).read_text())
         data = DataOptions(roots=tuple(self.roots), words=self.labels, variants=self.config.variants, data_seed=self.config.seed,
                            jobs=self.jobs)
-        return fn(self.roots, run_dir, data=data, resume=runs.run_state(run_dir) == "resume", progress=self.progress,
-                  command=self.command, **kw)
+        return launch(self.nproc, fn, self.roots, run_dir, data=data, resume=runs.run_state(run_dir) == "resume",
+                      progress=self.progress, command=self.command, **kw)
 
     def train_teacher(self, skip: bool) -> dict:
         from .distill import train_teacher

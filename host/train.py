@@ -14,8 +14,21 @@ The teacher, when there is one, is either cached (its logits on every variant, c
 augmented batch; any other teacher gets the batch's augmented waveforms, made again exactly (it does
 not see the SpecAugment masks, which exist only on features).
 
-Imports torch, numpy, tqdm, matplotlib (for the curves) and `tinyear.host` runs/kd/augment; never
-the data loading or command-line modules.
+Under torchrun (several processes: `tinyear.host.dist`), the model is wrapped in
+DistributedDataParallel, which averages gradients at every step. Every rank draws the same epoch list
+(the `balance` draw and the variants, from (seed, epoch)) and trains on its shard of it (every
+world-th entry, `dist.shard`), in the same number of steps; `batch_size` stays the global batch (each
+rank takes ceil(batch_size / world) per step), and each rank's loss is weighted by its share of the
+step's clips, so a step's gradient is the mean over the global batch as alone. SpecAugment, mixup and
+dropout draw from (seed, epoch, rank): ranks do not repeat each other's masks. Validation runs on
+shards too, after rank 0's BatchNorm statistics are copied to all; the gathered logits give every rank
+the same metrics, and rank 0's early-stopping state is broadcast (rank 0 decides). Rank 0 alone writes
+best.pt, last.pt, log.csv and curves.png and reads them back for the others; `--resume` works the same
+with the same number of processes (the schedule's step count depends on it). One process: the loop
+is exactly what it was alone (same draws, same weights).
+
+Imports torch, numpy, tqdm, matplotlib (for the curves) and `tinyear.host` runs/kd/augment/dist;
+never the data loading or command-line modules.
 """
 
 from __future__ import annotations
@@ -35,7 +48,7 @@ import torch.nn.functional as F
 from tinyear.device.errors import TinyearError
 from tinyear.device.fileio import atomic_write_text
 
-from . import runs
+from . import dist, runs
 from .augment import spec_augment
 from .featcache import SOURCES
 from .kd import distillation_loss
@@ -161,7 +174,7 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
     checkpoint_meta: the run-folder contract's fields other than state_dict and metrics ("kind",
     "arch", "arch_kwargs", "labels", "frontend", ...), stored in best.pt. teacher / teacher_cache /
     label_map: see the module docstring (config.teacher_mode says which is used). resume: continue from
-    out_dir/last.pt. on_epoch(epoch, row): called after each epoch's files are written (a benchmark's
+    out_dir/last.pt. on_epoch(epoch, row): called (on rank 0) after each epoch's files are written (a benchmark's
     progress, or a test's simulated interruption). Returns {"best_epoch", "epochs_run", "stopped_early", "best": validation metrics,
     "train_seconds", "epoch_seconds"}; the model ends holding the best epoch's weights."""
     out_dir = Path(out_dir)
@@ -172,17 +185,24 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
                 "teacher": (checkpoint_meta.get("teacher") or {}).get("identity")}
     state = {"epoch": 0, "best_acc": -1.0, "best_loss": float("inf"), "best_epoch": 0, "bad_epochs": 0,
              "rows": [], "seconds": 0.0}
-    if resume:
-        state = loop.resume(runs.read_checkpoint(out_dir / runs.LAST), identity)
+    main = dist.is_main()
+    progress = progress and main
+    if resume:  # rank 0 reads last.pt (other machines need not see its disk)
+        state = loop.resume(dist.broadcast(runs.read_checkpoint(out_dir / runs.LAST) if main else None), identity)
 
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         if state["bad_epochs"] >= config.patience:
             break
+        dist.fail_if_asked(epoch)
         t0 = time.perf_counter()
         sums = loop.train_epoch(epoch, progress)
-        val = accuracy_metrics(predict(model, loop.val_x, device), loop.val_y, features.labels)
+        val = loop.validate()
         seconds = time.perf_counter() - t0
-        row, improved = _record_epoch(state, epoch, sums, val, seconds, loop.schedule.get_last_lr()[0])
+        _record_epoch(state, epoch, sums, val, seconds, loop.schedule.get_last_lr()[0])
+        state = dist.broadcast(state)  # rank 0 decides (the metrics agree; this makes sure)
+        row, improved = state["rows"][-1], state["best_epoch"] == epoch
+        if not main:
+            continue
         if improved:
             runs.save_checkpoint(out_dir / runs.BEST, {
                 **checkpoint_meta, "format": runs.CHECKPOINT_FORMAT,
@@ -201,7 +221,7 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
         if on_epoch is not None:
             on_epoch(epoch, row)
 
-    best = runs.read_checkpoint(out_dir / runs.BEST)
+    best = dist.broadcast(runs.read_checkpoint(out_dir / runs.BEST) if main else None)
     model.load_state_dict(best["state_dict"])
     model.eval()
     return {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
@@ -238,10 +258,18 @@ class _Loop:
         self.model, self.features, self.config, self.device, self.label_map = model, features, config, device, label_map
         model.to(device)
         self.k_count, self.n = features.train.shape[:2]
-        steps_per_epoch = max(1, -(-self.n // config.batch_size))
+        self.world = dist.world_size()
+        if self.n < self.world:
+            raise TinyearError(f"{self.n} training clips for {self.world} processes; use fewer processes")
+        self.steps, self.local_batch, self.step_clips = dist.step_plan(self.n, config.batch_size, self.world)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.schedule = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, max_lr=config.lr, epochs=config.epochs,
-                                                            steps_per_epoch=steps_per_epoch, pct_start=0.15)
+                                                            steps_per_epoch=self.steps, pct_start=0.15)
+        self.net = model  # what the steps run: the model, or DDP around it (same parameters)
+        if dist.active():
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         self.val_x, self.val_y = features.eval["validation"]
         if len(self.val_y) == 0:
             raise TinyearError("the validation split is empty: early stopping and checkpoint choice need it; add "
@@ -266,6 +294,9 @@ class _Loop:
         if last.get("identity", identity) != identity:
             raise TinyearError(f"--resume with another model or teacher than the interrupted run (it was "
                                f"{last['identity']}, now {identity}); rerun with the original options, or start a new --out")
+        if last.get("world_size", 1) != self.world:
+            raise TinyearError(f"--resume on {self.world} process(es), but the interrupted run had "
+                               f"{last.get('world_size', 1)} (its schedule depends on it); resume with as many")
         if last.get("data_key") != _data_key(features):
             raise TinyearError("--resume on other data or augmentation than the interrupted run; rerun with the "
                                "original DATA and options, or start a new --out")
@@ -278,7 +309,7 @@ class _Loop:
         """What `last.pt` holds: everything `resume` needs."""
         return {"kind": "resume", "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict(), "loop": state, "train_config": asdict(self.config),
-                "data_key": _data_key(self.features), "identity": identity}
+                "data_key": _data_key(self.features), "identity": identity, "world_size": self.world}
 
     def train_epoch(self, epoch: int, progress: bool) -> dict:
         """One pass: every draw of the epoch comes from generators seeded by (seed, epoch), so a resumed
@@ -290,18 +321,44 @@ class _Loop:
             order = torch.multinomial(self.sample_weights, n, replacement=True, generator=gen)
         else:
             order = torch.randperm(n, generator=gen)
-        variant = torch.randint(self.k_count + self.features.mix_variants, (n,), generator=gen)
-        self.model.train()
+        variant = torch.randint(self.k_count + self.features.mix_variants, (n,), generator=gen)  # (N,) by clip
+        if self.world > 1:  # this rank's shard of the same draw; its own masks, mixup and dropout
+            order = dist.shard(order)
+            rank_seed = (config.seed * 1_000_003 + epoch) * 1_000_033 + 1 + dist.rank()
+            gen = torch.Generator().manual_seed(rank_seed)
+            torch.manual_seed(rank_seed)
+        self.net.train()
         sums = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "correct": 0, "seen": 0}
+        b = self.local_batch
         with progress_bar(n, f"epoch {epoch}/{config.epochs}", enabled=progress) as bar:
-            for s in range(0, n, config.batch_size):
-                idx = order[s : s + config.batch_size].numpy()
-                self._step(idx, variant[idx].numpy(), gen, sums)
-                bar.update(len(idx))
-        return sums
+            for s in range(self.steps):
+                idx = order[s * b : (s + 1) * b].numpy()
+                count = len(idx)
+                if count == 0:  # this rank's shard ran out: a stand-in clip whose gradient is weighted 0
+                    idx = order[:1].numpy()
+                self._step(idx, variant[idx].numpy(), gen, sums, count, count * self.world / int(self.step_clips[s]))
+                bar.update(int(self.step_clips[s]))
+        return dist.all_sum(sums)
 
-    def _step(self, idx: np.ndarray, kv: np.ndarray, gen: torch.Generator, sums: dict) -> None:
-        """One optimizer step on the batch of clips `idx`, variants `kv`."""
+    def validate(self) -> dict:
+        """Validation metrics of the model as it stands, the same on every rank (each predicts its shard
+        of the validation split with rank 0's BatchNorm statistics; the logits are gathered)."""
+        x, y = self.val_x, self.val_y
+        if self.world == 1:
+            return accuracy_metrics(predict(self.model, x, self.device), y, self.features.labels)
+        dist.sync_buffers(self.model)
+        parts = dist.gather(predict(self.model, x[dist.rank() :: self.world], self.device))
+        logits = np.zeros((len(y), len(self.features.labels)), np.float32)  # (M, labels)
+        for r, part in enumerate(parts):
+            if len(part):
+                logits[r :: self.world] = part
+        return accuracy_metrics(logits, y, self.features.labels)
+
+    def _step(self, idx: np.ndarray, kv: np.ndarray, gen: torch.Generator, sums: dict, count: int,
+              weight: float = 1.0) -> None:
+        """One optimizer step on the batch of clips `idx`, variants `kv`. count: how many of them count in
+        the sums (0 for a stand-in); weight: the weight of this rank's loss in the step, count x world /
+        the step's clips on all ranks (DDP averages over ranks, so the gradient is the global mean; 1 alone)."""
         config, features, device = self.config, self.features, self.device
         x = torch.from_numpy(features.features_of(idx, kv))  # (B, frames, bins)
         x = spec_augment(x, features.augment, gen)  # (B, frames, bins)
@@ -320,7 +377,7 @@ class _Loop:
             mix = (y[perm].to(device), lam.to(device))
         x, y = x.to(device), y.to(device)
         t_logits = self._teacher_logits(x, idx, kv)  # (B, teacher labels) or None
-        logits = self.model(x)  # (B, labels)
+        logits = self.net(x)  # (B, labels)
         alpha = config.alpha
         if config.synthetic_alpha is not None and features.train_source is not None:
             synthetic = torch.from_numpy(features.train_source[idx] == SOURCES.index("synthetic")).to(device)
@@ -329,15 +386,15 @@ class _Loop:
                                          temperature=config.temperature, kind=config.kd_loss,
                                          label_smoothing=config.label_smoothing, mix=mix)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if weight == 1.0 else loss * weight).backward()
         self.optimizer.step()
         self.schedule.step()
-        b = len(idx)
-        sums["loss"] += loss.item() * b
-        sums["ce"] += ce.item() * b
-        sums["kd"] += kd.item() * b
-        sums["correct"] += int((logits.argmax(1) == y).sum())
-        sums["seen"] += b
+        if count:
+            sums["loss"] += loss.item() * count
+            sums["ce"] += ce.item() * count
+            sums["kd"] += kd.item() * count
+            sums["correct"] += int((logits.argmax(1) == y).sum())
+            sums["seen"] += count
 
     def _teacher_logits(self, x: torch.Tensor, idx: np.ndarray, kv: np.ndarray) -> torch.Tensor | None:
         mode = self.config.teacher_mode

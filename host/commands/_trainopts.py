@@ -67,7 +67,13 @@ def add_loop_arguments(parser: argparse.ArgumentParser, *, epochs: int | None = 
                              "an online teacher judges the mixture)")
     parser.add_argument("--seed", type=int, default=d["seed"], help="seed of the weights, batches and masks: the same "
                         "seed gives the same weights on the CPU")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...; "
+                        "under torchrun or --nproc each process takes the GPU of its local rank")
+    parser.add_argument("--nproc", type=positive_int, default=1, metavar="N",
+                        help="train in N processes on this machine (DistributedDataParallel, started by torch's "
+                             "launcher as torchrun --nproc-per-node N would; gloo on the CPU, a GPU each on CUDA; "
+                             "--batch-size stays the global batch); for several machines run the same command under "
+                             "torchrun instead (docs/SCALE.md)")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out (same options)")
     parser.add_argument("--force", action="store_true", help="start over in an --out that holds a run")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
@@ -104,12 +110,23 @@ def data_options(args):
                        cache_dir=args.cache_dir, jobs=args.jobs, mix_variants=args.mix_variants)
 
 
+def launch(args, fn, *fn_args, **fn_kwargs):
+    """fn(*fn_args, **fn_kwargs) here, or in --nproc processes (tinyear.host.dist.launch): rank 0's result."""
+    from tinyear.host.dist import launch as dist_launch
+
+    return dist_launch(args.nproc, fn, *fn_args, **fn_kwargs)
+
+
 def command_line() -> str:
     return " ".join(["tinyear", *sys.argv[1:]])
 
 
 def report(info: dict, args) -> None:
-    """The run's outcome: JSON for programs, else a few lines for people."""
+    """The run's outcome: JSON for programs, else a few lines for people; from rank 0 alone under torchrun."""
+    import os
+
+    if os.environ.get("RANK", "0") != "0":
+        return
     if args.json:
         print_json(info)
         return

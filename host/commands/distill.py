@@ -10,8 +10,8 @@ from tinyear.device.cliutil import unit_float, positive_float
 from tinyear.device.errors import TinyearError
 
 from ..defaults import DEFAULT_STUDENT
-from ._trainopts import (add_data_arguments, add_loop_arguments, command_line, data_options, report, train_config,
-                         train_defaults)
+from ._trainopts import (add_data_arguments, add_loop_arguments, command_line, data_options, launch, report,
+                         train_config, train_defaults)
 
 HELP = "train a small student from a teacher (knowledge distillation), or alone with --no-teacher"
 DESCRIPTION = """\
@@ -59,6 +59,7 @@ examples:
       --teacher ../shared/teachers/kwt1/model.tflite --teacher ../shared/teachers/dscnn-l/model.pb,weight=0.5 \
       --teacher-class _silence_=labels
   tinyear distill data/synth --teacher runs/teacher --out runs/student --resume    # after an interruption
+  tinyear distill data/synth --teacher runs/teacher --out runs/student --nproc 2   # two processes (DDP)
 """
 
 
@@ -109,10 +110,10 @@ def run(args) -> int:
                          kd_loss=args.kd_loss or defaults["kd_loss"], label_smoothing=args.label_smoothing, balance=args.balance,
                          teacher_mode=mode, mixup=args.mixup, synthetic_alpha=args.synthetic_alpha)
     teacher = None if args.no_teacher else (args.teacher[0] if len(args.teacher) == 1 else list(args.teacher))
-    info = distill(args.data, args.out, student=args.student, teacher=teacher,
-                   data=data, config=config, label_overrides=list(args.label_map or []),
-                   teacher_classes=args.teacher_class,
-                   resume=args.resume, force=args.force, device=args.device, progress=not args.quiet,
-                   command=command_line())
+    info = launch(args, distill, args.data, args.out, student=args.student, teacher=teacher,
+                  data=data, config=config, label_overrides=list(args.label_map or []),
+                  teacher_classes=args.teacher_class,
+                  resume=args.resume, force=args.force, device=args.device, progress=not args.quiet,
+                  command=command_line())
     report(info, args)
     return 0

@@ -32,6 +32,7 @@ examples:
   tinyear pipeline --words "lights on" "lights off" lamp=[[l'amp]] --out runs/home   # your own words
   tinyear pipeline --data ../shared/data/speech-commands-mini-train --out runs/real
   tinyear pipeline --out runs/default --force          # redo everything with these settings
+  tinyear pipeline --out runs/default --nproc 2        # each training step in two processes (DDP)
 """
 
 
@@ -67,12 +68,21 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed of data, training and calibration (default 0)")
     parser.add_argument("--jobs", type=positive_int, default=None, help="processes for synthesis and features "
                         "(default: all cores)")
+    parser.add_argument("--nproc", type=positive_int, default=1, metavar="N",
+                        help="processes for each training step (DistributedDataParallel on this machine: gloo on "
+                             "the CPU, a GPU each on CUDA; docs/SCALE.md)")
     parser.add_argument("--force", action="store_true", help="redo every step (the data is reused if identical)")
     add_json_option(parser, "the summary as one JSON object at the end")
 
 
 def run(args) -> int:
+    from tinyear.device.errors import TinyearError
+    from tinyear.host import dist
     from tinyear.host.pipeline import PipelineConfig, quick_config, run_pipeline
+
+    if dist.launched():
+        raise TinyearError("the pipeline starts its own training processes: run it once with --nproc N, not under "
+                           "torchrun (for several machines, run its steps under torchrun: docs/SCALE.md)")
 
     overrides = {k: v for k, v in (("student", args.student), ("per_word", args.per_word),
                                    ("teacher_epochs", args.teacher_epochs), ("student_epochs", args.student_epochs),
@@ -85,7 +95,8 @@ def run(args) -> int:
     config = quick_config(**overrides) if args.quick else PipelineConfig(**overrides)
     real_test = False if args.no_real_test else args.real_test
     summary = run_pipeline(args.out, data=args.data, config=config, real_test=real_test, force=args.force,
-                           progress=True, jobs=args.jobs, command=shlex.join(["tinyear", *sys.argv[1:]]))
+                           progress=True, jobs=args.jobs, command=shlex.join(["tinyear", *sys.argv[1:]]),
+                           nproc=args.nproc)
     if args.json:
         print_json(summary)
         return 0

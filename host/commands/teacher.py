@@ -6,7 +6,8 @@ A thin shell over `tinyear.host.distill.train_teacher` (the same loop `tinyear d
 from __future__ import annotations
 
 from ..trainconfig import TEACHER_RECIPE
-from ._trainopts import add_data_arguments, add_loop_arguments, command_line, data_options, report, train_config
+from ._trainopts import (add_data_arguments, add_loop_arguments, command_line, data_options, launch, report,
+                         train_config)
 
 HELP = "train the built-in large CNN teacher (>= 1M parameters) on a dataset"
 DESCRIPTION = """\
@@ -25,6 +26,8 @@ examples:
   tinyear teacher data/synth --out runs/teacher
   tinyear teacher ../shared/data/speech-commands-mini-train data/fill --out runs/teacher-real --epochs 16
   tinyear teacher data/synth --out runs/teacher --resume          # after an interruption
+  tinyear teacher data/synth --out runs/teacher --nproc 2          # two processes (DDP), this machine
+  torchrun --nproc-per-node 4 -m tinyear.host.cli teacher data/synth --out runs/teacher --device cuda
 """
 
 
@@ -40,8 +43,8 @@ def run(args) -> int:
     config = train_config(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          patience=args.patience, seed=args.seed, label_smoothing=args.label_smoothing,
                          balance=args.balance, mixup=args.mixup)
-    info = train_teacher(args.data, args.out, arch=args.arch, data=data, config=config,
-                         resume=args.resume, force=args.force, device=args.device, progress=not args.quiet,
-                         command=command_line())
+    info = launch(args, train_teacher, args.data, args.out, arch=args.arch, data=data, config=config,
+                  resume=args.resume, force=args.force, device=args.device, progress=not args.quiet,
+                  command=command_line())
     report(info, args)
     return 0
