@@ -30,10 +30,10 @@ import numpy as np
 from tinyear.device.bundle import read_bundle
 from tinyear.device.detection import DetectionConfig
 from tinyear.device.errors import TinyearError
-from tinyear.device.labels import NON_KEYWORDS, UNKNOWN
+from tinyear.device.labels import UNKNOWN
 
 from . import streams
-from .progress import bar
+from .progress import SecondsBar
 
 SMOOTHING_MS = (100.0, 300.0, 500.0)
 DEFAULT_FA_PER_HOUR = 5.0
@@ -104,9 +104,10 @@ def choose(table: dict, budget: int, floors: dict):
 
 def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, minutes: float = DEFAULT_MINUTES,
               seed: int = 0, out=None, smoothing=SMOOTHING_MS, num_threads: int = 1, progress: bool = True,
-              write: bool = True) -> dict:
+              write: bool = True, fit: bool = False) -> dict:
     """Calibrate `bundle_path` on validation streams of `data` and (with `write`) write the result to
-    `out` (default: the bundle itself). Returns the report dict (see `format_report`)."""
+    `out` (default: the bundle itself). `fit`: a validation split too small for `minutes` gives the
+    longest stream it allows (the pipeline's choice) instead of an error. Returns the report dict."""
     from tinyear.device.detector import Detector
     from tinyear.device.sweep import label_table, record_scores, replay_scored
 
@@ -121,11 +122,12 @@ def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, mi
     base = DetectionConfig.from_bundle(bundle)
     keywords = [lab for lab in bundle.labels if lab not in base.ignore]
     t0 = time.perf_counter()
-    stream = streams.build_stream(roots, keywords, minutes=minutes, split="validation", seed=seed, progress=progress)
+    stream = streams.build_stream(roots, keywords, minutes=minutes, split="validation", seed=seed,
+                                  fit=fit, progress=progress)
     detector = Detector(bundle, base, num_threads=num_threads)
     rate = bundle.sample_rate
-    with bar(int(stream.duration_s), "scoring the stream", enabled=progress, unit="s") as shown:
-        trace = record_scores(detector, stream.waveform, progress=lambda n: shown.update(n / rate))
+    with SecondsBar(stream.duration_s, rate, "scoring the stream", enabled=progress) as shown:
+        trace = record_scores(detector, stream.waveform, progress=shown.update)
     seconds_model = time.perf_counter() - t0
     hours = trace.duration_s / 3600.0
     budget = int(math.floor(fa_per_hour * hours + 1e-9))

@@ -13,13 +13,15 @@ fires on them; the truth rows name them `_unknown_`.
 
 A clip is used at most `max_uses` times (each time at another level, SNR and noise); a split too small
 for the stream asked for is a one-line error naming the pool that ran out and the longest stream it
-allows. Calibration uses the validation split (speakers disjoint from training); never build one from
+allows. `part=(i, n)` keeps the i-th of n speaker-disjoint parts of the split (to check a calibration
+on voices it did not see). Calibration uses the validation split (speakers disjoint from training); never build one from
 a test set for tuning. The same data, split, seed and options give the same stream. Imports numpy and
 the device half; never torch.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,7 @@ GAP_S = (2.5, 5.0)
 WORD_DB = (-26.0, -12.0)
 SNR_DB = (5.0, 30.0)
 MAX_USES = 3
+MIN_FIT_MINUTES = 3.0
 LEAD_S = 1.5
 POOL_NAMES = {"keyword": "keyword clips", "distractor": "distractor words (_unknown_/)", "other": "other speech"}
 
@@ -82,7 +85,7 @@ def refuse_test_sets(roots) -> None:
                                "data (its validation split is used), and keep test data for tinyear evaluate")
 
 
-def split_pools(data, keywords, split: str = "validation", *, seed: int = 0, quiet: bool = True):
+def split_pools(data, keywords, split: str = "validation", *, seed: int = 0, quiet: bool = True, part=None):
     """({"keyword": [Clip], "distractor": [...], "other": [...]}, noise recordings [float32], noise source
     name) of `split` ("all": every clip of the folders) of the dataset folder(s) `data`."""
     from .data import SILENCE, UNKNOWN, load_dataset
@@ -93,6 +96,10 @@ def split_pools(data, keywords, split: str = "validation", *, seed: int = 0, qui
     dataset = load_dataset(roots, tuple(keywords), seed=seed, only_split="test" if whole else None,
                            unknown_ratio=None, silence_ratio=None, allow_missing=True, quiet=quiet)
     clips = dataset.clips_in(use)
+    if part is not None:  # (i, n): the i-th of n speaker-disjoint parts of the split
+        import hashlib
+
+        clips = [c for c in clips if int(hashlib.sha1(f"part:{c.speaker}".encode()).hexdigest(), 16) % part[1] == part[0]]
     pools = {"keyword": [c for c in clips if c.label in keywords],
              "distractor": [c for c in clips if c.label == UNKNOWN and c.path.parent.name == UNKNOWN],
              "other": [c for c in clips if c.label == UNKNOWN and c.path.parent.name != UNKNOWN]}
@@ -132,19 +139,27 @@ def _noise_piece(noise: list, n: int, rng: np.random.Generator) -> np.ndarray:
 
 def build_stream(data, keywords, *, minutes: float = 30.0, split: str = "validation", seed: int = 0,
                  shares: dict | None = None, gap_s=GAP_S, word_db=WORD_DB, snr_db=SNR_DB,
-                 max_uses: int = MAX_USES, progress: bool = False) -> Stream:
-    """A `minutes`-long stream of `split` of `data` (see the module docstring)."""
+                 max_uses: int = MAX_USES, part=None, fit: bool = False, progress: bool = False) -> Stream:
+    """A `minutes`-long stream of `split` of `data` (see the module docstring). With `fit`, a split too
+    small for `minutes` gives the longest stream it allows instead (an error under MIN_FIT_MINUTES)."""
     from .data import UNKNOWN
 
     if minutes <= 0:
         raise TinyearError(f"--minutes {minutes:g}: a stream needs a positive length")
     keywords = list(keywords)
-    pools, noise, noise_source, sr = split_pools(data, keywords, split, seed=seed)
+    pools, noise, noise_source, sr = split_pools(data, keywords, split, seed=seed, part=part)
     shares = dict(SHARES if shares is None else shares)
     shares = {k: v for k, v in shares.items() if v > 0 and pools.get(k)}
     total = sum(shares.values())
     shares = {k: v / total for k, v in shares.items()}
-    slots = int((minutes * 60 - LEAD_S - 1.0) / (sum(gap_s) / 2)) + 1
+    mean_gap = sum(gap_s) / 2
+    longest = min(len(pools[k]) * max_uses / share * mean_gap / 60 for k, share in shares.items())
+    if fit and minutes > longest:  # as long as the split allows
+        if longest < MIN_FIT_MINUTES:
+            raise TinyearError(f"the {split} split is too small for a stream of even {MIN_FIT_MINUTES:g} minutes "
+                               f"({', '.join(f'{len(v)} {POOL_NAMES[k]}' for k, v in pools.items())}); give more data")
+        minutes = math.floor(longest * 10) / 10
+    slots = int((minutes * 60 - LEAD_S - 1.0) / mean_gap) + 1
     for kind, share in shares.items():
         need = int(np.ceil(share * slots))
         have = len(pools[kind]) * max_uses
