@@ -114,6 +114,8 @@ def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, mi
     if not (fa_per_hour >= 0 and math.isfinite(fa_per_hour)):
         raise TinyearError(f"--fa-per-hour {fa_per_hour}: give a number of false accepts per hour, 0 or more (e.g. 5)")
     bundle = read_bundle(bundle_path)
+    if write and out is not None:
+        _check_out(Path(out))
     if UNKNOWN not in bundle.labels:
         raise TinyearError(f"{bundle_path}: has no {UNKNOWN} label, so it cannot reject other speech and no threshold "
                            f"keeps its false accepts to a budget; retrain it with {UNKNOWN} (tinyear distill does by default)")
@@ -164,6 +166,19 @@ def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, mi
     if write:
         result["written"] = str(write_calibrated(bundle, config, result, out or bundle_path))
     return result
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an --out that cannot be written before the long run, not after it."""
+    import os
+
+    from tinyear.device.bundle import SUFFIX
+
+    if out.suffix != SUFFIX:
+        raise TinyearError(f"--out {out}: a bundle file name must end in {SUFFIX}")
+    folder = out.parent if str(out.parent) else Path(".")
+    if out.is_dir() or (folder.exists() and not os.access(folder, os.W_OK)):
+        raise TinyearError(f"--out {out}: cannot write there; choose another --out")
 
 
 def _point(config, scored: dict) -> dict:

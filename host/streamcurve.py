@@ -77,6 +77,12 @@ def evaluate_stream(model_path, data, *, split: str = "test", minutes: float = D
     if peer_model and not peer_python:
         raise TinyearError("--peer needs --peer-python: a Python with tensorflow, soundfile and ai-edge-litert")
     bundle = read_bundle(model_path)
+    out = Path(out_dir) if out_dir else None
+    if out is not None:
+        try:  # before the long run, not after it
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TinyearError(f"--out {out}: cannot make that folder ({exc.strerror}); choose another --out") from None
     config = DetectionConfig.from_bundle(bundle)
     keywords = [lab for lab in bundle.labels if lab not in config.ignore]
     stream = streams.build_stream(data, keywords, minutes=minutes, split=split, seed=seed, progress=progress)
@@ -92,10 +98,8 @@ def evaluate_stream(model_path, data, *, split: str = "test", minutes: float = D
               "operating_point": {k: point[k] for k in ("keywords", "hits", "recall", "false_accepts",
                                                          "false_accepts_per_hour", "latency_ms", "per_label")},
               "curve": [{**r, "model": name} for r in rows]}
-    out = Path(out_dir) if out_dir else None
     wav = None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
         wav, _ = stream.write(out / "stream.wav", out / "stream.csv")
     if peer_model:
         if wav is None:

@@ -111,6 +111,7 @@ def test_a_budget_it_cannot_meet_keeps_the_bundle(tone_bundle, tones, capsys, tm
     ("missing-data", "no such dataset folder"),
     ("too-long", "too few for a 900-minute stream"),
     ("missing-bundle", "no such bundle file"),
+    ("bad-out", "must end in .tinyear"),
 ])
 def test_bad_inputs_are_one_line(case, needle, tone_bundle, bundle, tones, capsys, tmp_path):
     before = bundle.read_bytes()
@@ -118,7 +119,8 @@ def test_bad_inputs_are_one_line(case, needle, tone_bundle, bundle, tones, capsy
             "test-set": [bundle, tmp_path / "speech-commands-v2-test-public"],
             "missing-data": [bundle, tmp_path / "nothere"],
             "too-long": [bundle, tones, "--minutes", 900],
-            "missing-bundle": [tmp_path / "none.tinyear", tones]}[case]
+            "missing-bundle": [tmp_path / "none.tinyear", tones],
+            "bad-out": [bundle, tones, "--out", tmp_path / "x.bin"]}[case]
     (tmp_path / "speech-commands-v2-test-public").mkdir()
     code, _, err = calibrate(capsys, *args)
     assert code == 1 and err.count("\n") == 1 and needle in err, err
@@ -159,7 +161,8 @@ def test_classify_stream_curve(bundle, tones, tmp_path, capsys):
         assert int(at[th]["hits"]) == report["hits"] and int(at[th]["false_accepts"]) == report["false_accepts"]
     recalls = [float(r["recall"]) for r in rows]
     assert recalls == sorted(recalls, reverse=True)  # stricter thresholds find fewer words
-    for bad, needle in ((["--curve", str(out)], "--curve needs --truth"),):
+    for bad, needle in ((["--curve", str(out)], "--curve needs --truth"),
+                        (["--truth", str(truth), "--curve", str(tmp_path / "no" / "c.csv")], "cannot write in")):
         code = device_main(["classify", "--stream", str(bundle), str(wav), *bad])
         err = capsys.readouterr().err
         assert code == 1 and needle in err and err.count("\n") == 1

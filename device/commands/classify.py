@@ -95,9 +95,7 @@ def run_stream(args) -> int:
     truth = read_truth(args.truth) if args.truth else None  # a bad truth file fails before the long run
     detector = Detector(bundle, config, num_threads=args.threads, runtime=args.runtime)
     if args.curve:
-        from ..fileio import atomic_write_text
-
-        atomic_write_text(args.curve, "")  # an unwritable --curve fails before the long run
+        check_writable(args.curve, "--curve")  # before the long run, not after it
         detector.score_log = []
     path = args.files[0]
     events, duration = stream_file(detector, path, channel=args.channel, progress=True)
@@ -129,6 +127,18 @@ def run_stream(args) -> int:
         if args.curve:
             print(f"  detection curve (recall vs false accepts/hour per threshold): {report['curve']}")
     return 0
+
+
+def check_writable(path, option: str) -> None:
+    """TinyearError (one line) unless a file can be written at `path`."""
+    import os
+    from pathlib import Path
+
+    folder = Path(path).parent
+    if Path(path).is_dir():
+        raise TinyearError(f"{option} {path}: is a folder; give a file name such as curve.csv")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise TinyearError(f"{option} {path}: cannot write in {folder} (missing or read-only); choose another path")
 
 
 def write_stream_curve(detector, truth, keywords, duration, path, config):
