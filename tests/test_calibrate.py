@@ -186,3 +186,26 @@ def test_evaluate_stream_writes_curve_and_plot(bundle, tones, tmp_path, capsys):
     code = tinyear_main(["evaluate", str(bundle), str(tones), "--stream", "--peer", "x.tflite"])
     assert code == 1 and "--peer needs --peer-python" in capsys.readouterr().err
     assert np.isfinite(float(rows[-1]["threshold"]))
+
+
+def test_pipeline_step_calibrates_the_bundle_and_reports_it(bundle, tones, tmp_path):
+    """The pipeline's calibration step on a real bundle and data: it fits the stream to a small
+    validation split, writes the thresholds, knows on a rerun that it is done, and the report says so."""
+    import shutil
+
+    from tinyear.host.pipeline import BUNDLE_NAME, PipelineConfig, _calibration_line, _Pipeline
+
+    out = tmp_path / "run"
+    out.mkdir()
+    shutil.copy(bundle, out / BUNDLE_NAME)
+    job = _Pipeline(out, None, PipelineConfig(fa_per_hour=20.0), None, progress=False, jobs=1, command="")
+    job.roots, job.export_info = [str(tones)], {"metrics": {}}
+    assert job.steps.total == 8 and not job._calibrated()
+    job.calibrate(skip=False)  # 30 minutes asked; the tone set's validation split allows fewer: fitted
+    cal = job.export_info["metrics"]["calibration"]
+    assert cal["fa_per_hour_budget"] == 20.0 and 3 <= cal["stream"]["minutes"] < 30
+    assert read_bundle(out / BUNDLE_NAME).detection["per_class_threshold"]
+    assert job._calibrated()
+    assert _calibration_line(cal and job.export_info["metrics"]).startswith("- Detection: per-class thresholds calibrated to 20")
+    assert _calibration_line({}) == "- Detection: default thresholds (not calibrated)."
+    assert _Pipeline(out, None, PipelineConfig(fa_per_hour=None), None, progress=False, jobs=1, command="").steps.total == 7
