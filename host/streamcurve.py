@@ -116,7 +116,8 @@ def evaluate_stream(model_path, data, *, split: str = "test", minutes: float = D
         if "peer" in result:
             curves["MLPerf Tiny KWS (peer)"] = result["peer"]
         result["curve_png"] = str(plot_detection_curves(
-            curves, out / "curve.png", title=f"{name} on a {stream.duration_s / 60:.0f}-min stream ({split})"))
+            curves, out / "curve.png", title=f"{name} on a {stream.duration_s / 60:.0f}-minute stream of "
+            f"{', '.join(Path(d).name for d in result['data'])} [{split}], seed {seed}"))
         result["curve_csv"] = str(out / "curve.csv")
         atomic_write_text(out / "stream.json", json.dumps(result, indent=1) + "\n")
     return result
