@@ -91,7 +91,8 @@ class Detector:
     `push(samples)` takes float32 samples in [-1, 1] (any length, shape (samples,)) and returns the
     Detections they complete. `scorer`, if given, replaces the bundle's model: a function from features
     (num_frames, bins) float32 to probabilities (labels,) (the tests use it; everything else runs the
-    model). Counters (`inferences`, `feature_seconds`, `model_seconds`, `samples_seen`) are for `bench`."""
+    model). Counters (`inferences`, `feature_seconds`, `model_seconds`, `samples_seen`) are for `bench`;
+    `score_log`, when set to a list, receives each run's (stream time, probabilities) for `sweep.py`."""
 
     def __init__(self, bundle: Bundle, config: DetectionConfig | None = None, *, model=None, scorer=None,
                  num_threads: int = 1, runtime: str | None = None):
