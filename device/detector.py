@@ -91,7 +91,8 @@ class Detector:
     `push(samples)` takes float32 samples in [-1, 1] (any length, shape (samples,)) and returns the
     Detections they complete. `scorer`, if given, replaces the bundle's model: a function from features
     (num_frames, bins) float32 to probabilities (labels,) (the tests use it; everything else runs the
-    model). Counters (`inferences`, `feature_seconds`, `model_seconds`, `samples_seen`) are for `bench`."""
+    model). Counters (`inferences`, `feature_seconds`, `model_seconds`, `samples_seen`) are for `bench`;
+    `score_log`, when set to a list, receives each run's (stream time, probabilities) for `sweep.py`."""
 
     def __init__(self, bundle: Bundle, config: DetectionConfig | None = None, *, model=None, scorer=None,
                  num_threads: int = 1, runtime: str | None = None):
@@ -120,6 +121,7 @@ class Detector:
         self._frames = 0
         self._pending: list[np.ndarray] = []  # samples not yet given to the frontend
         self.samples_seen = 0
+        self.score_log: list | None = None  # when a list, each run's (time, probabilities) is appended (sweep.py)
 
     @property
     def stream_seconds(self) -> float:
@@ -177,7 +179,10 @@ class Detector:
             self.inferences += 1
             # The deciding window ends with the last sample of its newest frame.
             end_sample = (self._frames - 1) * fe.hop_length + fe.window_length
-            event = self.gate.update(self.time_offset + end_sample / fe.sample_rate, probs)
+            now = self.time_offset + end_sample / fe.sample_rate
+            if self.score_log is not None:
+                self.score_log.append((now, np.asarray(probs, dtype=np.float32).reshape(-1).copy()))
+            event = self.gate.update(now, probs)
             if event is not None:
                 events.append(event)
         return events

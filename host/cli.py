@@ -20,6 +20,7 @@ Step by step:
   tinyear teacher data/synth --out runs/teacher
   tinyear distill data/synth --teacher runs/teacher --out runs/student
   tinyear export runs/student --out keywords.tinyear
+  tinyear calibrate keywords.tinyear data/synth --fa-per-hour 5
   tinyear evaluate keywords.tinyear data/synth --split test
   tinyear deploy keywords.tinyear --to pi@raspberrypi.local
 """
@@ -30,6 +31,7 @@ COMMANDS: list[Command] = [
     Command("teacher", "tinyear.host.commands.teacher", "train the built-in large CNN teacher on a dataset"),
     Command("distill", "tinyear.host.commands.distill", "train a small student from a teacher, or alone (--no-teacher)"),
     Command("export", "tinyear.host.commands.export", "convert a trained student to a verified int8 bundle"),
+    Command("calibrate", "tinyear.host.commands.calibrate", "per-class thresholds for a false-accept budget, chosen on validation streams"),
     Command("evaluate", "tinyear.host.commands.evaluate", "score a bundle or run on a dataset: accuracy, per-class F1, confusion matrix"),
     Command("pipeline", "tinyear.host.commands.pipeline", "the main job: data, teacher, student, baseline, int8 export, evaluation, report"),
     Command("deploy", "tinyear.host.commands.deploy", "copy a bundle and the device half to a Raspberry Pi over SSH, verify it there, switch to it"),

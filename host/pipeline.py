@@ -2,7 +2,8 @@
 
 data (synthesize the default set, or fill what a given real set lacks) -> teacher -> distilled student
 -> baseline student (same student, same data and epochs, no teacher) -> int8 export, with verification, of
-the student with the higher validation accuracy
+the student with the higher validation accuracy -> per-class thresholds calibrated to a false-accept
+budget on validation streams (`calibrate`; the bundle keeps its defaults if the budget cannot be met)
 -> comparison on the synthetic test split and on real speech when it is available -> a Markdown report
 with plots, and the bundle.
 
@@ -71,6 +72,9 @@ class PipelineConfig:
     Commands words, or with --data the dataset's word folders (`tinyear.host.keywords.dataset_keywords`)."""
     fold_unknown: bool = False
     """With --data and --words: train the dataset's other word folders as `_unknown_` (else refused)."""
+    fa_per_hour: float | None = 5.0
+    """Calibrate the bundle's per-class thresholds to this many false accepts per hour on validation
+    streams (`tinyear calibrate`); None: keep the default thresholds."""
 
 
 QUICK = dict(per_word=100, teacher_epochs=6, student_epochs=10, variants=2, calibration=200)
@@ -207,6 +211,8 @@ class _Pipeline:
         self.keywords, self.labels = keywords, tuple(k.label for k in keywords)
         self.progress, self.jobs, self.command, self.nproc = progress, jobs, command, nproc
         self.steps = _Steps(7, progress)
+        self.progress, self.jobs, self.command = progress, jobs, command
+        self.steps = _Steps(7 + (config.fa_per_hour is not None), progress)
         self.paths = {**{name: out / name for name in RUN_FOLDERS}, "bundle": out / BUNDLE_NAME,
                       "report": out / REPORT_NAME}
 
@@ -229,6 +235,9 @@ class _Pipeline:
         self.shipped_name = "distilled" if self.shipped == "student" else "baseline"
         self.export_info = self.steps.run("export", f"exporting the {self.shipped_name} student to int8 and verifying it",
                                           self.export, _bundle_is_from(paths["bundle"], paths[self.shipped]))
+        if config.fa_per_hour is not None:
+            self.steps.run("calibrate", f"calibrating thresholds to {config.fa_per_hour:g} false accepts/hour on "
+                           "validation streams", self.calibrate, self._calibrated())
         self.rows, self.confusions = self.steps.run("evaluate", "comparing teacher, students and the int8 bundle",
                                                     self.evaluate)
         self.steps.run("report", "writing the report", self.report)
@@ -310,6 +319,31 @@ class _Pipeline:
             for line in result["report"]:
                 print(f"  {line}", file=sys.stderr)
         return result
+
+    # -- 5b. calibration ------------------------------------------------------------------------------------
+
+    def _calibrated(self) -> bool:
+        from tinyear.device.bundle import read_bundle
+
+        cal = read_bundle(self.paths["bundle"]).metrics.get("calibration") or {}
+        return cal.get("fa_per_hour_budget") == self.config.fa_per_hour
+
+    def calibrate(self, skip: bool):
+        from tinyear.device.bundle import read_bundle
+
+        from .calibrate import BudgetNotMet, calibrate, format_report
+
+        if not skip:
+            try:
+                result = calibrate(self.paths["bundle"], self.roots, fa_per_hour=self.config.fa_per_hour,
+                                   seed=self.config.seed, fit=True, progress=self.progress)
+                lines = format_report(result)
+            except (BudgetNotMet, TinyearError) as exc:  # the bundle keeps its thresholds; the run goes on
+                lines = [f"calibration skipped, the bundle keeps its thresholds: {exc}"]
+            if self.progress:
+                for line in lines:
+                    print(f"  {line.strip()}", file=sys.stderr)
+        self.export_info["metrics"] = read_bundle(self.paths["bundle"]).metrics
 
     # -- 6. evaluation --------------------------------------------------------------------------------------
 
@@ -395,6 +429,7 @@ def write_report(out: Path, rows, confusions, teacher_info, student_info, baseli
             f"- Int8: float {m.get('float_accuracy')}% -> int8 {m.get('int8_accuracy')}% on the validation split "
             f"(drop {m.get('accuracy_drop_points')} points, top-1 agreement {m.get('agreement_percent')}%), "
             f"{m.get('quantization', 'ptq').upper()}.",
+            _calibration_line(m),
             f"- Microcontroller-ready (TFLite Micro output bit-identical to LiteRT): "
             f"{'yes, arena ' + format(m.get('tflm_arena_bytes') or 0, ',') + ' bytes' if m.get('microcontroller_ready') else 'no'}.",
             "- Try it: `tinyear-device classify " + str(out / BUNDLE_NAME) + " clip.wav` or `tinyear-device listen "
@@ -424,6 +459,16 @@ def write_report(out: Path, rows, confusions, teacher_info, student_info, baseli
                           footer="Accuracy in percent. Latency: median single-thread LiteRT invoke, all models measured "
                                  "side by side in one run. Real speech: Speech Commands v2 test, public part "
                                  "(evaluation only).")
+
+
+def _calibration_line(m: dict) -> str:
+    cal = m.get("calibration")
+    if not cal:
+        return "- Detection: default thresholds (not calibrated)."
+    a = cal["after"]
+    return (f"- Detection: per-class thresholds calibrated to {cal['fa_per_hour_budget']:g} false accepts/hour on a "
+            f"{cal['stream']['minutes']:g}-minute validation stream: recall {a['recall']:.3f} at "
+            f"{a['false_accepts_per_hour']:.1f} FA/h there (smoothing {a['smoothing_ms']:g} ms; `tinyear calibrate`).")
 
 
 def _per_class_table(confusions: dict) -> list[str]:

@@ -79,3 +79,25 @@ class Steps:
         if self.stream:
             self.stream.write(text)
             self.stream.flush()
+
+
+class SecondsBar:
+    """A `bar` over the seconds of a stream, fed sample counts: `update(samples)` from a callback that
+    gets samples done (as `detect_array` gives them) moves the bar by whole seconds."""
+
+    def __init__(self, seconds: float, rate: int, desc: str, *, enabled: bool = True):
+        self.rate, self.samples, self.shown = rate, 0, 0
+        self._bar = bar(int(seconds), desc, enabled=enabled, unit="s")
+
+    def update(self, samples: int) -> None:
+        self.samples += samples
+        whole = self.samples // self.rate
+        if whole > self.shown:
+            self._bar.update(whole - self.shown)
+            self.shown = whole
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._bar.close()

@@ -184,3 +184,50 @@ def tone_stream(words: list[str], rng: np.random.Generator, *, gap_s=(2.0, 2.6),
         t += len(burst) / SR
         t += gap(tail_s if i == len(words) - 1 else rng.uniform(*gap_s))
     return np.concatenate(parts), truth
+
+
+def tone_dataset(root: Path, per_class: int = 120, seed: int = 0) -> Path:
+    """A dataset folder for streams of the tone model: `low/`, `high/` (its words), `_unknown_/` (mid
+    tones, 900-1500 Hz: distractor words), `chatter/` (other "speech": a chirp from 700 to 1800 Hz,
+    which sweeps between the words' bands) and `_background_noise_/` (20 s of quiet white noise), one-second 16-bit WAVs named
+    `<speaker>_nohash_0.wav` so the speaker hash splits them."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+
+    def write(folder: str, i: int, x: np.ndarray) -> None:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        sf.write(str(root / folder / f"{folder.strip('_')}{seed}s{i:04d}_nohash_0.wav"), x, SR, subtype="PCM_16")
+
+    def clip(*bursts: np.ndarray) -> np.ndarray:
+        x = (rng.standard_normal(SR) * 10 ** (-60 / 20)).astype(np.float32)
+        at = int(rng.integers(0, SR // 5))
+        for b in bursts:
+            x[at : at + len(b)] += b[: SR - at]
+            at = min(SR - 1, at + len(b) + int(rng.integers(SR // 50, SR // 10)))
+        return x
+
+    for i in range(per_class):
+        for word in WORDS:
+            write(word, i, clip(tone_burst(word, rng)))
+        n = int(SR * rng.uniform(0.35, 0.6))
+        t = np.arange(n) / SR
+        gain = 10 ** (rng.uniform(-26, -12) / 20)
+        write("_unknown_", i, clip((np.sin(2 * np.pi * rng.uniform(900, 1500) * t) * gain).astype(np.float32)))
+        sweep = 700 * t + (1800 - 700) * t ** 2 / (2 * t[-1])  # instantaneous frequency 700 -> 1800 Hz
+        write("chatter", i, clip((np.sin(2 * np.pi * sweep) * gain).astype(np.float32)))
+    (root / "_background_noise_").mkdir(parents=True, exist_ok=True)
+    sf.write(str(root / "_background_noise_" / "white.wav"),
+             (rng.standard_normal(20 * SR) * 0.01).astype(np.float32), SR, subtype="PCM_16")
+    return root
+
+
+def unknown_bundle(tone_bundle_file: Path, out: Path) -> Path:
+    """The tone model with its background class named `_unknown_` (labels low, high, _unknown_): a real
+    int8 bundle that calibration accepts."""
+    from tinyear.device.bundle import pack_bundle, read_bundle
+
+    b = read_bundle(tone_bundle_file)
+    out.write_bytes(pack_bundle(b.model_bytes, ["low", "high", "_unknown_"], b.frontend, detection=b.detection,
+                                metrics=b.metrics, provenance=b.provenance, output=b.output))
+    return out

@@ -29,14 +29,16 @@ def quick_run(tmp_path_factory):
 
 def test_pipeline_makes_report_and_bundle(quick_run):
     out, summary, log = quick_run
-    for step in range(1, 8):
-        assert f"[{step}/7]" in log
+    for step in range(1, 9):
+        assert f"[{step}/8]" in log
     assert summary["finished"] is True
     names = [r["name"] for r in summary["rows"]]
     assert names == ["teacher", "baseline student", "distilled student", "int8 bundle"]
     report = (out / "report.md").read_text()
     assert "| teacher (float) |" in report and "| int8 bundle (int8) |" in report
     assert "## Per class (int8 bundle)" in report and "## Time" in report
+    # step 6 calibrated the thresholds on validation streams, or said why it kept the defaults
+    assert "- Detection: " in report and ("calibrating thresholds" in log)
     for image in ("comparison.png", "teacher/curves.png", "student/curves.png", "baseline/curves.png"):
         assert (out / image).stat().st_size > 1000, image
     rows = {r["name"]: r for r in summary["rows"]}
@@ -86,9 +88,9 @@ def test_rerun_skips_finished_steps(quick_run):
     before = (out / "keywords.tinyear").read_bytes()
     proc = tinyear("pipeline", "--quick", "--out", out)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for step in ("[1/7]", "[2/7]", "[3/7]", "[4/7]", "[5/7]"):
+    for step in ("[1/8]", "[2/8]", "[3/8]", "[4/8]", "[5/8]"):
         line = next(l for l in proc.stderr.splitlines() if step in l)
-        assert "already done" in line or step == "[1/7]", line
+        assert "already done" in line or step == "[1/8]", line
     assert (out / "keywords.tinyear").read_bytes() == before
 
 

@@ -28,6 +28,11 @@ faster than real time) and prints its detections; with --truth (a CSV of start,e
 seconds, e.g. from scripts/make_stream.py) it also reports hits, misses, false accepts per hour and the
 latency from the end of each word to its detection:
   tinyear-device classify --stream models/keywords.tinyear long.wav --truth long.csv
+
+--curve OUT.csv (with --stream and --truth) also sweeps one threshold for every keyword over the same
+run (the model runs once; each threshold is replayed on its recorded scores) and writes recall against
+false accepts per hour, one row per threshold:
+  tinyear-device classify --stream models/keywords.tinyear long.wav --truth long.csv --curve curve.csv
 """
 
 
@@ -41,14 +46,15 @@ def add_arguments(parser) -> None:
     add_json_option(parser, "one JSON object per file (file, label, score, top)")
     parser.add_argument("--stream", action="store_true", help="detect keywords along one long FILE as the live listener would")
     parser.add_argument("--truth", default=None, metavar="CSV", help="with --stream: score the detections against start,end,label rows")
+    parser.add_argument("--curve", default=None, metavar="OUT", help="with --stream --truth: write recall vs false accepts/hour per threshold (CSV)")
     add_detection_options(parser)
 
 
 def run(args) -> int:
     if args.stream:
         return run_stream(args)
-    if args.truth:
-        raise TinyearError("--truth scores a stream: add --stream")
+    if args.truth or args.curve:
+        raise TinyearError(f"{'--truth' if args.truth else '--curve'} scores a stream: add --stream")
     from ..classify import Classifier
 
     classifier = Classifier(args.bundle, num_threads=args.threads, runtime=args.runtime)
@@ -84,8 +90,13 @@ def run_stream(args) -> int:
         raise TinyearError(f"--stream takes one audio file, got {len(args.files)}; run it once per file")
     bundle = read_bundle(args.bundle)
     config = detection_config(bundle, args)
+    if args.curve and not args.truth:
+        raise TinyearError("--curve needs --truth CSV: recall and false accepts are counted against it")
     truth = read_truth(args.truth) if args.truth else None  # a bad truth file fails before the long run
     detector = Detector(bundle, config, num_threads=args.threads, runtime=args.runtime)
+    if args.curve:
+        check_writable(args.curve, "--curve")  # before the long run, not after it
+        detector.score_log = []
     path = args.files[0]
     events, duration = stream_file(detector, path, channel=args.channel, progress=True)
     for event in events:
@@ -98,7 +109,10 @@ def run_stream(args) -> int:
         if late:
             raise TinyearError(f"{args.truth}: {len(late)} truth row(s) start after the end of {path} ({duration:.1f} s), "
                                f"e.g. at {late[0].start:g} s: is it the truth file of this stream?")
-        report.update(score_events(events, truth, keywords=keyword_labels(bundle.labels, config.ignore), duration_s=duration))
+        keywords = keyword_labels(bundle.labels, config.ignore)
+        report.update(score_events(events, truth, keywords=keywords, duration_s=duration))
+        if args.curve:
+            report["curve"] = str(write_stream_curve(detector, truth, keywords, duration, args.curve, config))
     if args.json:
         print_json(report)
         return 0
@@ -110,4 +124,32 @@ def run_stream(args) -> int:
         print(f"  false accepts {report['false_accepts']} ({report['false_accepts_per_hour']:.1f} per hour)")
         if lat:
             print(f"  latency end of word -> event: p50 {lat['p50']:.0f} ms, p90 {lat['p90']:.0f} ms")
+        if args.curve:
+            print(f"  detection curve (recall vs false accepts/hour per threshold): {report['curve']}")
     return 0
+
+
+def check_writable(path, option: str) -> None:
+    """TinyearError (one line) unless a file can be written at `path`."""
+    import os
+    from pathlib import Path
+
+    folder = Path(path).parent
+    if Path(path).is_dir():
+        raise TinyearError(f"{option} {path}: is a folder; give a file name such as curve.csv")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise TinyearError(f"{option} {path}: cannot write in {folder} (missing or read-only); choose another path")
+
+
+def write_stream_curve(detector, truth, keywords, duration, path, config):
+    """The curve of the run just made, from the scores the detector recorded (no second model pass)."""
+    import numpy as np
+
+    from ..sweep import ScoreTrace, curve, write_curve_csv
+
+    log, detector.score_log = detector.score_log, None
+    probs = np.stack([p for _, p in log]) if log else np.zeros((0, len(detector.labels)), np.float32)
+    trace = ScoreTrace(list(detector.labels), np.array([t for t, _ in log]), probs, config.hop_ms, duration)
+    rows = curve(trace, truth, keywords, smoothing_ms=config.smoothing_ms, refractory_ms=config.refractory_ms)
+    write_curve_csv(path, rows, model=str(detector.bundle.path.name if detector.bundle.path else "bundle"))
+    return path

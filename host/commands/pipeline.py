@@ -19,6 +19,8 @@ Run every workstation step in order and write a report and a bundle:
   5. export    the student that did better on the validation split (the distilled one, unless the
                baseline beat it) to full-integer int8 TFLite (litert-torch PT2E), verified: float vs
                int8, TFLite Micro
+  5b. calibrate per-class thresholds for --fa-per-hour false accepts/hour (default 5) on validation
+               streams built from the data (tinyear calibrate); --no-calibrate keeps the defaults
   6. evaluate  teacher, baseline, student and bundle side by side: accuracy on the test split and on
                real speech (the shared Speech Commands test part, when present), size, MACs, latency
   7. report    OUT/report.md with the table and plots; the bundle is OUT/keywords.tinyear
@@ -71,6 +73,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--nproc", type=positive_int, default=1, metavar="N",
                         help="processes for each training step (DistributedDataParallel on this machine: gloo on "
                              "the CPU, a GPU each on CUDA; docs/SCALE.md)")
+    parser.add_argument("--fa-per-hour", type=float, default=None, metavar="X",
+                        help=f"calibrate the bundle's thresholds to X false accepts per hour (default {d.fa_per_hour:g})")
+    parser.add_argument("--no-calibrate", action="store_true", help="keep the default detection thresholds")
     parser.add_argument("--force", action="store_true", help="redo every step (the data is reused if identical)")
     add_json_option(parser, "the summary as one JSON object at the end")
 
@@ -92,6 +97,18 @@ def run(args) -> int:
         overrides["qat"] = True
     if args.fold_unknown:
         overrides["fold_unknown"] = True
+    if args.no_calibrate and args.fa_per_hour is not None:
+        from tinyear.device.errors import TinyearError
+
+        raise TinyearError("--no-calibrate and --fa-per-hour contradict each other; give one")
+    if args.no_calibrate:
+        overrides["fa_per_hour"] = None
+    elif args.fa_per_hour is not None:
+        if not args.fa_per_hour >= 0:
+            from tinyear.device.errors import TinyearError
+
+            raise TinyearError(f"--fa-per-hour {args.fa_per_hour:g}: give 0 or more false accepts per hour")
+        overrides["fa_per_hour"] = args.fa_per_hour
     config = quick_config(**overrides) if args.quick else PipelineConfig(**overrides)
     real_test = False if args.no_real_test else args.real_test
     summary = run_pipeline(args.out, data=args.data, config=config, real_test=real_test, force=args.force,

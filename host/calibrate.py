@@ -1,0 +1,239 @@
+"""Calibration: per-class thresholds (and the smoothing, if another one pays) that give the most recall
+within a false-accept budget on validation streams, written into the bundle.
+
+`calibrate` builds a validation stream from the data (`tinyear.host.streams`: keywords, distractor
+words, other speech, noise at a range of SNRs; speakers disjoint from training), runs the bundle's
+model over it ONCE (`tinyear.device.sweep.record_scores`), and then works on the recorded scores
+alone: for each smoothing in `SMOOTHING_MS` (and the bundle's own) it tabulates every keyword's hits
+and false accepts at each threshold of `sweep.THRESHOLD_GRID`, and picks one threshold per keyword by
+an exact knapsack over the false accepts (the most hits with at most budget x hours false accepts in
+all; ties go to the higher threshold, which is quieter on speech never heard). A keyword with no words
+in the stream can only get stricter than its current threshold. The chosen point is confirmed with the
+real decision gate over the trace (`sweep.replay_scored`).
+
+A budget that cannot be met (even the strictest thresholds fire more often) raises
+`BudgetNotMet`, which carries the quietest operating point found and the recall possible at a few
+budgets; the bundle is not touched. A bundle without `_unknown_` is refused (it has no way to reject
+speech that is not a keyword, so its thresholds would only hide that). The calibrated bundle is
+rewritten atomically (`tinyear.host.bundle.write_bundle`: checksums renewed) with the calibration
+record under `metrics["calibration"]`. Imports the device half and numpy; never torch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tinyear.device.bundle import read_bundle
+from tinyear.device.detection import DetectionConfig
+from tinyear.device.errors import TinyearError
+from tinyear.device.labels import UNKNOWN
+
+from . import streams
+from .progress import SecondsBar
+
+SMOOTHING_MS = (100.0, 300.0, 500.0)
+DEFAULT_FA_PER_HOUR = 5.0
+DEFAULT_MINUTES = 30.0
+
+
+class BudgetNotMet(TinyearError):
+    """The false-accept budget is below what any thresholds reach on the stream; `best` says what can."""
+
+    def __init__(self, message: str, result: dict):
+        super().__init__(message)
+        self.result = result
+
+
+def pareto(rows, words: int, floor: float | None = None):
+    """One label's options [(false_accepts, hits, threshold)]: for each false-accept count the most hits,
+    and among thresholds that tie on both, the highest. Only thresholds >= floor when given."""
+    best: dict = {}
+    for th, hits, fa in rows:
+        if floor is not None and th < floor - 1e-9:
+            continue
+        key = fa
+        if key not in best or hits > best[key][1] or (hits == best[key][1] and th > best[key][2]):
+            best[key] = (fa, hits, th)
+    options, top = [], -1
+    for fa in sorted(best):  # drop options that cost more false accepts for no more hits
+        if best[fa][1] > top:
+            options.append(best[fa])
+            top = best[fa][1]
+    return options
+
+
+def choose(table: dict, budget: int, floors: dict):
+    """Exact multiple-choice knapsack: one option per label, total false accepts <= budget, most hits.
+    Returns ({label: threshold}, hits, false_accepts) or None when no choice fits."""
+    labels = list(table)
+    options = {lab: pareto(table[lab]["rows"], table[lab]["words"], floors.get(lab)) for lab in labels}
+    if any(not o for o in options.values()):
+        return None
+    NEG = -1
+    dp = np.full(budget + 1, NEG, dtype=np.int64)
+    dp[0] = 0
+    picks = []
+    for lab in labels:
+        new = np.full(budget + 1, NEG, dtype=np.int64)
+        pick = np.full(budget + 1, -1, dtype=np.int64)
+        for k, (fa, hits, _) in enumerate(options[lab]):
+            if fa > budget:
+                continue
+            for b in range(budget, fa - 1, -1):
+                if dp[b - fa] != NEG and dp[b - fa] + hits > new[b]:
+                    new[b], pick[b] = dp[b - fa] + hits, k
+        picks.append(pick)
+        dp = new
+    if (dp == NEG).all():
+        return None
+    b = int(np.argmax(dp))  # the fewest false accepts among the most hits (argmax takes the first)
+    hits_total = int(dp[b])
+    chosen, fa_total = {}, 0
+    for lab, pick in zip(reversed(labels), reversed(picks)):
+        k = int(pick[b])
+        fa, hits, th = options[lab][k]
+        chosen[lab] = th
+        fa_total += fa
+        b -= fa  # the previous label's dp is indexed by what is left
+    return chosen, hits_total, fa_total
+
+
+def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, minutes: float = DEFAULT_MINUTES,
+              seed: int = 0, out=None, smoothing=SMOOTHING_MS, num_threads: int = 1, progress: bool = True,
+              write: bool = True, fit: bool = False) -> dict:
+    """Calibrate `bundle_path` on validation streams of `data` and (with `write`) write the result to
+    `out` (default: the bundle itself). `fit`: a validation split too small for `minutes` gives the
+    longest stream it allows (the pipeline's choice) instead of an error. Returns the report dict."""
+    from tinyear.device.detector import Detector
+    from tinyear.device.sweep import label_table, record_scores, replay_scored
+
+    if not (fa_per_hour >= 0 and math.isfinite(fa_per_hour)):
+        raise TinyearError(f"--fa-per-hour {fa_per_hour}: give a number of false accepts per hour, 0 or more (e.g. 5)")
+    bundle = read_bundle(bundle_path)
+    if write and out is not None:
+        _check_out(Path(out))
+    if UNKNOWN not in bundle.labels:
+        raise TinyearError(f"{bundle_path}: has no {UNKNOWN} label, so it cannot reject other speech and no threshold "
+                           f"keeps its false accepts to a budget; retrain it with {UNKNOWN} (tinyear distill does by default)")
+    roots = [str(r) for r in (data if isinstance(data, (list, tuple)) else [data])]
+    streams.refuse_test_sets(roots)
+    base = DetectionConfig.from_bundle(bundle)
+    keywords = [lab for lab in bundle.labels if lab not in base.ignore]
+    t0 = time.perf_counter()
+    stream = streams.build_stream(roots, keywords, minutes=minutes, split="validation", seed=seed,
+                                  fit=fit, progress=progress)
+    detector = Detector(bundle, base, num_threads=num_threads)
+    rate = bundle.sample_rate
+    with SecondsBar(stream.duration_s, rate, "scoring the stream", enabled=progress) as shown:
+        trace = record_scores(detector, stream.waveform, progress=shown.update)
+    seconds_model = time.perf_counter() - t0
+    hours = trace.duration_s / 3600.0
+    budget = int(math.floor(fa_per_hour * hours + 1e-9))
+    present = {w.label for w in stream.truth}
+    floors = {lab: base.threshold_for(lab) for lab in keywords if lab not in present}
+    before = replay_scored(trace, base, stream.truth, keywords)
+    candidates = []
+    for sm in sorted({*map(float, smoothing), float(base.smoothing_ms)}):
+        table = label_table(trace, stream.truth, keywords, smoothing_ms=sm, refractory_ms=base.refractory_ms)
+        picked = choose(table, budget, floors)
+        candidates.append((sm, table, picked))
+    result = {
+        "bundle": str(bundle_path), "data": roots, "fa_per_hour_budget": fa_per_hour,
+        "stream": stream.summary(), "false_accepts_allowed": budget,
+        "before": _point(base, before), "seconds": round(time.perf_counter() - t0, 1),
+        "model_pass_seconds": round(seconds_model, 1), "missing_keywords": sorted(set(keywords) - present),
+    }
+    fits = [(picked[1], sm == base.smoothing_ms, -picked[2], sm, picked) for sm, _, picked in candidates if picked]
+    if not fits:
+        result["possible"] = _possible(candidates, trace, keywords, hours)
+        q = result["possible"][0]
+        raise BudgetNotMet(
+            f"no thresholds keep false accepts within {fa_per_hour:g}/h on the {trace.duration_s / 60:.0f}-minute "
+            f"validation stream: the quietest point is recall {q['recall']:.2f} at {q['false_accepts_per_hour']:.1f} FA/h "
+            f"(smoothing {q['smoothing_ms']:g} ms); raise --fa-per-hour; the bundle's thresholds are kept", result)
+    fits.sort(reverse=True)
+    _, _, _, sm, (chosen, hits, fa) = fits[0]
+    per_class = {lab: round(th, 4) for lab, th in chosen.items()}
+    config = DetectionConfig(threshold=base.threshold, per_class_threshold=per_class, smoothing_ms=sm,
+                             refractory_ms=base.refractory_ms, hop_ms=base.hop_ms)
+    after = replay_scored(trace, config, stream.truth, keywords)
+    result["after"] = _point(config, after)
+    result["detection"] = config.to_dict()
+    if write:
+        result["written"] = str(write_calibrated(bundle, config, result, out or bundle_path))
+    return result
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an --out that cannot be written before the long run, not after it."""
+    import os
+
+    from tinyear.device.bundle import SUFFIX
+
+    if out.suffix != SUFFIX:
+        raise TinyearError(f"--out {out}: a bundle file name must end in {SUFFIX}")
+    folder = out.parent if str(out.parent) else Path(".")
+    if out.is_dir() or (folder.exists() and not os.access(folder, os.W_OK)):
+        raise TinyearError(f"--out {out}: cannot write there; choose another --out")
+
+
+def _point(config, scored: dict) -> dict:
+    return {"recall": scored["recall"], "false_accepts_per_hour": scored["false_accepts_per_hour"],
+            "hits": scored["hits"], "keywords": scored["keywords"], "false_accepts": scored["false_accepts"],
+            "threshold": config.threshold, "per_class_threshold": dict(config.per_class_threshold),
+            "smoothing_ms": config.smoothing_ms, "per_label": scored["per_label"]}
+
+
+def _possible(candidates, trace, keywords, hours) -> list[dict]:
+    """The quietest operating point and the recall at a few looser budgets, for the error message."""
+    out = []
+    for sm, table, _ in candidates:
+        quiet = sum(min(fa for _, _, fa in t["rows"]) for t in table.values())
+        for fa_h in (None, 10, 20, 50, 100):
+            b = quiet if fa_h is None else int(fa_h * hours)
+            picked = choose(table, b, {})
+            if picked:
+                words = sum(t["words"] for t in table.values()) or 1
+                out.append({"smoothing_ms": sm, "false_accepts_per_hour": round(picked[2] / hours, 1),
+                            "recall": round(picked[1] / words, 3), "per_class_threshold": picked[0]})
+    out.sort(key=lambda r: (r["false_accepts_per_hour"], -r["recall"]))
+    return out
+
+
+def write_calibrated(bundle, config: DetectionConfig, result: dict, path) -> Path:
+    """Rewrite `bundle` at `path` with `config`'s detection values and the calibration record."""
+    from .bundle import write_bundle
+
+    detection = {**bundle.detection, **config.to_dict()}
+    record = {k: result[k] for k in ("fa_per_hour_budget", "stream", "false_accepts_allowed", "missing_keywords")}
+    record["after"] = {k: v for k, v in result["after"].items() if k != "per_label"}
+    record["data"] = [Path(r).name for r in result["data"]]
+    metrics = {**bundle.metrics, "calibration": record}
+    return write_bundle(path, bundle.model_bytes, bundle.labels, bundle.frontend, detection=detection,
+                        metrics=metrics, provenance=bundle.provenance, selftest=bundle.selftest, output=bundle.output)
+
+
+def format_report(result: dict) -> list[str]:
+    """The calibration as lines for people."""
+    b, s = result["before"], result["stream"]
+    lines = [f"{result['bundle']}: calibrated on a {s['minutes']:g}-minute validation stream "
+             f"({', '.join(f'{v} {k}' for k, v in s['words'].items())}; seed {s['seed']})",
+             f"  budget {result['fa_per_hour_budget']:g} false accepts/hour ({result['false_accepts_allowed']} on this stream)",
+             f"  before: recall {b['recall']:.3f} at {b['false_accepts_per_hour']:.1f} FA/h "
+             f"(threshold {b['threshold']:g}, smoothing {b['smoothing_ms']:g} ms)"]
+    if "after" in result:
+        a = result["after"]
+        lines.append(f"  after:  recall {a['recall']:.3f} at {a['false_accepts_per_hour']:.1f} FA/h "
+                     f"(smoothing {a['smoothing_ms']:g} ms)")
+        lines.append("  thresholds: " + ", ".join(f"{k} {v:g}" for k, v in a["per_class_threshold"].items()))
+    if result.get("missing_keywords"):
+        lines.append(f"  note: no validation words of {', '.join(result['missing_keywords'])}: their thresholds "
+                     "could only rise")
+    if result.get("written"):
+        lines.append(f"  written: {result['written']}")
+    lines.append(f"  one model pass over the stream, {result['model_pass_seconds']:g} s; {result['seconds']:g} s in all")
+    return lines

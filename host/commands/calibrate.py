@@ -1,0 +1,64 @@
+"""`tinyear calibrate BUNDLE DATA --fa-per-hour X`: per-class thresholds for a false-accept budget."""
+
+from __future__ import annotations
+
+import sys
+
+from tinyear.device.cliutil import add_json_option, add_threads_option, print_json
+
+HELP = "choose per-class thresholds on validation streams for the best recall within a false-accept budget"
+DESCRIPTION = """\
+Choose the detection thresholds of a bundle (one per keyword, and the smoothing if another one pays)
+that find the most keywords while false accepts stay within --fa-per-hour, and write them into the
+bundle (checksums renewed, atomically).
+
+The thresholds are chosen on a stream built from the VALIDATION split of DATA (speakers disjoint from
+the training split): the model's keywords, distractor words (_unknown_/ clips), other speech (any
+other folder, e.g. ../shared/data/other-speech) and background noise at 5-30 dB SNR, one word every
+2.5-5 s. The model runs over the stream once; every threshold is then tried on the recorded scores.
+Never calibrate on a test set: a number measured on it afterwards means nothing.
+
+If no thresholds meet the budget, it says what recall is possible at what false-accept rate, keeps
+the bundle as it was and exits with status 1.
+
+examples:
+  tinyear calibrate keywords.tinyear ../shared/data/speech-commands-mini-train ../shared/data/other-speech
+  tinyear calibrate keywords.tinyear data/mine --fa-per-hour 2 --out keywords-quiet.tinyear --json
+"""
+
+
+def add_arguments(parser) -> None:
+    from tinyear.device.cliutil import non_negative_float, positive_float
+    from tinyear.host.calibrate import DEFAULT_FA_PER_HOUR, DEFAULT_MINUTES
+
+    parser.add_argument("bundle", metavar="BUNDLE", help="a .tinyear bundle (with an _unknown_ label)")
+    parser.add_argument("data", metavar="DATA", nargs="+", help="dataset folder(s) whose validation split is used")
+    parser.add_argument("--fa-per-hour", type=non_negative_float, default=DEFAULT_FA_PER_HOUR, metavar="X",
+                        help="false accepts per hour of audio allowed on the validation stream")
+    parser.add_argument("--minutes", type=positive_float, default=DEFAULT_MINUTES, help="length of the validation stream")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the validation stream")
+    parser.add_argument("--out", metavar="FILE", help="write the calibrated bundle here instead of over BUNDLE")
+    parser.add_argument("--dry-run", action="store_true", help="report the operating point, write nothing")
+    add_threads_option(parser)
+    add_json_option(parser, "one JSON object: the operating points before and after, thresholds, stream")
+
+
+def run(args) -> int:
+    from tinyear.host.calibrate import BudgetNotMet, calibrate, format_report
+
+    try:
+        result = calibrate(args.bundle, args.data, fa_per_hour=args.fa_per_hour, minutes=args.minutes, seed=args.seed,
+                           out=args.out, num_threads=args.threads, progress=not args.json, write=not args.dry_run)
+    except BudgetNotMet as exc:
+        if args.json:
+            print_json({**exc.result, "error": str(exc)})
+        else:
+            for p in exc.result["possible"][:4]:
+                print(f"  possible: recall {p['recall']:.3f} at {p['false_accepts_per_hour']:.1f} FA/h "
+                      f"(smoothing {p['smoothing_ms']:g} ms)", file=sys.stderr)
+        raise
+    if args.json:
+        print_json(result)
+    else:
+        print("\n".join(format_report(result)))
+    return 0
