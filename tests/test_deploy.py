@@ -334,6 +334,20 @@ def _repack(src: Path, dst: Path, **changes) -> Path:
     return dst
 
 
+def test_bundle_with_swapped_labels_is_refused_before_connecting(tiny_bundles, tmp_path):
+    """Labels reordered after export with every checksum recomputed: the scores are identical, but the
+    self-test clip's label is no longer the top label; deploy refuses at its first step, here."""
+    b = read_bundle(tiny_bundles["int8"])
+    swapped = tmp_path / "swapped.tinyear"
+    swapped.write_bytes(pack_bundle(b.model_bytes, ["high", "low", "noise"], b.frontend, detection=b.detection,
+                                    metrics=b.metrics, provenance=b.provenance, selftest=b.selftest, output=b.output))
+    proc = _tinyear("deploy", swapped, "--to", "nobody@127.0.0.1", "--port", _free_port(), "--connect-timeout", "1")
+    assert proc.returncode == 1
+    line = _one_error_line(proc)
+    assert "self-test fails on this workstation already" in line and "'high' clip" in line, line
+    assert "[1/7] checking the bundle here ... failed" in proc.stderr and "[2/7]" not in proc.stderr
+
+
 @pytest.mark.slow
 def test_tampered_bundle_is_refused_and_the_device_is_unchanged(device, deployed, tiny_bundles, tmp_path):
     before = snapshot(device["dir"])
