@@ -101,15 +101,27 @@ def _teacher_title(teacher) -> str:
     return f" <- {Path(teacher.source).name}"
 
 
-def train_run(out, data: DataOptions, config: TrainConfig, *, kind: str, arch_name: str,
-              teacher_spec: str | list[str] | None = None, label_overrides: dict | list | None = None,
-              teacher_classes: list[str] | None = None, resume: bool = False,
-              force: bool = False, device: str = "auto", progress: bool = True, command: str = "",
-              on_epoch=None) -> dict:
+def train_run(out, data: DataOptions, config: TrainConfig, **kwargs) -> dict:
     """One training run into the folder `out`; returns what run.json holds. See the module docstring.
-    on_epoch(epoch, log row): called after every epoch (see `train.fit`)."""
-    wall0 = time.perf_counter()
+    kwargs: kind, arch_name, teacher_spec, label_overrides, teacher_classes, resume, force, device,
+    progress, command, on_epoch(epoch, log row) (called after every epoch, see `train.fit`). A run that
+    fails or is interrupted before it wrote anything leaves no empty folder behind."""
     out = Path(out)
+    created = not out.exists()
+    try:
+        return _train_run(out, data, config, **kwargs)
+    except BaseException:
+        if created:
+            runs.remove_if_empty(out)
+        raise
+
+
+def _train_run(out: Path, data: DataOptions, config: TrainConfig, *, kind: str, arch_name: str,
+               teacher_spec: str | list[str] | None = None, label_overrides: dict | list | None = None,
+               teacher_classes: list[str] | None = None, resume: bool = False,
+               force: bool = False, device: str = "auto", progress: bool = True, command: str = "",
+               on_epoch=None) -> dict:
+    wall0 = time.perf_counter()
     if kind == "student" and arch_name not in STUDENTS:
         raise TinyearError(f"unknown student {arch_name!r}; choose one of {', '.join(STUDENTS)}")
     if kind == "teacher" and arch_name not in TEACHER_ARCHS_REGISTRY:

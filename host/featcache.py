@@ -198,11 +198,20 @@ def _compute(path: Path, waves: np.ndarray, variants: int, augmenter, seed: int,
                     bar.update(_work(c))
             else:
                 # fork: workers inherit the waveforms and the augmenter without pickling; they only run numpy.
-                with multiprocessing.get_context("fork").Pool(jobs) as pool:
+                # Workers ignore Ctrl-C: the parent alone handles it (the pool is terminated on the way
+                # out), so an interrupt prints one line rather than a KeyboardInterrupt per worker.
+                with multiprocessing.get_context("fork").Pool(jobs, initializer=_ignore_sigint) as pool:
                     for done in pool.imap_unordered(_work, chunks):
                         bar.update(done)
         finally:
             _JOB.clear()
+
+
+def _ignore_sigint() -> None:
+    """Pool initializer: a feature worker leaves SIGINT to its parent."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _cached_or_compute(folder: Path | None, name: str, waves, variants, augmenter, seed, frontend, jobs, desc,

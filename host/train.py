@@ -174,6 +174,9 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
              "rows": [], "seconds": 0.0}
     if resume:
         state = loop.resume(runs.read_checkpoint(out_dir / runs.LAST), identity)
+        if progress:
+            print(f"tinyear: resuming from epoch {state['epoch'] + 1} of {config.epochs} ({out_dir / runs.LAST} "
+                  f"holds epoch {state['epoch']}; best so far epoch {state['best_epoch']})", file=sys.stderr)
 
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         if state["bad_epochs"] >= config.patience:
