@@ -32,11 +32,13 @@ def test_pipeline_makes_report_and_bundle(quick_run):
     for step in range(1, 8):
         assert f"[{step}/7]" in log
     assert summary["finished"] is True
+    assert summary["smoke_test"].startswith("a --quick smoke test")  # --quick says what its numbers are
     names = [r["name"] for r in summary["rows"]]
     assert names == ["teacher", "baseline student", "distilled student", "int8 bundle"]
     report = (out / "report.md").read_text()
     assert "| teacher (float) |" in report and "| int8 bundle (int8) |" in report
     assert "## Per class (int8 bundle)" in report and "## Time" in report
+    assert "## Smoke test" in report and "not how accurate a model can be" in report
     for image in ("comparison.png", "teacher/curves.png", "student/curves.png", "baseline/curves.png"):
         assert (out / image).stat().st_size > 1000, image
     rows = {r["name"]: r for r in summary["rows"]}
