@@ -59,14 +59,22 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def _interrupt_when(proc: subprocess.Popen, ready, timeout: float = 300) -> None:
-    """SIGINT to the process group (a terminal's Ctrl-C) as soon as `ready()` holds."""
+def _sigint_default() -> None:
+    """Popen preexec_fn: SIGINT as a terminal's foreground job has it. A test run started in the
+    background of a non-interactive shell inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _interrupt_when(proc: subprocess.Popen, ready, timeout: float = 300, send: bool = True) -> None:
+    """SIGINT to the process group (a terminal's Ctrl-C) as soon as `ready()` holds (send=False: only wait)."""
     deadline = time.monotonic() + timeout
     while not ready():
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         assert time.monotonic() < deadline, "the run never reached the point to interrupt"
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)
+    if send:
+        os.killpg(proc.pid, signal.SIGINT)
 
 
 FEATURES = """
@@ -87,8 +95,12 @@ print("finished before the interrupt", file=sys.stderr)
 def test_ctrl_c_stops_the_feature_workers_without_a_traceback_each(tmp_path):
     data = train_data.make_dataset(tmp_path / "data", per_word=40)
     proc = subprocess.Popen([sys.executable, "-c", FEATURES, str(data), str(tmp_path / "cache")], cwd=ROOT,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    _interrupt_when(proc, lambda: len(_children(proc.pid)) >= 2)  # the pool's two workers are up
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=_sigint_default)
+    _interrupt_when(proc, lambda: len(_children(proc.pid)) >= 2, send=False)  # the pool's two workers are up ...
+    # ... but the parent ignores SIGINT while it forks them (featcache._pool_ignoring_sigint): a Ctrl-C
+    # then is dropped, as it is meant to be. Interrupt once they are working.
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert err.strip().splitlines() == ["parent interrupted"], err  # no ForkPoolWorker-N tracebacks
@@ -101,7 +113,8 @@ def test_interrupted_training_says_how_to_resume_and_the_resume_says_where(tmp_p
     cmd = [sys.executable, "-m", "tinyear.host.cli", "distill", str(data), "--words", "low", "high", "--no-teacher",
            "--student", "dscnn-s", "--epochs", "40", "--patience", "40", "--variants", "1", "--out", str(out)]
     env = {**os.environ, "TINYEAR_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True, env=env,
+                            preexec_fn=_sigint_default)
     _interrupt_when(proc, lambda: (out / "last.pt").exists())
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
