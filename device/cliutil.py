@@ -1,7 +1,9 @@
 """What both command lines (`tinyear` and `tinyear-device`) share: the lazy sub-command dispatcher, the
 option definitions used by several commands, and the rule for errors.
 
-A command is a module with `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`. The
+A command is a module with `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`, and
+optionally `INTERRUPTED`: what Ctrl-C's line adds (how to resume, for a command that can; a string,
+or a function of the parsed arguments). The
 dispatcher imports only the module of the command being run, so `tinyear --help` does not pay for
 importing torch, and `tinyear-device` never touches a host module. A `TinyearError` becomes one line on
 stderr and exit status 1; Ctrl-C becomes exit 130 with no traceback; anything else is a bug and keeps
@@ -56,7 +58,8 @@ def build_parser(prog: str, description: str, commands: list[Command], version: 
                 formatter_class=_Formatter,
             )
             module.add_arguments(p)
-            p.set_defaults(_run=module.run)
+            p.set_defaults(_run=module.run, _interrupted=getattr(module, "INTERRUPTED", None))
+            parser.command_parser = p  # its usage is the one a mistake in this command's options shows
         else:
             sub.add_parser(cmd.name, help=cmd.help, add_help=False)
     return parser
@@ -68,7 +71,9 @@ def run_cli(prog: str, description: str, commands: list[Command], version: str, 
     only = next((a for a in argv if not a.startswith("-")), None)
     only = only if only in names else None
     parser = build_parser(prog, description, commands, version, only)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # argparse would blame the top-level parser: show the command's own usage instead
+        getattr(parser, "command_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0 if not argv or args.command is None else 2
@@ -78,7 +83,9 @@ def run_cli(prog: str, description: str, commands: list[Command], version: str, 
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+        hint = getattr(args, "_interrupted", None)  # a command that resumes says how (its INTERRUPTED)
+        hint = hint(args) if callable(hint) else hint
+        print(f"{prog}: interrupted" + (f": {hint}" if hint else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:  # `... | head`: the reader left; not an error worth a traceback
         devnull = os.open(os.devnull, os.O_WRONLY)

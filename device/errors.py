@@ -23,3 +23,17 @@ class BundleError(TinyearError):
 
 class RuntimeMissingError(TinyearError):
     """No TFLite interpreter package is installed."""
+
+
+def first_line(exc_or_text, limit: int = 200) -> str:
+    """The first non-empty line of an exception's message (or of a text), for quoting inside a one-line
+    error: at most about `limit` characters, cut at a word boundary and marked with "..." rather than
+    mid-word. An exception without a message gives its type's name."""
+    text = str(exc_or_text)
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    if not line:
+        return type(exc_or_text).__name__ if isinstance(exc_or_text, BaseException) else ""
+    if len(line) <= limit:
+        return line
+    cut = line[:limit + 1].rsplit(" ", 1)[0].rstrip(" ,;:(")
+    return (cut if len(cut) >= limit // 2 else line[:limit]) + " ..."

@@ -2,7 +2,9 @@
 stored beside it.
 
 This is how a device proves, before it listens, that it computes what the workstation computed: the
-same features, the same interpreter arithmetic, the same label. `tinyear-device selftest` prints what
+same features, the same interpreter arithmetic, the same label. The clip's own label (stored with it)
+must be the top label too: a bundle whose labels were reordered after export (checksums recomputed)
+computes identical scores but names them wrongly, and is refused. `tinyear-device selftest` prints what
 `run_selftest` returns; `tinyear deploy` runs that command on the device with `--json` and `compare`s
 the scores it prints with the ones `run_selftest` computed on the workstation.
 
@@ -95,6 +97,11 @@ def run_selftest(bundle_path, *, tolerance: float | None = None, log_tolerance: 
     tol = tol if tolerance is None else float(tolerance)
     log_tol = log_tol if log_tolerance is None else float(log_tolerance)
     verdict = compare(scores, bundle.selftest.expected, bundle.labels, tol, log_tol)
+    if verdict["ok"] and verdict["label"] != bundle.selftest.label:  # same numbers, other names: labels edited
+        verdict.update(ok=False, reason=(
+            f"the self-test clip is a '{bundle.selftest.label}' clip but the model's top label for it is "
+            f"'{verdict['label']}' ({float(np.max(scores)):.4f}): the bundle's labels do not fit its model "
+            "(reordered or edited after export)"), mislabelled=True)
     return {
         "bundle": str(bundle_path),
         **verdict,

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from tinyear.device.errors import TinyearError
+from tinyear.device.errors import TinyearError, first_line
 from tinyear.device.fileio import quiet_fd
 
 # Ops that only move or requantize int8 data; every other op must compute on int8 tensors too.
@@ -128,9 +128,8 @@ def export_graph(model: torch.nn.Module, example: torch.Tensor, *, dynamic_batch
     try:
         return torch.export.export(model, (example,), strict=True, **kwargs).module()
     except Exception as exc:  # torch raises many types here (Unsupported, UserError, ...)
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise ConversionError(
-            f"torch.export cannot trace the model ({type(exc).__name__}: {first.strip()[:200]}); int8 conversion "
+            f"torch.export cannot trace the model ({type(exc).__name__}: {first_line(exc)}); int8 conversion "
             "needs a forward pass without data-dependent Python control flow"
         ) from None
 
@@ -225,8 +224,7 @@ def _lowering_error(exc: Exception, model: torch.nn.Module | None, example: torc
     text = str(exc)
     match = re.search(r"Lowering not found: (\S+)", text)
     if not match:
-        first = next((line for line in text.splitlines() if line.strip()), type(exc).__name__)
-        return ConversionError(f"litert-torch cannot convert the model ({type(exc).__name__}: {first.strip()[:200]})")
+        return ConversionError(f"litert-torch cannot convert the model ({type(exc).__name__}: {first_line(exc)})")
     op = match.group(1)
     where = _layer_of_op(model, example, op) if model is not None else None
     layer = f"layer '{where[0]}' ({where[1]})" if where else "a layer"

@@ -114,13 +114,20 @@ def train_run(out, data: DataOptions, config: TrainConfig, *, kind: str, arch_na
     """One training run into the folder `out`; returns what run.json holds. See the module docstring.
     device: "auto" (CUDA when present, else the CPU), "cpu", "cuda", "cuda:1", ...; under torchrun each
     process takes the GPU of its local rank. on_epoch(epoch, log row): called after every epoch (see
-    `train.fit`)."""
+    `train.fit`). A run that fails or is interrupted before it wrote anything leaves no empty folder."""
     wall0 = time.perf_counter()
-    with dist.session(device) as dev:
-        return _train_run(Path(out), data, config, dev, wall0, kind=kind, arch_name=arch_name,
-                          teacher_spec=teacher_spec, label_overrides=label_overrides, teacher_classes=teacher_classes,
-                          resume=resume, force=force, progress=progress and dist.is_main(), command=command,
-                          on_epoch=on_epoch)
+    out = Path(out)
+    created = not out.exists()
+    try:
+        with dist.session(device) as dev:
+            return _train_run(out, data, config, dev, wall0, kind=kind, arch_name=arch_name,
+                              teacher_spec=teacher_spec, label_overrides=label_overrides,
+                              teacher_classes=teacher_classes, resume=resume, force=force,
+                              progress=progress and dist.is_main(), command=command, on_epoch=on_epoch)
+    except BaseException:
+        if created and dist.is_main():
+            runs.remove_if_empty(out)
+        raise
 
 
 def _train_run(out: Path, data: DataOptions, config: TrainConfig, dev: torch.device, wall0: float, *, kind, arch_name,

@@ -8,13 +8,15 @@ folders or silence clips when it has no `_unknown_` / `_silence_`) is refused, n
 
 `split` is "train", "validation" or "test" of the dataset's own split (list files or speaker hash), or
 "all": every clip of the folder as it is, nothing generated (for a folder that is an evaluation set,
-like the public part of the Speech Commands test set).
+like the public part of the Speech Commands test set), or "auto" (the default; `choose_split`): "all"
+for a folder that looks like an evaluation set, "test" otherwise, saying which and why.
 
 Imports numpy, matplotlib (Agg, lazily) and `tinyear.device`; torch only for run folders.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from tinyear.device.fileio import atomic_write_text
 from .plots import pyplot, save_figure
 from .progress import bar as progress_bar
 
-SPLIT_CHOICES = ("train", "validation", "test", "all")
+SPLIT_CHOICES = ("auto", "train", "validation", "test", "all")
 
 
 def batch_features(waves: np.ndarray, config: FrontendConfig, *, progress: bool = True,
@@ -104,15 +106,52 @@ class EvalSet:
     roots: list[str]
     split: str
     fingerprint: str
+    folded: dict = field(default_factory=dict)  # the data's classes scored as _unknown_: clips of each
+
+
+def _looks_like_a_test_set(root: Path) -> str | None:
+    """Why a folder is an evaluation set, or None: its name says test (a word of it), or it ships
+    `_silence_` clips but no `_background_noise_` recordings to make training silence from."""
+    import re
+
+    from .data import SILENCE
+    from .data.layout import BACKGROUND
+
+    if "test" in re.split(r"[^a-z0-9]+", root.resolve().name.lower()):
+        return "'test' in its name"
+    if (root / SILENCE).is_dir() and not (root / BACKGROUND).is_dir():
+        return f"{SILENCE} clips, no {BACKGROUND}"
+    return None
+
+
+def choose_split(data, split: str = "auto") -> tuple[str, str]:
+    """(split, why) for `--split`: a named split as given; "auto" picks "all" when no folder has a
+    validation/testing list and every one looks like an evaluation set (`_looks_like_a_test_set`),
+    else the dataset's own "test" split."""
+    from .data.layout import TESTING_LIST, VALIDATION_LIST
+
+    if split not in SPLIT_CHOICES:
+        raise TinyearError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_CHOICES)}")
+    if split != "auto":
+        return split, "as asked (--split)"
+    roots = [Path(r) for r in (data if isinstance(data, (list, tuple)) else [data])]
+    listed = [r for r in roots if (r / VALIDATION_LIST).is_file() or (r / TESTING_LIST).is_file()]
+    if listed:
+        return "test", f"auto: the test list of {', '.join(map(str, listed))}"
+    why = [_looks_like_a_test_set(r) for r in roots]
+    if all(why):
+        return "all", f"auto: every clip, an evaluation set: no list files, {'; '.join(dict.fromkeys(why))}"
+    return "test", "auto: the speaker-hash test split: no list files, and not named or laid out as a test set"
 
 
 def load_eval_set(data, model_labels: list[str], split: str = "test", *, seed: int = 0,
                   config: FrontendConfig | None = None, progress: bool = True) -> EvalSet:
-    """The clips of `data` (a folder or list of folders) in `split`, labelled in the model's label space."""
+    """The clips of `data` (a folder or list of folders) in `split` (not "auto": `choose_split` first),
+    labelled in the model's label space."""
     from .data import SILENCE, UNKNOWN, load_dataset
 
-    if split not in SPLIT_CHOICES:
-        raise TinyearError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_CHOICES)}")
+    if split not in SPLIT_CHOICES or split == "auto":
+        raise TinyearError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_CHOICES[1:])}")
     roots = [str(r) for r in (data if isinstance(data, (list, tuple)) else [data])]
     words = [label for label in model_labels if label not in (UNKNOWN, SILENCE)]
     if not words:
@@ -120,13 +159,20 @@ def load_eval_set(data, model_labels: list[str], split: str = "test", *, seed: i
     has_unknown, has_silence = UNKNOWN in model_labels, SILENCE in model_labels
     whole = split == "all"
     dataset = load_dataset(
-        roots, words, seed=seed, only_split="test" if whole else None,
+        roots, words, seed=seed, only_split="test" if whole else None, require_train=False,
         # Without the label, take every such clip, so they can be named below rather than silently dropped.
         unknown_ratio=None if (whole or not has_unknown) else 1.0,
         silence_ratio=None if (whole or not has_silence) else 1.0,
         allow_missing=True, quiet=not progress,
     )
     use = "test" if whole else split
+    all_clips = [c for s in ("train", "validation", "test") for c in dataset.clips_in(s)]
+    if not any(c.label in words for c in all_clips):
+        found = sorted({c.word for c in all_clips if c.label == UNKNOWN})
+        raise TinyearError(
+            f"{', '.join(roots)}: has no clips of any of the model's words ({', '.join(words)})"
+            + (f"; its word folders are {', '.join(found)}" if found else "")
+            + ": is this the data the model was made for?")
     clips = dataset.clips_in(use)
     lacking = []
     if not has_unknown:
@@ -145,14 +191,15 @@ def load_eval_set(data, model_labels: list[str], split: str = "test", *, seed: i
     missing = [w for w in words if counts.get(w, 0) == 0]
     if missing:
         notes.append(f"no clips of {', '.join(missing)} in this data")
-    others = sorted({c.word for c in clips if c.label == UNKNOWN} - {UNKNOWN})
+    others = Counter(c.word for c in clips if c.label == UNKNOWN and c.word != UNKNOWN)
     if others:
-        notes.append(f"scored as {UNKNOWN}: {', '.join(others[:10])}{', ...' if len(others) > 10 else ''}")
+        notes.append(f"scored as {UNKNOWN} ({len(others)} classes of the data): "
+                     + ", ".join(f"{w} ({n})" for w, n in sorted(others.items())))
     cfg = config or FrontendConfig()
     waves, y = dataset.arrays(use, cfg, progress=progress)
     index = {label: i for i, label in enumerate(model_labels)}
     mapped = np.array([index[dataset.labels[j]] for j in y], dtype=np.int64)
-    return EvalSet(waves, mapped, notes, roots, split, dataset.fingerprint())
+    return EvalSet(waves, mapped, notes, roots, split, dataset.fingerprint(), dict(sorted(others.items())))
 
 
 # -- metrics -----------------------------------------------------------------------------------------------
@@ -210,16 +257,19 @@ def plot_confusion(confusion, labels: list[str], path: str | Path, title: str = 
     return save_figure(fig, path, dpi=120)
 
 
-def evaluate(model_path, data, *, split: str = "test", out_dir: str | Path | None = None, seed: int = 0,
+def evaluate(model_path, data, *, split: str = "auto", out_dir: str | Path | None = None, seed: int = 0,
              progress: bool = True, scorer: Scorer | None = None) -> dict:
-    """Score a bundle or run folder on `data`'s `split`. With `out_dir`, writes confusion.png and
-    metrics.json there. Returns the metrics dict (plus model, data and notes)."""
+    """Score a bundle or run folder on `data`'s `split` ("auto": `choose_split`). With `out_dir`, writes
+    confusion.png and metrics.json there. Returns the metrics dict (plus model, data, the split and why,
+    the classes folded into `_unknown_`, and notes)."""
     scorer = scorer or load_scorer(model_path)
+    split, why = choose_split(data, split)
     eval_set = load_eval_set(data, scorer.labels, split, seed=seed, config=scorer.frontend, progress=progress)
     features = batch_features(eval_set.waves, scorer.frontend, progress=progress, desc=f"{split} features")
     predicted = scorer.logits(features).argmax(axis=1)
     result = {
         "model": str(scorer.path), "kind": scorer.kind, "data": eval_set.roots, "split": split,
+        "split_reason": why, "folded_into_unknown": eval_set.folded,
         "data_fingerprint": eval_set.fingerprint, "notes": eval_set.notes,
         **classification_metrics(eval_set.labels, predicted, scorer.labels),
         "labels": scorer.labels,
@@ -241,6 +291,8 @@ def format_result(result: dict) -> list[str]:
     """The evaluation as lines for people: headline, notes, per-class table."""
     lines = [f"{result['model']} ({result['kind']}) on {', '.join(result['data'])} [{result['split']}]: "
              f"accuracy {result['accuracy']:.2f}% on {result['clips']} clips, macro F1 {result['macro_f1']:.3f}"]
+    if result.get("split_reason"):
+        lines.append(f"  split: {result['split']} ({result['split_reason']})")
     lines += [f"  note: {n}" for n in result["notes"]]
     lines.append(f"  {'label':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'clips':>8}")
     for label, m in result["per_class"].items():

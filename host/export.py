@@ -112,7 +112,9 @@ def calibration_set(dataset, n: int, config: FrontendConfig, *, seed: int = 0, p
 
 def _selftest(model_bytes: bytes, labels: list[str], waves: np.ndarray, y: np.ndarray, config: FrontendConfig):
     """One validation clip the int8 model gets right (the most confident keyword clip among the first of
-    each class), stored as 16-bit PCM: expected probabilities are computed on exactly that audio."""
+    each class), stored as 16-bit PCM: expected probabilities are computed on exactly that audio. Refuses
+    when it gets no keyword clip right: the clip's label must be its top label here and on the device, and
+    a silence clip alone would not show keyword labels in the wrong order."""
     from tinyear.device.bundle import SelfTest
     from tinyear.device.features import clip_features
     from tinyear.device.runtime import Model, softmax
@@ -132,7 +134,13 @@ def _selftest(model_bytes: bytes, labels: list[str], waves: np.ndarray, y: np.nd
                 best = (score, audio, probs, labels[c])
     if best is None:
         return None
-    _, audio, probs, label = best
+    (right, keyword, _), audio, probs, label = best
+    keywords = [c for c in range(len(labels)) if labels[c] not in (UNKNOWN, SILENCE) and np.any(y == c)]
+    if not right or (keywords and not keyword):
+        tried = sum(min(8, int(np.sum(y == c))) for c in (keywords or range(len(labels))))
+        raise TinyearError(f"the int8 model classifies none of the {tried} {'keyword ' if keywords else ''}validation "
+                           "clips tried for the self-test as their own label (the bundle's self-test needs one): the "
+                           "data's labels do not fit the model; give the data it was trained on with --data")
     return SelfTest(audio=audio, expected=[float(p) for p in probs], label=label)
 
 

@@ -200,11 +200,37 @@ def _compute(path: Path, waves: np.ndarray, variants: int, augmenter, seed: int,
                     bar.update(_work(c))
             else:
                 # fork: workers inherit the waveforms and the augmenter without pickling; they only run numpy.
-                with multiprocessing.get_context("fork").Pool(jobs) as pool:
+                # Workers ignore Ctrl-C: the parent alone handles it (the pool is terminated on the way
+                # out), so an interrupt prints one line rather than a KeyboardInterrupt per worker.
+                with _pool_ignoring_sigint(jobs) as pool:
                     for done in pool.imap_unordered(_work, chunks):
                         bar.update(done)
         finally:
             _JOB.clear()
+
+
+def _ignore_sigint() -> None:
+    """Pool initializer: a feature worker leaves SIGINT to its parent."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _pool_ignoring_sigint(jobs: int):
+    """A fork pool whose workers ignore SIGINT from birth: the parent ignores it while forking them (a
+    Ctrl-C in those milliseconds is dropped), so none can die of one before its initializer runs, which
+    would leave the pool to hang on the way out. Off the main thread, the initializer alone does it."""
+    import signal
+    import threading
+
+    context = multiprocessing.get_context("fork")
+    if threading.current_thread() is not threading.main_thread():
+        return context.Pool(jobs, initializer=_ignore_sigint)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return context.Pool(jobs, initializer=_ignore_sigint)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _cached_or_compute(folder: Path | None, name: str, waves, variants, augmenter, seed, frontend, jobs, desc,

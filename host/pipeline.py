@@ -16,6 +16,7 @@ records steps: the work is in `synth`, `distill`, `export` and `report`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -49,6 +50,9 @@ class PipelineConfig:
     """Synthetic clips per keyword when synthesizing the default set (and `_unknown_` clips the same)."""
     min_real_per_word: int = 200
     """With --data: words with fewer real clips than this are filled with synthetic speech."""
+    fill_per_word: int | None = None
+    """With --data: synthetic clips given to each such thin word (None: the median real count of the
+    other words, at least min_real_per_word; `tinyear.host.fill`)."""
     mix_per_word: int = 0
     """With --data: synthetic clips added to each word that has enough real ones, so that sounding
     synthetic does not predict the label (0: none)."""
@@ -75,13 +79,20 @@ class PipelineConfig:
     fa_per_hour: float | None = 5.0
     """Calibrate the bundle's per-class thresholds to this many false accepts per hour on validation
     streams (`tinyear calibrate`); None: keep the default thresholds."""
+    quick: bool = False
+    """The `--quick` smoke test (`quick_config`): its numbers show the kit works, not what a model can do."""
 
 
-QUICK = dict(per_word=100, teacher_epochs=6, student_epochs=10, variants=2, calibration=200)
+# --data too: a thin word gets 100 synthetic clips (not the other words' median, ~600 for the shared
+# mini-train), so filling synthesizes a few hundred clips rather than about 1,500.
+QUICK = dict(per_word=100, fill_per_word=100, min_real_per_word=100, teacher_epochs=6, student_epochs=10,
+             variants=2, calibration=200, quick=True)
+SMOKE_TEST = ("a --quick smoke test (small data, few epochs): it shows that every step works, not how accurate a "
+              "model can be; run without --quick for real numbers")
 
 
 def quick_config(**overrides) -> PipelineConfig:
-    """The `--quick` settings: a few minutes on two cores, for CI and a first look."""
+    """The `--quick` settings: a few minutes on two cores, for CI and a first look (with --data too)."""
     return PipelineConfig(**{**QUICK, **overrides})
 
 
@@ -131,6 +142,34 @@ def run_pipeline(out="runs/default", *, data=None, config: PipelineConfig = Pipe
     machine, `dist.launch`). Returns the summary written to pipeline.json."""
     started = time.perf_counter()
     out = Path(out)
+    created = not out.exists()
+    try:
+        return _run_pipeline(out, started, data=data, config=config, real_test=real_test, force=force,
+                             progress=progress, jobs=jobs, command=command, nproc=nproc)
+    except BaseException:
+        _discard_if_nothing_made(out, created)
+        raise
+
+
+def _discard_if_nothing_made(out: Path, created: bool) -> None:
+    """After a failure: when the pipeline made nothing in `out` but its pipeline.json (and empty
+    folders), remove those too, so a mistake leaves no half-made output folder to explain."""
+    if not out.is_dir():
+        return
+    files = [p for p in out.rglob("*") if not p.is_dir()]
+    if any(p != out / PIPELINE_JSON for p in files):
+        return
+    (out / PIPELINE_JSON).unlink(missing_ok=True)
+    for folder in sorted((p for p in out.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    if created:
+        with contextlib.suppress(OSError):
+            out.rmdir()
+
+
+def _run_pipeline(out: Path, started: float, *, data, config: PipelineConfig, real_test, force: bool,
+                  progress: bool, jobs, command: str, nproc: int) -> dict:
     if data is not None and not Path(data).is_dir():
         raise TinyearError(f"{data}: no such dataset folder")
     keywords = resolve_keywords(config, data)
@@ -161,6 +200,7 @@ def run_pipeline(out="runs/default", *, data=None, config: PipelineConfig = Pipe
         "step_seconds": job.steps.times, "bundle": str(job.paths["bundle"]), "report": str(job.paths["report"]),
         "bundle_student": job.shipped_name, "rows": [r.to_dict() for r in job.rows],
         "keywords": [{"label": k.label, "text": k.text, "phonemes": k.phonemes} for k in keywords],
+        "smoke_test": SMOKE_TEST if config.quick else None,
     }
     _write_json(out / PIPELINE_JSON, summary)
     return summary
@@ -255,7 +295,7 @@ class _Pipeline:
             return [str(target)]
         target = self.out / "data" / "fill"
         dataset = fill_missing(self.data, target, self.keywords, min_per_word=config.min_real_per_word,
-                               mix_per_word=config.mix_per_word, seed=config.seed, jobs=self.jobs,
+                               per_word=config.fill_per_word, mix_per_word=config.mix_per_word, seed=config.seed, jobs=self.jobs,
                                progress=self.progress)
         return [str(r) for r in dataset.roots]
 
@@ -448,8 +488,10 @@ def write_report(out: Path, rows, confusions, teacher_info, student_info, baseli
          + f"\n| total | {format_seconds(sum(times.values()))} |\n\nOn {os.cpu_count()} CPU cores. Steps shown as 0 s were "
          "already done and were skipped."),
     ]
+    if config.quick:
+        sections.insert(0, ("Smoke test", f"This is {SMOKE_TEST}."))
     if real_test is None:
-        sections.insert(1, ("Real speech", "No real-speech evaluation folder was found, so accuracy on people is not "
+        sections.insert(1 + config.quick, ("Real speech", "No real-speech evaluation folder was found, so accuracy on people is not "
                             "measured here; give one with `--real-test DIR`."))
     images = [("accuracy and latency", plot)]
     images += [(f"confusion matrix, {k}", v["confusion_png"]) for k, v in confusions.items() if v.get("confusion_png")]

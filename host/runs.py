@@ -73,6 +73,14 @@ def check_writable(folder: Path, what: str = "--out") -> None:
         raise TinyearError(f"cannot write to {folder}: {exc.strerror or exc}; choose a writable {what}") from None
 
 
+def remove_if_empty(folder: Path) -> None:
+    """Remove `folder` when nothing is in it (a command that failed before writing anything there)."""
+    try:
+        Path(folder).rmdir()  # only succeeds on an empty folder
+    except OSError:
+        pass
+
+
 # -- reading --------------------------------------------------------------------------------------------
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinyear.device.errors import TinyearError
+from tinyear.device.errors import TinyearError, first_line
 
 from .teacher_base import (FeatureTeacherModule, Teacher, file_identity, module_identity, read_labels,  # noqa: F401
                            reject_options)
@@ -66,7 +66,7 @@ def load_torchscript_teacher(spec: str, options: dict | None = None) -> Teacher:
     try:
         module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as exc:  # torch raises RuntimeError/ValueError for non-TorchScript files
-        raise TinyearError(f"{path}: not a TorchScript model ({str(exc).splitlines()[0][:120]}); save one "
+        raise TinyearError(f"{path}: not a TorchScript model ({first_line(exc, 120)}); save one "
                            "with torch.jit.save") from None
     labels = json.loads(extra["labels.json"]) if extra["labels.json"] else None
     if not labels:
@@ -119,7 +119,7 @@ def load_hf_teacher(spec: str, options: dict | None = None) -> Teacher:
         extractor = AutoFeatureExtractor.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
         raise TinyearError(f"{folder}: cannot load it as an audio-classification model: "
-                           f"{str(exc).splitlines()[0][:160]}") from None
+                           f"{first_line(exc, 160)}") from None
     model.eval()
     id2label = model.config.id2label
     labels = [str(id2label[i]) for i in range(len(id2label))]
@@ -144,20 +144,33 @@ def load_factory_teacher(spec: str, options: dict | None = None) -> Teacher:
             module_spec.loader.exec_module(mod)
         else:
             mod = importlib.import_module(target)
+    except TinyearError:
+        raise
     except ImportError as exc:
-        raise TinyearError(f"teacher factory {spec!r}: cannot import {target} ({exc})") from None
+        raise TinyearError(f"teacher factory {spec!r}: cannot import {target} ({first_line(exc)})") from None
+    except Exception as exc:  # noqa: BLE001  (the user's module failed while importing: one line)
+        raise TinyearError(f"teacher factory {spec!r}: importing {target} raised {type(exc).__name__}: "
+                           f"{first_line(exc)}") from None
     fn = getattr(mod, func, None)
     if not callable(fn):
         raise TinyearError(f"teacher factory {spec!r}: {target} has no function {func}")
     try:
         made = fn()
     except Exception as exc:  # noqa: BLE001  (the user's code: one line, not its traceback)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise TinyearError(f"teacher factory {spec!r} raised {type(exc).__name__}: {first[:200]}") from None
+        raise TinyearError(f"teacher factory {spec!r} raised {type(exc).__name__}: {first_line(exc)}") from None
     if not (isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], nn.Module)):
         raise TinyearError(f"teacher factory {spec!r} must return (torch.nn.Module, labels), got {type(made).__name__}")
     module, labels = made
     labels = [str(x) for x in labels]
+    try:  # the user's forward, once on a silent 1 s clip: a broken one fails here in one line, not later
+        with torch.no_grad():
+            width = tuple(module.eval()(torch.zeros(1, 16000)).shape)
+    except Exception as exc:  # noqa: BLE001
+        raise TinyearError(f"teacher factory {spec!r}: its module raised {type(exc).__name__} on a 1 s clip: "
+                           f"{first_line(exc)}") from None
+    if width != (1, len(labels)):
+        raise TinyearError(f"teacher factory {spec!r}: its module gives shape {width} for one 1 s clip, not "
+                           f"(1, {len(labels)}) for its {len(labels)} labels")
     return Teacher(kind="factory", source=spec, labels=labels, module=module.eval(),
                    identity=module_identity(module, labels, spec))
 

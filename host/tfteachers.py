@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinyear.device.errors import TinyearError
+from tinyear.device.errors import TinyearError, first_line
 from tinyear.device.fileio import quiet_fd
 
 from .teacher_base import Teacher, file_identity, read_labels, reject_options
@@ -107,8 +107,7 @@ def open_tflite(path: Path, threads: int = 1):
     except TinyearError as exc:
         raise TinyearError(f"{path}: {exc}") from None
     except Exception as exc:  # noqa: BLE001  (LiteRT raises RuntimeError for unknown ops, ...)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TinyearError(f"{path}: the TFLite runtime cannot run it ({first[:200]})") from None
+        raise TinyearError(f"{path}: the TFLite runtime cannot run it ({first_line(exc)})") from None
 
 
 def tflite_input_kind(model, frontend) -> str:
@@ -216,15 +215,14 @@ def load_graph_teacher(spec: str, options: dict):
         with graph.as_default():
             tf.import_graph_def(graph_def, name="")
     except Exception as exc:  # noqa: BLE001  (DecodeError, InvalidArgumentError, NotFoundError for ops)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TinyearError(f"{path}: not a TensorFlow frozen graph this tensorflow can load ({first[:200]})") from None
+        raise TinyearError(f"{path}: not a TensorFlow frozen graph this tensorflow can load ({first_line(exc)})") from None
     in_name = options.get("input", SPEECH_COMMANDS_INPUT)
     out_name = options.get("output", SPEECH_COMMANDS_OUTPUT)
     try:
         in_tensor, out_tensor = graph.get_tensor_by_name(in_name), graph.get_tensor_by_name(out_name)
     except (KeyError, ValueError) as exc:
         placeholders = [op.name + ":0" for op in graph.get_operations() if op.type == "Placeholder"]
-        raise TinyearError(f"{path}: {str(exc).splitlines()[0][:160]}; give ,input=TENSOR and ,output=TENSOR "
+        raise TinyearError(f"{path}: {first_line(exc, 160)}; give ,input=TENSOR and ,output=TENSOR "
                            f"(its placeholders: {', '.join(placeholders) or 'none'})") from None
     width = out_tensor.shape[-1] if out_tensor.shape.rank else None
     if width is not None and int(width) != len(labels):
@@ -260,8 +258,7 @@ def load_savedmodel_teacher(spec: str, options: dict):
     try:
         loaded = tf.saved_model.load(str(folder))
     except Exception as exc:  # noqa: BLE001
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TinyearError(f"{folder}: the SavedModel does not load ({first[:200]})") from None
+        raise TinyearError(f"{folder}: the SavedModel does not load ({first_line(exc)})") from None
     name = options.get("signature", "serving_default")
     if name not in loaded.signatures:
         raise TinyearError(f"{folder}: no signature {name!r} (it has {', '.join(loaded.signatures) or 'none'}); "
@@ -304,8 +301,7 @@ def _probe(run, samples: int, labels: list[str], where: Path) -> np.ndarray:
     except TinyearError:
         raise
     except Exception as exc:  # noqa: BLE001  (a graph that cannot run: missing op, wrong input)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TinyearError(f"{where}: the teacher does not run on a 1 s clip ({first[:200]})") from None
+        raise TinyearError(f"{where}: the teacher does not run on a 1 s clip ({first_line(exc)})") from None
     if out.shape[-1] != len(labels):
         raise TinyearError(f"{where}: {len(labels)} labels for {out.shape[-1]} outputs; give the model's own labels "
                            "file (one label a line, in output order)")

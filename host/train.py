@@ -189,6 +189,9 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
     progress = progress and main
     if resume:  # rank 0 reads last.pt (other machines need not see its disk)
         state = loop.resume(dist.broadcast(runs.read_checkpoint(out_dir / runs.LAST) if main else None), identity)
+        if progress:
+            print(f"tinyear: resuming from epoch {state['epoch'] + 1} of {config.epochs} ({out_dir / runs.LAST} "
+                  f"holds epoch {state['epoch']}; best so far epoch {state['best_epoch']})", file=sys.stderr)
 
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         if state["bad_epochs"] >= config.patience:

@@ -326,12 +326,74 @@ def test_redeploy_updates_and_keeps_the_previous_bundle(device, deployed, tiny_b
     assert (d / "current.tinyear").read_bytes() == tiny_bundles["int8"].read_bytes()
 
 
+@pytest.mark.slow
+def test_rollback_puts_the_previous_bundle_back_and_a_second_one_undoes_it(device, deployed, tiny_bundles, tmp_path):
+    d = device["dir"]
+    proc = _deploy(device, tiny_bundles["float"], "--bundle-only")
+    assert proc.returncode == 0, proc.stderr
+    proc = _deploy(device, tiny_bundles["int8"], "--bundle-only")  # current int8, previous float
+    assert proc.returncode == 0, proc.stderr
+    int8, flt = tiny_bundles["int8"].read_bytes(), tiny_bundles["float"].read_bytes()
+    env_before = os.readlink(d / "venv")
+    proc = _tinyear("deploy", "--rollback", "--to", "tinyear-test-device:~/tinyear", "--ssh-config", device["config"])
+    assert proc.returncode == 0, proc.stderr
+    for i, what in enumerate(["connecting to", "verifying the previous bundle on the device",
+                              "switching back to the previous bundle"], 1):
+        assert f"[{i}/3] {what}" in proc.stderr
+    assert proc.stdout.startswith("rolled back tinyear-test-device:") and "to tiny_float.tinyear" in proc.stdout
+    assert (d / "current.tinyear").read_bytes() == flt and (d / "previous.tinyear").read_bytes() == int8
+    state = json.loads((d / "deploy.json").read_text())
+    assert state["bundle"] == "tiny_float.tinyear" and state["previous_bundle"] == "tiny_int8.tinyear"
+    assert state["model_sha256"] == read_bundle(tiny_bundles["float"]).model_sha256 and "rolled_back_at" in state
+    assert os.readlink(d / "venv") == env_before and not (d / ".deploy-lock").exists()
+    assert not list(d.glob(".*.new"))
+    proc = _tinyear("deploy", "--rollback", "--to", "tinyear-test-device:~/tinyear", "--ssh-config", device["config"],
+                    "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["ok"] is True and report["rollback"] is True and report["state"]["bundle"] == "tiny_int8.tinyear"
+    assert (d / "current.tinyear").read_bytes() == int8 and (d / "previous.tinyear").read_bytes() == flt
+    # A previous bundle that fails its self-test on the device is not put back; nothing changes.
+    b = read_bundle(tiny_bundles["float"])
+    swapped = pack_bundle(b.model_bytes, ["high", "low", "noise"], b.frontend, selftest=b.selftest, output=b.output)
+    (d / "previous.tinyear").write_bytes(swapped)
+    before = snapshot(d)
+    proc = _tinyear("deploy", "--rollback", "--to", "tinyear-test-device:~/tinyear", "--ssh-config", device["config"])
+    assert proc.returncode == 1
+    line = _one_error_line(proc)
+    assert "previous.tinyear: the self-test fails on the device" in line and "'high' clip" in line, line
+    assert "the device keeps its current bundle" in line
+    assert snapshot(d) == before and (d / "current.tinyear").read_bytes() == int8
+    (d / "previous.tinyear").write_bytes(flt)
+
+
+def test_rollback_refuses_a_bundle_argument():
+    proc = _tinyear("deploy", "x.tinyear", "--rollback", "--to", "pi@127.0.0.1")
+    assert proc.returncode == 1 and "--rollback puts the device's previous bundle back: drop MODEL.tinyear" in proc.stderr
+    proc = _tinyear("deploy", "--to", "pi@127.0.0.1")
+    assert proc.returncode == 1 and "name the bundle to deploy" in proc.stderr
+
+
 def _repack(src: Path, dst: Path, **changes) -> Path:
     b = read_bundle(src)
     selftest = changes.pop("selftest", b.selftest)
     dst.write_bytes(pack_bundle(b.model_bytes, b.labels, b.frontend, detection=b.detection, metrics=b.metrics,
                                 provenance=b.provenance, selftest=selftest, output=b.output))
     return dst
+
+
+def test_bundle_with_swapped_labels_is_refused_before_connecting(tiny_bundles, tmp_path):
+    """Labels reordered after export with every checksum recomputed: the scores are identical, but the
+    self-test clip's label is no longer the top label; deploy refuses at its first step, here."""
+    b = read_bundle(tiny_bundles["int8"])
+    swapped = tmp_path / "swapped.tinyear"
+    swapped.write_bytes(pack_bundle(b.model_bytes, ["high", "low", "noise"], b.frontend, detection=b.detection,
+                                    metrics=b.metrics, provenance=b.provenance, selftest=b.selftest, output=b.output))
+    proc = _tinyear("deploy", swapped, "--to", "nobody@127.0.0.1", "--port", _free_port(), "--connect-timeout", "1")
+    assert proc.returncode == 1
+    line = _one_error_line(proc)
+    assert "self-test fails on this workstation already" in line and "'high' clip" in line, line
+    assert "[1/7] checking the bundle here ... failed" in proc.stderr and "[2/7]" not in proc.stderr
 
 
 @pytest.mark.slow

@@ -115,3 +115,89 @@ def test_median_latencies_side_by_side(tiny_models):
 def test_evaluate_refuses_a_missing_model(tmp_path, tones):
     proc = tinyear("evaluate", tmp_path / "nothing.tinyear", tones)
     assert "no such bundle or run folder" in error_line(proc)
+
+
+def _copy_without_lists(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    for name in ("validation_list.txt", "testing_list.txt"):
+        (dst / name).unlink()
+    return dst
+
+
+@pytest.mark.slow
+def test_evaluate_auto_split_scores_an_evaluation_set_whole_and_says_so(tiny_bundles, tones, tmp_path):
+    from tinyear.host.evaluate import evaluate
+
+    r = evaluate(tiny_bundles["int8"], tones, progress=False)  # list files: their test split
+    assert r["split"] == "test" and r["clips"] == 3 * 12 and "test list" in r["split_reason"]
+    plain = _copy_without_lists(tones, tmp_path / "recordings")  # no lists, looks like training data
+    r = evaluate(tiny_bundles["int8"], plain, progress=False)
+    assert r["split"] == "test" and "speaker-hash" in r["split_reason"] and r["clips"] < 3 * sum(SPLIT_COUNTS.values())
+    named = _copy_without_lists(tones, tmp_path / "tones-test")  # no lists and a test name: every clip
+    proc = tinyear("evaluate", tiny_bundles["int8"], named, "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["split"] == "all" and r["clips"] == 3 * sum(SPLIT_COUNTS.values())
+    assert r["split_reason"].startswith("auto: every clip") and "'test' in its name" in r["split_reason"]
+    text = tinyear("evaluate", tiny_bundles["int8"], named)
+    assert text.returncode == 0 and "  split: all (auto: every clip, an evaluation set" in text.stdout
+    assert tinyear("evaluate", tiny_bundles["int8"], named, "--split", "test", "--json").returncode == 0
+
+
+@pytest.mark.slow
+def test_evaluate_lists_every_class_it_scores_as_unknown(tones, tmp_path):
+    import shutil
+
+    from tinyear.host.evaluate import evaluate, format_result
+
+    run = train_tiny_run(tmp_path / "run", tones, steps=20)  # labels low, high, noise, _unknown_, _silence_
+    data = tmp_path / "many-test"
+    shutil.copytree(tones, data)
+    others = [f"word{i:02d}" for i in range(14)]
+    for i, word in enumerate(others):
+        (data / word).mkdir()
+        for clip in sorted((tones / "noise").iterdir())[: i % 3 + 1]:
+            shutil.copyfile(clip, data / word / clip.name)
+    r = evaluate(run, data, split="all", progress=False)
+    assert r["folded_into_unknown"] == {w: i % 3 + 1 for i, w in enumerate(others)}
+    note = [n for n in r["notes"] if n.startswith("scored as _unknown_")]
+    assert len(note) == 1 and "(14 classes of the data)" in note[0] and "..." not in note[0]
+    assert all(f"{w} ({i % 3 + 1})" in note[0] for i, w in enumerate(others))
+    assert any(note[0] in line for line in format_result(r))
+
+
+def test_evaluate_refuses_data_with_none_of_the_models_words(tiny_bundles, tones, tmp_path):
+    import shutil
+
+    data = tmp_path / "other-words"
+    for word in ("chirp", "buzz"):
+        shutil.copytree(tones / "high", data / word)
+    proc = tinyear("evaluate", tiny_bundles["int8"], data)
+    line = error_line(proc)
+    assert "has no clips of any of the model's words (low, high, noise)" in line
+    assert "its word folders are buzz, chirp" in line and proc.stderr.count("\n") == 1
+
+
+def test_a_folder_whose_lists_hold_every_clip_evaluates_but_does_not_train(tones, tmp_path):
+    """Every clip listed as test: evaluate scores it (no train split needed); training is refused with a
+    line that says where the clips went, not a bare "no clips fall in the train split"."""
+    import shutil
+
+    from tinyear.device.errors import TinyearError
+    from tinyear.host.data import load_dataset
+    from tinyear.host.evaluate import load_eval_set
+
+    data = tmp_path / "all-listed"
+    shutil.copytree(tones, data)
+    names = [f"{t}/{p.name}" for t in TONES for p in sorted((data / t).iterdir())]
+    (data / "testing_list.txt").write_text("\n".join(names) + "\n")
+    (data / "validation_list.txt").write_text("")
+    eval_set = load_eval_set(data, TONES, "test", progress=False)
+    assert len(eval_set.labels) == len(names)
+    with pytest.raises(TinyearError) as info:
+        load_dataset(data, TONES, quiet=True)
+    message = str(info.value)
+    assert "none of its clips fall in the train split (validation 0, test " in message
+    assert "tinyear evaluate --split all" in message

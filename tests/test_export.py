@@ -322,3 +322,26 @@ def test_export_names_the_layer_the_converter_cannot_handle(tone_run, tmp_path, 
     proc = tinyear("export", run, "--out", out, "--calibration", "8", prelude=UNLOWERABLE)
     assert message in error_line(proc)
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_export_refuses_data_whose_labels_do_not_fit_the_model(tone_run, tmp_path):
+    """The run's own clips with their folders rotated (low clips in high/, high in noise/, noise in low/):
+    the int8 model names no keyword clip with its folder's label, so no self-test clip would pass on
+    the device; export refuses rather than write a bundle that says "noise" for a high tone."""
+    import shutil
+
+    rotate = {"low": "high", "high": "noise", "noise": "low"}
+    data = tmp_path / "rotated"
+    data.mkdir()
+    for src, dst in rotate.items():
+        shutil.copytree(tone_run["data"] / src, data / dst)
+    for name in ("validation_list.txt", "testing_list.txt"):
+        lines = (tone_run["data"] / name).read_text().split()
+        (data / name).write_text("\n".join(rotate[ln.split("/")[0]] + "/" + ln.split("/")[1] for ln in lines) + "\n")
+    out = tmp_path / "x.tinyear"
+    proc = tinyear("export", tone_run["run"], "--out", out, "--calibration", "12", "--tflm-samples", "4",
+                   "--data", data)
+    line = error_line(proc)
+    assert "classifies none of the" in line and "keyword validation clips" in line and "--data" in line, line
+    assert not out.exists()

@@ -32,6 +32,7 @@ def test_pipeline_makes_report_and_bundle(quick_run):
     for step in range(1, 9):
         assert f"[{step}/8]" in log
     assert summary["finished"] is True
+    assert summary["smoke_test"].startswith("a --quick smoke test")  # --quick says what its numbers are
     names = [r["name"] for r in summary["rows"]]
     assert names == ["teacher", "baseline student", "distilled student", "int8 bundle"]
     report = (out / "report.md").read_text()
@@ -39,6 +40,7 @@ def test_pipeline_makes_report_and_bundle(quick_run):
     assert "## Per class (int8 bundle)" in report and "## Time" in report
     # step 6 calibrated the thresholds on validation streams, or said why it kept the defaults
     assert "- Detection: " in report and ("calibrating thresholds" in log)
+    assert "## Smoke test" in report and "not how accurate a model can be" in report
     for image in ("comparison.png", "teacher/curves.png", "student/curves.png", "baseline/curves.png"):
         assert (out / image).stat().st_size > 1000, image
     rows = {r["name"]: r for r in summary["rows"]}

@@ -19,13 +19,13 @@ from tinyear.device.selftest import compare, run_selftest
 pytestmark = pytest.mark.device
 
 
-def _repack(src, dst, *, expected=None, selftest=True):
+def _repack(src, dst, *, expected=None, selftest=True, labels=None):
     b = read_bundle(src)
     st = None
     if selftest:
         st = SelfTest(audio=b.selftest.audio, expected=list(b.selftest.expected if expected is None else expected),
                       label=b.selftest.label)
-    dst.write_bytes(pack_bundle(b.model_bytes, b.labels, b.frontend, detection=b.detection, metrics=b.metrics,
+    dst.write_bytes(pack_bundle(b.model_bytes, labels or b.labels, b.frontend, detection=b.detection, metrics=b.metrics,
                                 provenance=b.provenance, selftest=st, output=b.output))
     return dst
 
@@ -124,6 +124,28 @@ def test_another_top_label_fails_even_with_a_huge_tolerance(tiny_bundles, tmp_pa
     report = json.loads(captured.out)
     assert report["ok"] is False and "top label 'high'" in report["reason"]
     assert captured.err.count("\n") == 1
+
+
+@pytest.mark.parametrize("kind", ["int8", "float"])
+def test_a_bundle_with_swapped_labels_is_refused_though_its_scores_are_identical(exact_bundles, kind, tmp_path, capsys):
+    """Labels reordered after export, every checksum recomputed by the bundle writer: the model computes
+    exactly the stored scores, but its top label for the "high" clip is now called "low"."""
+    b = read_bundle(exact_bundles[kind])
+    swapped = ["high", "low", "noise"]
+    assert b.labels == ["low", "high", "noise"] and b.selftest.label == "high"
+    bad = _repack(exact_bundles[kind], tmp_path / "swapped.tinyear", labels=swapped)
+    assert read_bundle(bad).labels == swapped  # a valid bundle: only the self-test can tell
+    report = run_selftest(bad)
+    assert report["ok"] is False and report["identical"] is True and report["label"] == "low"
+    assert main(["selftest", str(bad)]) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert captured.out == "" and len(err) == 1
+    assert "self-test clip is a 'high' clip but the model's top label for it is 'low'" in err[0]
+    assert "re-export" in err[0]
+    assert main(["selftest", str(bad), "--json"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["mislabelled"] is True and captured.err.count("\n") == 1
 
 
 def test_no_selftest_clip_and_unreadable_bundle_are_one_line_errors(tiny_bundles, tmp_path, capsys):

@@ -115,6 +115,33 @@ def test_factory_teacher(tmp_path):
         load_teacher(str(tmp_path / "missing.pt"))
 
 
+def test_a_factory_that_raises_is_one_line(tmp_path):
+    """The user's factory failing while its file imports, in the function, or in its forward: one line
+    naming the factory and the first line of its error, never its traceback."""
+    file = tmp_path / "teachers.py"
+    file.write_text(
+        "import torch\n"
+        "def broken():\n"
+        "    raise RuntimeError('weights not found at /models/big.pt\\nsecond line of detail')\n"
+        "class Bad(torch.nn.Module):\n"
+        "    def forward(self, waves):\n"
+        "        raise ValueError('expected 8 kHz input')\n"
+        "def bad_forward():\n"
+        "    return Bad(), ['yes', 'no']\n"
+        "def wrong_width():\n"
+        "    return torch.nn.Linear(16000, 3), ['yes', 'no']\n")
+    cases = {"broken": "raised RuntimeError: weights not found at /models/big.pt",
+             "bad_forward": "its module raised ValueError on a 1 s clip: expected 8 kHz input",
+             "wrong_width": "gives shape (1, 3) for one 1 s clip, not (1, 2) for its 2 labels"}
+    for func, needle in cases.items():
+        with pytest.raises(TinyearError) as info:
+            load_teacher(f"{file}:{func}")
+        assert needle in str(info.value) and "\n" not in str(info.value), str(info.value)
+    (tmp_path / "at_import.py").write_text("raise OSError('no GPU driver')\ndef make():\n    pass\n")
+    with pytest.raises(TinyearError, match="importing .*at_import.py raised OSError: no GPU driver"):
+        load_teacher(f"{tmp_path / 'at_import.py'}:make")
+
+
 @pytest.mark.slow
 def test_hugging_face_teacher_from_a_local_folder(tmp_path):
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification

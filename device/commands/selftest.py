@@ -13,10 +13,11 @@ from ._options import add_runtime_option
 HELP = "check that this device computes the bundle's self-test clip as the workstation did"
 DESCRIPTION = """\
 Classify the short clip stored inside the bundle and compare the probabilities with the ones the
-workstation stored when it exported the bundle: the most likely label must be the same, and no
-probability (and no log-probability) may differ by more than its tolerance. Exit status 0 when it
-passes, 1 (with one line saying what differs) when it does not, or when the bundle cannot be read or has
-no self-test clip.
+workstation stored when it exported the bundle: the most likely label must be the same, and be the
+clip's own label (a bundle whose labels were reordered after export is refused), and no probability
+(and no log-probability) may differ by more than its tolerance. Exit status 0 when it passes, 1 (with
+one line saying what differs) when it does not, or when the bundle cannot be read or has no self-test
+clip.
 
 The default tolerances come from the model: for an int8 model with output scale s, s on probabilities
 and 4 s on log-probabilities (what two quantization steps of rounding in every logit can do); 1e-4 and
@@ -58,8 +59,9 @@ def run(args) -> int:
             print(f"{args.bundle}: self-test passed: '{report['label']}' {max(report['scores']):.4f} ({how}; "
                   f"{report['runtime']}, Python {report['python']}, {report['machine']})")
     if not report["ok"]:
-        print(f"tinyear-device: error: {args.bundle}: self-test failed: {report['reason']}; this device does not "
-              "compute what the workstation did: check the runtime (tinyear-device info) or re-export the bundle",
-              file=sys.stderr)
+        remedy = ("re-export the bundle with tinyear export" if report.get("mislabelled") else
+                  "this device does not compute what the workstation did: check the runtime (tinyear-device info) "
+                  "or re-export the bundle")
+        print(f"tinyear-device: error: {args.bundle}: self-test failed: {report['reason']}; {remedy}", file=sys.stderr)
         return 1
     return 0

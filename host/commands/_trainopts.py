@@ -137,3 +137,16 @@ def report(info: dict, args) -> None:
           f"best epoch {info['best_epoch']} of {info['epochs_run']}, {', '.join(parts)}"
           + (f"; teacher validation accuracy {100 * teacher['validation_accuracy']:.1f}%" if teacher else "")
           + f"; {info['wall_seconds']:.0f} s")
+
+
+def how_to_resume(args) -> str:
+    """What an interrupted training run says: --resume continues from the last finished epoch (last.pt
+    in --out); before the first epoch there is nothing to continue and the same command starts again."""
+    from pathlib import Path
+
+    from tinyear.host import runs
+
+    if (Path(args.out) / runs.LAST).exists():
+        again = "run the same command again to resume" if args.resume else "add --resume to the same command to resume"
+        return f"{again} (from the last finished epoch)"
+    return "no epoch had finished; run the same command again to start over"

@@ -23,7 +23,8 @@ tinyear supports (its Requires-Python; Pi OS Bookworm and Trixie have one) with 
 wheels for it.
 
 On the device (default DIR ~/tinyear): DIR/current.tinyear, DIR/previous.tinyear, DIR/venv/bin/tinyear-device,
-DIR/deploy.json. --service installs tinyear-listen.service (a user unit, or a system unit when deploying
+DIR/deploy.json. --rollback swaps current.tinyear and previous.tinyear back, after the previous
+bundle's self-test passes on the device (a second --rollback undoes the first). --service installs tinyear-listen.service (a user unit, or a system unit when deploying
 as root) and starts it; later deploys restart it on the new bundle.
 
 examples:
@@ -32,13 +33,17 @@ examples:
   tinyear deploy keywords.tinyear --to mypi --ssh-config ~/.ssh/config.d/lab --identity ~/.ssh/id_pi
   tinyear deploy keywords.tinyear --to pi@pi.local --wheelhouse wheels-py311-aarch64   # device offline
   tinyear deploy new.tinyear --to pi@pi.local --bundle-only --json                       # model only
+  tinyear deploy --rollback --to pi@pi.local                                             # previous bundle back
 
 exit status: 0 deployed and verified; 1 nothing changed on the device (one line says why).
 """
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("bundle", metavar="MODEL.tinyear", help="the bundle to deploy (made by tinyear export)")
+    parser.add_argument("bundle", metavar="MODEL.tinyear", nargs="?", default=None,
+                        help="the bundle to deploy (made by tinyear export); none with --rollback")
+    parser.add_argument("--rollback", action="store_true",
+                        help="put the device's previous bundle back (verified there first); a second rollback undoes it")
     parser.add_argument("--to", required=True, metavar="[USER@]HOST[:DIR]", help="the device, and its folder for tinyear (default ~/tinyear)")
     parser.add_argument("--port", type=positive_int, default=None, metavar="N", help="SSH port (default: from your ssh config, else 22)")
     parser.add_argument("--identity", default=None, metavar="FILE", help="SSH private key to use (default: your agent and ssh config)")
@@ -60,15 +65,24 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from tinyear.device.errors import TinyearError
     from tinyear.host.deploy import DeployError, DeployOptions, deploy
     from tinyear.host.deploy.ssh import parse_target
 
+    if args.rollback and (args.bundle or args.service or args.wheelhouse or args.runtime):
+        given = [n for n, v in (("MODEL.tinyear", args.bundle), ("--service", args.service),
+                                ("--wheelhouse", args.wheelhouse), ("--runtime", args.runtime)) if v]
+        raise TinyearError(f"--rollback puts the device's previous bundle back: drop {', '.join(given)}")
+    if not args.rollback and not args.bundle:
+        raise TinyearError("name the bundle to deploy (tinyear deploy MODEL.tinyear --to ...), or give --rollback")
     opts = DeployOptions(
-        bundle=Path(args.bundle), target=parse_target(args.to), port=args.port, identity=args.identity,
+        bundle=Path(args.bundle or "previous.tinyear"), target=parse_target(args.to), port=args.port, identity=args.identity,
         ssh_config=args.ssh_config, ssh_options=list(args.ssh_option), connect_timeout=args.connect_timeout,
         python=args.python, runtime=args.runtime, wheelhouse=args.wheelhouse, service=args.service,
-        bundle_only=args.bundle_only, tolerance=args.tolerance,
+        bundle_only=args.bundle_only or args.rollback, tolerance=args.tolerance,
     )
+    if args.rollback:
+        return _rollback(opts, args)
     try:
         report = deploy(opts, stream=None if args.quiet else sys.stderr)
     except DeployError as exc:
@@ -87,4 +101,26 @@ def run(args) -> int:
             print(f"tinyear: warning: the service unit is installed at {service['unit']} but not running: {service['reason']}", file=sys.stderr)
         elif service:
             print(f"service {service['unit']} running")
+    return 0
+
+
+def _rollback(opts, args) -> int:
+    from tinyear.host.deploy import DeployError
+    from tinyear.host.deploy.rollback import rollback
+
+    try:
+        report = rollback(opts, stream=None if args.quiet else sys.stderr)
+    except DeployError as exc:
+        if args.json:
+            print_json({"ok": False, "rollback": True, "error": str(exc), "target": args.to, "steps": exc.steps})
+        raise
+    if args.json:
+        print_json(report)
+        return 0
+    state = report["state"]
+    print(f"rolled back {opts.target.ssh_destination}:{report['device']['dir']} to {state['bundle']} "
+          f"(verified there; {state['previous_bundle']} is now previous.tinyear)")
+    service = report.get("service")
+    if service and service["started"]:
+        print(f"service {service['unit']} running")
     return 0

@@ -10,8 +10,10 @@ from tinyear.device.cliutil import unit_float, positive_float
 from tinyear.device.errors import TinyearError
 
 from ..defaults import DEFAULT_STUDENT
+from ._trainopts import how_to_resume as INTERRUPTED  # what Ctrl-C's line adds
 from ._trainopts import (add_data_arguments, add_loop_arguments, command_line, data_options, launch, report,
                          train_config, train_defaults)
+
 
 HELP = "train a small student from a teacher (knowledge distillation), or alone with --no-teacher"
 DESCRIPTION = """\

@@ -17,7 +17,12 @@ is refused, naming them.
 
 --split picks the dataset's own split (train, validation, test: list files or speaker hash, with
 _unknown_ and _silence_ at the training ratios), or `all`: every clip of the folder as it is (for a
-folder that IS an evaluation set, such as the public part of the Speech Commands test set).
+folder that IS an evaluation set, such as the public part of the Speech Commands test set). The
+default, `auto`, takes `all` for a folder without validation/testing lists that looks like an
+evaluation set (a "test" in its name, or _silence_ clips but no _background_noise_), else `test`; the
+output says which split it scored and why ("split" and "split_reason" in --json). Every class of the
+data scored as _unknown_ is listed, with its clip count ("folded_into_unknown"). Data with none of
+the model's words is refused.
 
 --stream scores the bundle as a listener hears it instead: a long stream built from the clips of
 --split (keywords, other words and other speech over background noise; see tinyear calibrate), run
@@ -27,7 +32,7 @@ recall against false accepts per hour (with --out: curve.csv, curve.png, the str
 
 examples:
   tinyear evaluate keywords.tinyear data/synth --split test
-  tinyear evaluate keywords.tinyear ../shared/data/speech-commands-v2-test-public --split all --out report/real
+  tinyear evaluate keywords.tinyear ../shared/data/speech-commands-v2-test-public --out report/real   # auto: all
   tinyear evaluate runs/student data/synth --json
   tinyear evaluate keywords.tinyear ../shared/data/speech-commands-v2-test-public --split all --stream --out report/stream
 """
@@ -38,8 +43,9 @@ def add_arguments(parser) -> None:
 
     parser.add_argument("model", metavar="MODEL", help="a .tinyear bundle or a run folder")
     parser.add_argument("data", metavar="DATA", nargs="+", help="dataset folder(s); several load as their union")
-    parser.add_argument("--split", choices=SPLIT_CHOICES, default="test",
-                        help="which clips: a split of the dataset, or all of them as they are")
+    parser.add_argument("--split", choices=SPLIT_CHOICES, default="auto",
+                        help="which clips: a split of the dataset, all of them as they are, or auto (default: "
+                             "all for an evaluation-set folder, else test; see above)")
     parser.add_argument("--out", metavar="DIR", help="write confusion.png and metrics.json here")
     parser.add_argument("--seed", type=int, default=0, help="seed of the dataset's _unknown_ / _silence_ picks")
     stream = parser.add_argument_group("streams (--stream)")

@@ -6,8 +6,10 @@ A thin shell over `tinyear.host.distill.train_teacher` (the same loop `tinyear d
 from __future__ import annotations
 
 from ..trainconfig import TEACHER_RECIPE
+from ._trainopts import how_to_resume as INTERRUPTED  # what Ctrl-C's line adds
 from ._trainopts import (add_data_arguments, add_loop_arguments, command_line, data_options, launch, report,
                          train_config)
+
 
 HELP = "train the built-in large CNN teacher (>= 1M parameters) on a dataset"
 DESCRIPTION = """\

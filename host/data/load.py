@@ -31,6 +31,7 @@ def load_dataset(
     validation_percent: float = 10.0,
     testing_percent: float = 10.0,
     only_split: str | None = None,
+    require_train: bool = True,
     allow_missing: bool = False,
     skip_unreadable: bool = True,
     sample_rate: int = 16000,
@@ -44,6 +45,7 @@ def load_dataset(
     every unknown clip and generates no silence beyond a `_silence_/` folder (for evaluation sets).
     validation_percent / testing_percent: the speaker split, for roots without list files.
     only_split: put every clip in this split (e.g. "test" for an evaluation set).
+    require_train: refuse a dataset whose train split is empty (scoring one split does not need it).
     allow_missing: accept words with no clips (fill_missing uses it to see what to synthesize).
     skip_unreadable: skip files soundfile cannot open, with a warning that counts them (else fail).
     cache_dir: where the waveform cache goes (default: the user's cache folder, `tinyear.host.cache`).
@@ -70,8 +72,13 @@ def load_dataset(
                 "validation_percent": validation_percent, "testing_percent": testing_percent,
                 "only_split": only_split},
     )
-    if only_split is None and not dataset.clips_in("train"):
-        raise TinyearError(f"{roots[0]}: no clips fall in the train split; add clips from more speakers")
+    if only_split is None and require_train and not dataset.clips_in("train"):
+        counts = {split: len(dataset.clips_in(split)) for split in SPLITS[1:]}
+        raise TinyearError(
+            f"{', '.join(map(str, roots))}: none of its clips fall in the train split (validation "
+            f"{counts['validation']}, test {counts['test']}: its list files, or the speaker hash, put them all "
+            "there); training needs clips from more speakers, or a folder that is an evaluation set is scored "
+            "whole (tinyear evaluate --split all)")
     return dataset
 
 

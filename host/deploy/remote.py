@@ -12,8 +12,9 @@ The device folder (default `~/tinyear`) after a deploy:
 
 Everything new goes into `DIR/.staging-XXXXXX` (and a new `envs/KEY`) first; only a verified deploy is
 switched in (`SWITCH`), and `ABORT` removes exactly what this deploy added, so a failure at any step
-leaves the device as it was. `DIR/.deploy-lock` keeps two deploys apart. The scripts are plain POSIX
-sh run by `sh -s` (Pi OS: dash, GNU coreutils); their arguments arrive as "$1", "$2", ...
+leaves the device as it was. `ROLLBACK` swaps the current and previous bundles (`tinyear deploy
+--rollback`). `DIR/.deploy-lock` keeps two deploys apart. The scripts are plain POSIX sh run by
+`sh -s` (Pi OS: dash, GNU coreutils); their arguments arrive as "$1", "$2", ...
 
 Standard library only.
 """
@@ -55,6 +56,7 @@ echo "nearest=$d"
 if [ -d "$DIR" ]; then echo "dir_exists=1"; fi
 if [ -d "$DIR/envs" ]; then echo "envs_dir=1"; fi
 if [ -f "$DIR/deploy.json" ]; then printf 'state='; tr -d '\n' < "$DIR/deploy.json"; echo; fi
+if [ -f "$DIR/previous.tinyear" ]; then echo "previous=1"; fi
 if [ -e "$DIR/.deploy-lock" ]; then echo "locked=$(cat "$DIR/.deploy-lock/owner" 2>/dev/null || echo unknown)"; fi
 for f in "$DIR"/wheels/*.whl; do if [ -f "$f" ]; then echo "cached=$(basename "$f") $(wc -c < "$f")"; fi; done
 for e in "$DIR"/envs/*; do if [ -f "$e/.tinyear-complete" ]; then echo "env=$(basename "$e")"; fi; done
@@ -122,6 +124,22 @@ mv -f .deploy.json.new deploy.json
 for e in envs/*; do
   n=$(basename "$e"); if [ "$n" != "$KEY" ] && [ "$n" != "$PREV" ] && [ -d "$e" ]; then rm -rf "$e"; fi
 done
+"""
+
+# $1 folder, $2 state JSON. `tinyear deploy --rollback`: swap current.tinyear and previous.tinyear under
+# the lock (exit 4: locked), each step an atomic rename: the old current is kept as a hard link first.
+ROLLBACK = r"""
+DIR=$1
+cd "$DIR" || exit 3
+if ! mkdir .deploy-lock 2>/dev/null; then echo "locked=$(cat .deploy-lock/owner 2>/dev/null)"; exit 4; fi
+echo "rollback" > .deploy-lock/owner
+fail() { rm -f .deploy.json.new; rm -rf .deploy-lock; echo "$1" >&2; exit 5; }
+printf '%s\n' "$2" > .deploy.json.new || fail "cannot write deploy.json"
+ln -f current.tinyear .previous.tinyear.new || fail "cannot link current.tinyear"
+mv -f previous.tinyear current.tinyear || { rm -f .previous.tinyear.new; fail "cannot rename previous.tinyear"; }
+mv -f .previous.tinyear.new previous.tinyear || fail "cannot rename the old current bundle (kept as .previous.tinyear.new)"
+mv -f .deploy.json.new deploy.json || fail "cannot replace deploy.json"
+rm -rf .deploy-lock
 """
 
 # $1 folder, $2 staging folder (or ""), $3 1 if this deploy created the folder, $4 env key this deploy
