@@ -124,7 +124,11 @@ class SpeechEmbedding:
         pad = int(round(s.pad_seconds * DEFAULT_CONFIG.sample_rate))
         clips = np.stack([fit_clip(np.asarray(w, np.float32), DEFAULT_CONFIG) for w in waves])  # (B, 16000)
         audio = np.pad(clips, ((0, 0), (pad, pad))) * 32767.0  # (B, 24000), int16 scale
-        mels = self._run(self.mel, audio.astype(np.float32))[:, 0] / 10.0 + 2.0  # (B, frames, 32)
+        # One clip at a time: with several clips in one call the mel model's numbers depend on the others
+        # (measured: a clip's mels moved by up to 23 in a batch of two); the embedding model batches fine.
+        audio = audio.astype(np.float32)
+        mels = np.concatenate([self._run(self.mel, audio[i : i + 1]) for i in range(len(audio))])
+        mels = mels[:, 0] / 10.0 + 2.0  # (B, frames, 32)
         starts = [i * s.step_frames for i in range(s.windows)]
         if starts[-1] + s.mel_frames > mels.shape[1]:
             raise TinyearError(f"backbone {self.name}: {mels.shape[1]} mel frames are too few for {s.windows} windows")
