@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from tinyear.device.features import DEFAULT_CONFIG, fit_clip
 from tinyear.device.fileio import atomic_path, sha256_file, tool_versions
 
 from . import runs
+from .backbone_spec import BACKBONES, HeadConfig
 from .cache import cache_root, key as cache_key
 from .progress import bar as progress_bar
 
@@ -42,27 +43,6 @@ RUN_KIND = "backbone"
 BACKBONE_VERSION = 1  # bump when the embedding numerics change (padding, scaling, windows)
 MISSING = ("the speech-embedding backbone needs the pyopen-wakeword wheel (its model files): "
            "pip install 'tinyear[backbone]'")
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """One pretrained backbone: where its files are and what a clip becomes."""
-
-    files: tuple[str, ...]
-    """Model files inside the `pyopen_wakeword` package's `models/` folder, in running order."""
-    pad_seconds: float = 0.25
-    """Zeros added before and after the 1 s clip, so that the embedding windows cover all of it."""
-    mel_frames: int = 76
-    """Mel frames (10 ms each) one embedding window sees."""
-    step_frames: int = 8
-    """Frames between embedding windows."""
-    windows: int = 9
-    """Embedding windows of a padded 1 s clip."""
-    dim: int = 96
-    """Values of one embedding window."""
-
-
-BACKBONES = {"speech-embedding": BackboneSpec(files=("melspectrogram.tflite", "embedding_model.tflite"))}
 
 
 def model_files(name: str = "speech-embedding") -> list[Path]:
@@ -190,23 +170,6 @@ class EmbeddingHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
-
-
-@dataclass(frozen=True)
-class HeadConfig:
-    """How the head is trained (recorded in run.json)."""
-
-    epochs: int = 40
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    label_smoothing: float = 0.1
-    hidden: int = 256
-    dropout: float = 0.3
-    noise: float = 0.1
-    """Gaussian noise added to the normalised training embeddings (times their std): a cheap
-    augmentation, since the backbone is frozen."""
-    seed: int = 0
 
 
 def train_head(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, classes: int,

@@ -287,7 +287,8 @@ class _Pipeline:
             if self.progress:
                 print(f"tinyear: {note}", file=sys.stderr)
         elif c.backbone:
-            from .backbone import HeadConfig, train_backbone_teacher
+            from .backbone import train_backbone_teacher
+            from .backbone_spec import HeadConfig
             from .trainconfig import DataOptions
 
             data = DataOptions(roots=tuple(self.roots), variants=c.variants, data_seed=c.seed, jobs=self.jobs)

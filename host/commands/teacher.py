@@ -38,7 +38,7 @@ def add_arguments(parser) -> None:
     add_data_arguments(parser)
     parser.add_argument("--arch", default="cnn-teacher", help="built-in teacher architecture (cnn-teacher)")
     add_loop_arguments(parser, **{k: TEACHER_RECIPE[k] for k in ("epochs", "patience", "lr")})
-    from tinyear.host.backbone import BACKBONES, HeadConfig
+    from tinyear.host.backbone_spec import BACKBONES, HeadConfig
 
     parser.add_argument("--backbone", choices=list(BACKBONES), default=None,
                         help="train a head over this frozen pretrained backbone instead of the CNN")
@@ -48,7 +48,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     if args.backbone:
-        from tinyear.host.backbone import HeadConfig, train_backbone_teacher
+        from tinyear.host.backbone import train_backbone_teacher
+        from tinyear.host.backbone_spec import HeadConfig
 
         info = train_backbone_teacher(args.data, args.out, backbone=args.backbone, data=data_options(args),
                                       config=HeadConfig(epochs=args.head_epochs, seed=args.seed), force=args.force,
