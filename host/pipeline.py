@@ -1,6 +1,8 @@
 """`tinyear pipeline`: the main job, every workstation step in order, resumable.
 
-data (synthesize the default set, or fill what a given real set lacks) -> teacher -> distilled student
+data (synthesize the default set, or fill what a given real set lacks) -> teacher (the built-in CNN and,
+when its wheel is installed, a head over the pretrained speech_embedding backbone: the one with the higher
+validation accuracy teaches; or teachers given with --teacher, no training) -> distilled student
 -> baseline student (same student, same data and epochs, no teacher) -> int8 export, with verification, of
 the student with the higher validation accuracy -> per-class thresholds calibrated to a false-accept
 budget on validation streams (`calibrate`; the bundle keeps its defaults if the budget cannot be met)
@@ -36,6 +38,7 @@ PIPELINE_JSON = "pipeline.json"
 BUNDLE_NAME = "keywords.tinyear"
 REPORT_NAME = "report.md"
 RUN_FOLDERS = ("teacher", "student", "baseline")  # the run folders in OUT (tinyear.host.runs' layout)
+BACKBONE_FOLDER = "teacher-backbone"  # the backbone teacher's run folder in OUT (tinyear.host.backbone)
 EVAL_FOLDER = "eval"
 # The real-speech evaluation set, when this checkout sits beside the project's shared data. Evaluation
 # only: nothing in the pipeline trains, calibrates, tunes or picks a checkpoint on it.
@@ -68,6 +71,9 @@ class PipelineConfig:
     alpha: float = 0.5
     temperature: float = 4.0
     kd_loss: str = "kl"
+    backbone: str = "speech-embedding"
+    """The pretrained backbone whose head is trained beside the CNN teacher; the one with the higher
+    validation accuracy teaches ("" for the CNN alone; skipped, in one line, when its wheel is missing)."""
     calibration: int = 500
     qat: bool = False
     seed: int = 0
@@ -122,7 +128,8 @@ def _check_settings(out: Path, record: dict, force: bool) -> None:
     except (OSError, ValueError):
         old = None
     if old is not None:  # a setting added since that run was recorded had its default then
-        old = {**{k: v for k, v in asdict(PipelineConfig()).items() if k not in old}, **old}
+        defaults = {**asdict(PipelineConfig()), "teachers": None}
+        old = {**{k: v for k, v in defaults.items() if k not in old}, **old}
     if old is not None and old != record:
         changed = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
         raise TinyearError(f"{out} holds a pipeline made with other settings ({', '.join(changed)}); choose another "
@@ -134,18 +141,20 @@ def _write_json(path: Path, obj: dict) -> None:
 
 
 def run_pipeline(out="runs/default", *, data=None, config: PipelineConfig = PipelineConfig(), real_test=None,
-                 force: bool = False, progress: bool = True, jobs: int | None = None, command: str = "",
-                 nproc: int = 1) -> dict:
+                 teachers: list[str] | None = None, force: bool = False, progress: bool = True,
+                 jobs: int | None = None, command: str = "", nproc: int = 1) -> dict:
     """Run (or resume) every step into `out`. `data`: a real dataset folder to fill and train on instead
     of the synthetic default; `real_test`: a real-speech evaluation folder (default: the shared Speech
-    Commands test part when present; False: none). nproc: processes for each training step (DDP on this
-    machine, `dist.launch`). Returns the summary written to pipeline.json."""
+    Commands test part when present; False: none); `teachers`: teacher specs (`tinyear distill
+    --teacher`'s, several for an ensemble: `ensemble.load_teachers`) to distill from instead of training
+    one. nproc: processes for each training step (DDP on this machine, `dist.launch`). Returns the
+    summary written to pipeline.json."""
     started = time.perf_counter()
     out = Path(out)
     created = not out.exists()
     try:
-        return _run_pipeline(out, started, data=data, config=config, real_test=real_test, force=force,
-                             progress=progress, jobs=jobs, command=command, nproc=nproc)
+        return _run_pipeline(out, started, data=data, config=config, real_test=real_test, teachers=teachers,
+                             force=force, progress=progress, jobs=jobs, command=command, nproc=nproc)
     except BaseException:
         _discard_if_nothing_made(out, created)
         raise
@@ -168,7 +177,7 @@ def _discard_if_nothing_made(out: Path, created: bool) -> None:
             out.rmdir()
 
 
-def _run_pipeline(out: Path, started: float, *, data, config: PipelineConfig, real_test, force: bool,
+def _run_pipeline(out: Path, started: float, *, data, config: PipelineConfig, real_test, teachers, force: bool,
                   progress: bool, jobs, command: str, nproc: int) -> dict:
     if data is not None and not Path(data).is_dir():
         raise TinyearError(f"{data}: no such dataset folder")
@@ -187,18 +196,24 @@ def _run_pipeline(out: Path, started: float, *, data, config: PipelineConfig, re
     elif lacking:
         raise TinyearError(f"{real_test} has no clips of {', '.join(lacking)}; give a --real-test folder with every "
                            "keyword, or --no-real-test")
-    settings = json.loads(json.dumps({**asdict(config), "data": None if data is None else str(Path(data).resolve())}))
+    if teachers:
+        from .teachers import resolved_spec
+
+        teachers = [resolved_spec(t) for t in teachers]  # a spec that names nothing fails here, in one line
+    settings = json.loads(json.dumps({**asdict(config), "data": None if data is None else str(Path(data).resolve()),
+                                      "teachers": list(teachers) if teachers else None}))
     _check_settings(out, settings, force)
     if force:
         _clear(out)
     _write_json(out / PIPELINE_JSON, {"settings": settings, "finished": False, "command": command})
 
-    job = _Pipeline(out, data, config, real_test, keywords, progress=progress, jobs=jobs, command=command, nproc=nproc)
+    job = _Pipeline(out, data, config, real_test, keywords, teachers=teachers, progress=progress, jobs=jobs,
+                    command=command, nproc=nproc)
     job.run()
     summary = {
         "settings": settings, "finished": True, "command": command, "seconds": round(time.perf_counter() - started, 1),
         "step_seconds": job.steps.times, "bundle": str(job.paths["bundle"]), "report": str(job.paths["report"]),
-        "bundle_student": job.shipped_name, "rows": [r.to_dict() for r in job.rows],
+        "bundle_student": job.shipped_name, "teacher": job.teacher_choice, "rows": [r.to_dict() for r in job.rows],
         "keywords": [{"label": k.label, "text": k.text, "phonemes": k.phonemes} for k in keywords],
         "smoke_test": SMOKE_TEST if config.quick else None,
     }
@@ -236,25 +251,24 @@ def _clear(out: Path) -> None:
     """--force: remove every step's result (the data is kept: synthesis reuses an identical set)."""
     import shutil
 
-    for name in (*RUN_FOLDERS, EVAL_FOLDER, BUNDLE_NAME, REPORT_NAME, PIPELINE_JSON):
+    for name in (*RUN_FOLDERS, BACKBONE_FOLDER, EVAL_FOLDER, BUNDLE_NAME, REPORT_NAME, PIPELINE_JSON):
         target = out / name
         shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
 
 
 class _Pipeline:
-    """One pipeline run: the seven steps in order (`run`), each a method taking `skip` (the step's result
+    """One pipeline run: the seven steps (eight when it calibrates) in order (`run`), each a method taking `skip` (the step's result
     is there: read it back instead of redoing it)."""
 
-    def __init__(self, out: Path, data, config: PipelineConfig, real_test, keywords, *, progress: bool, jobs,
-                 command: str, nproc: int = 1):
+    def __init__(self, out: Path, data, config: PipelineConfig, real_test, keywords, *, teachers=None,
+                 progress: bool, jobs, command: str, nproc: int = 1):
         self.out, self.data, self.config, self.real_test = out, data, config, real_test
         self.keywords, self.labels = keywords, tuple(k.label for k in keywords)
+        self.given = list(teachers) if teachers else None
         self.progress, self.jobs, self.command, self.nproc = progress, jobs, command, nproc
-        self.steps = _Steps(7, progress)
-        self.progress, self.jobs, self.command = progress, jobs, command
         self.steps = _Steps(7 + (config.fa_per_hour is not None), progress)
         self.paths = {**{name: out / name for name in RUN_FOLDERS}, "bundle": out / BUNDLE_NAME,
-                      "report": out / REPORT_NAME}
+                      "report": out / REPORT_NAME, "backbone": out / BACKBONE_FOLDER}
 
     def run(self) -> None:
         from . import runs
@@ -263,10 +277,21 @@ class _Pipeline:
         what = (f"synthesizing the {'default ' if config.words is None else ''}keyword set ({', '.join(self.labels)})"
                 if self.data is None else f"filling what {self.data} lacks ({', '.join(self.labels)})")
         self.roots = self.steps.run("data", what, self.make_data)
-        self.teacher_info = self.steps.run("teacher", f"training the teacher ({config.teacher_arch})",
-                                           self.train_teacher, runs.run_state(paths["teacher"]) == "finished")
+        if self.given:
+            self.teacher_specs = self.given
+            self.steps.run("teacher", f"using the given teacher{'s' if len(self.given) > 1 else ''} "
+                           f"({', '.join(Path(_spec_path(t)).name for t in self.given)}): no teacher training",
+                           lambda skip: None)
+        else:
+            self.teacher_info = self.steps.run("teacher", self._teacher_title(), self.train_teacher,
+                                               self._teachers_finished())
         self.student_info = self.steps.run("student", f"distilling the student ({config.student}) from the teacher",
                                            self.train_student, runs.run_state(paths["student"]) == "finished")
+        if self.given:  # what the given teachers scored on validation, as the student's run measured it
+            val = (self.student_info.get("teacher") or {}).get("validation_accuracy")
+            self.teacher_info = {"name": " + ".join(Path(_spec_path(t)).name for t in self.given), "given": True,
+                                 "metrics": {"validation": {"accuracy": val if val is not None else float("nan")}}}
+            self.teacher_choice = {"chosen": "given", "specs": self.given, "validation": {"given": val}}
         self.baseline_info = self.steps.run("baseline", f"training the baseline ({config.student}, no teacher)",
                                             self.train_baseline, runs.run_state(paths["baseline"]) == "finished")
         # The bundle gets the student with the higher VALIDATION accuracy: the distilled one unless the
@@ -313,12 +338,57 @@ class _Pipeline:
         return launch(self.nproc, fn, self.roots, run_dir, data=data, resume=runs.run_state(run_dir) == "resume",
                       progress=self.progress, command=self.command, **kw)
 
+    def _backbone_wanted(self) -> bool:
+        """Whether the teacher step also trains the backbone head (set, and its wheel is installed)."""
+        from .backbone import available
+
+        return bool(self.config.backbone) and available(self.config.backbone)
+
+    def _teacher_title(self) -> str:
+        c = self.config
+        if self._backbone_wanted():
+            return f"training the teachers ({c.teacher_arch}, {c.backbone} head) and keeping the better one"
+        return f"training the teacher ({c.teacher_arch})"
+
+    def _teachers_finished(self) -> bool:
+        from . import runs
+
+        return runs.run_state(self.paths["teacher"]) == "finished" and (
+            not self._backbone_wanted() or runs.run_state(self.paths["backbone"]) == "finished")
+
     def train_teacher(self, skip: bool) -> dict:
+        """The CNN, then the backbone head when it can be had; the one with the higher validation
+        accuracy teaches (ties to the CNN). Sets `teacher_specs` and `teacher_choice`."""
         from .distill import train_teacher
 
         c = self.config
         cfg = teacher_config(epochs=c.teacher_epochs, seed=c.seed)
-        return self._train(self.paths["teacher"], skip, train_teacher, arch=c.teacher_arch, config=cfg)
+        cnn = self._train(self.paths["teacher"], skip, train_teacher, arch=c.teacher_arch, config=cfg)
+        choice = {"chosen": "cnn", "validation": {"cnn": _val(cnn) / 100}}
+        self.teacher_specs, info = [str(self.paths["teacher"])], cnn
+        if c.backbone and not self._backbone_wanted():
+            note = f"the {c.backbone} backbone is not installed (pip install 'tinyear[backbone]'): the built-in CNN teaches"
+            choice["note"] = note
+            if self.progress:
+                print(f"tinyear: {note}", file=sys.stderr)
+        elif c.backbone:
+            from .backbone import train_backbone_teacher
+            from .backbone_spec import HeadConfig
+            from .trainconfig import DataOptions
+
+            data = DataOptions(roots=tuple(self.roots), variants=c.variants, data_seed=c.seed, jobs=self.jobs)
+            head = train_backbone_teacher(self.roots, self.paths["backbone"], backbone=c.backbone, data=data,
+                                          config=HeadConfig(seed=c.seed), progress=self.progress, command=self.command)
+            choice["validation"]["backbone"] = _val(head) / 100
+            if _val(head) > _val(cnn):
+                choice["chosen"] = "backbone"
+                self.teacher_specs, info = [str(self.paths["backbone"])], head
+            if self.progress:
+                print(f"tinyear: teacher on validation: {c.teacher_arch} {_val(cnn):.1f}%, {c.backbone} head "
+                      f"{_val(head):.1f}%: the {'backbone head' if choice['chosen'] == 'backbone' else 'CNN'} teaches",
+                      file=sys.stderr)
+        self.teacher_choice = {**choice, "specs": self.teacher_specs}
+        return info
 
     def _student_config(self):
         c = self.config
@@ -328,8 +398,9 @@ class _Pipeline:
     def train_student(self, skip: bool) -> dict:
         from .distill import distill
 
+        specs = self.teacher_specs
         return self._train(self.paths["student"], skip, distill, student=self.config.student,
-                           teacher=str(self.paths["teacher"]), config=self._student_config())
+                           teacher=specs[0] if len(specs) == 1 else specs, config=self._student_config())
 
     def train_baseline(self, skip: bool) -> dict:
         from .distill import distill
@@ -399,8 +470,10 @@ class _Pipeline:
         from .report import compare
 
         paths, eval_sets = self.paths, self.eval_sets()
-        rows = compare(teacher=paths["teacher"], baseline=paths["baseline"], student=paths["student"],
-                       bundle=paths["bundle"], eval_sets=eval_sets, progress=self.progress)
+        cnn = self.teacher_choice["chosen"] == "cnn"  # a run folder of features; else teachers of waveforms
+        rows = compare(teacher=paths["teacher"] if cnn else None, baseline=paths["baseline"], student=paths["student"],
+                       bundle=paths["bundle"], eval_sets=eval_sets, progress=self.progress,
+                       teacher_specs=None if cnn else self.teacher_specs)
         confusions = {}
         for set_name, (where, split) in eval_sets.items():
             folder = self.out / EVAL_FOLDER / set_name.split(" ")[0]
@@ -414,6 +487,13 @@ class _Pipeline:
         return write_report(self.out, self.rows, self.confusions, self.teacher_info, self.student_info,
                             self.baseline_info, self.export_info, self.steps.times, self.config, self.data,
                             self.real_test, self.shipped)
+
+
+def _spec_path(spec: str) -> str:
+    """A teacher spec's path, without its kind prefix and options."""
+    from .teachers import split_options, teacher_kind
+
+    return teacher_kind(split_options(spec)[0])[1]
 
 
 def _val(info: dict) -> float:
@@ -476,6 +556,9 @@ def write_report(out: Path, rows, confusions, teacher_info, student_info, baseli
             + str(out / BUNDLE_NAME) + "`.",
         ])),
         ("Training", "\n".join(
+            f"- teacher: given ({info.get('name')}), not trained here; validation accuracy "
+            f"{100 * info['metrics']['validation']['accuracy']:.1f}%"
+            if info.get("given") else
             f"- {name}: {info.get('name')} ({info.get('params', 0):,} parameters), best epoch {info.get('best_epoch')} of "
             f"{info.get('epochs_run')}, validation accuracy {100 * info['metrics']['validation']['accuracy']:.1f}%"
             f"{'' if name != 'distilled student' else f' (alpha {config.alpha}, T {config.temperature}, {config.kd_loss})'}, "

@@ -12,7 +12,9 @@ the kind (`TEACHER_LOADERS`) is optional where the file tells (`teacher_kind`):
   (`save_pretrained`), labels from `config.id2label`; nothing is downloaded;
 - `factory`: `module:function` or `path/to/file.py:function`, a function returning
   `(module, labels)` where `module(waves)` gives logits;
-- `tflite`, `tf` (a frozen graph `.pb`) and `savedmodel`: the TensorFlow world (`tfteachers`).
+- `tflite`, `tf` (a frozen graph `.pb`) and `savedmodel`: the TensorFlow world (`tfteachers`);
+- `backbone`: a folder written by `tinyear teacher --backbone speech-embedding` (a frozen pretrained
+  backbone with a trained head: `backbone`).
 Several teachers teach together through `ensemble`; their labels reach the student's through
 `labelmap.LabelMap`.
 
@@ -184,7 +186,15 @@ def _tf_loader(name: str):
     return load
 
 
+def load_backbone(spec: str, options: dict | None = None) -> Teacher:
+    """A backbone run folder (`tinyear teacher --backbone`): `tinyear.host.backbone`, imported when used."""
+    from .backbone import load_backbone_teacher
+
+    return load_backbone_teacher(spec, options)
+
+
 TEACHER_LOADERS = {
+    "backbone": load_backbone,
     "run": load_run_teacher,
     "torchscript": load_torchscript_teacher,
     "huggingface": load_hf_teacher,
@@ -212,7 +222,7 @@ def split_options(spec: str) -> tuple[str, dict]:
 
 def teacher_kind(spec: str) -> tuple[str, str]:
     """(kind, rest) for a teacher spec without its options: an explicit `KIND:rest` prefix (KIND in
-    TEACHER_LOADERS), else by what is there: a run folder (best.pt), a Hugging Face folder
+    TEACHER_LOADERS), else by what is there: a backbone run folder (head.pt), a run folder (best.pt), a Hugging Face folder
     (config.json), a SavedModel folder (saved_model.pb), a `.tflite` file, a `.pb` file (a frozen
     graph), any other file (TorchScript), `x:y` that is not a path (a factory)."""
     head, sep, rest = spec.partition(":")
@@ -220,6 +230,8 @@ def teacher_kind(spec: str) -> tuple[str, str]:
         return head, rest
     path = Path(spec)
     if path.is_dir():
+        if (path / "head.pt").exists():  # before the plain run check: a backbone run has a run.json too
+            return "backbone", spec
         if (path / "best.pt").exists() or (path / "last.pt").exists() or (path / "run.json").exists():
             return "run", spec
         if (path / "config.json").exists():

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine:   scripts/run.sh [tinyear pipeline options...]
 #
-# Sets up the workstation environment (.venv; Debian packages when root or with sudo), then runs
+# Sets up the workstation environment (.venv; Debian packages when root or with sudo; the backbone
+# extra when pyopen-wakeword has a wheel for this machine, else it says so and goes on), then runs
 # `tinyear pipeline` on the embedded default: synthetic keyword speech (no download), teacher,
 # distilled student and baseline, int8 export with verification, evaluation, report. Results go to
 # runs/default (report.md, keywords.tinyear); rerunning resumes. Options pass through, e.g.

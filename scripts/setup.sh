@@ -4,6 +4,7 @@
 #   scripts/setup.sh [host|device|tflite] [VENV]
 #
 #   host    (default) the workstation: training, export, tests      -> .venv
+#           (and, best effort, the backbone extra: the speech_embedding teacher)
 #   device  only what a Pi needs to listen (no torch), plus tests    -> .venv-device
 #   tflite  like device, with tflite-runtime and numpy<2             -> .venv-tflite
 #
@@ -59,6 +60,13 @@ say "installing tinyear[$EXTRAS] into $VENV"
 if [ "$ROLE" = host ]; then
   # Editable: the workstation runs the code in this checkout. torch is pinned to 2.13.0 (CPU build).
   "$VENV/bin/python" -m pip install -q -e "$ROOT[$EXTRAS]"
+  # Best effort, apart: the backbone extra's wheel exists only for some platforms (manylinux_2_35
+  # x86-64/aarch64, Windows); without it the pipeline says so and uses the built-in CNN teacher.
+  if "$VENV/bin/python" -m pip install -q -e "$ROOT[backbone]"; then
+    say "installed tinyear[backbone] (speech_embedding teacher)"
+  else
+    say "could not install tinyear[backbone] (pyopen-wakeword has no wheel here?): continuing without the speech_embedding teacher"
+  fi
 else
   # A regular install, as on a Pi: proves the packaged device half works without this checkout.
   "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps "$ROOT"

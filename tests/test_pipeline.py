@@ -19,10 +19,12 @@ def device(*args):
     return subprocess.run([sys.executable, "-m", "tinyear.device.cli", *map(str, args)], capture_output=True, text=True)
 
 
+# --no-backbone: these tests are about the steps with the built-in CNN teacher; the backbone choice is
+# tests/test_backbone.py's.
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("pipeline") / "quick"
-    proc = tinyear("pipeline", "--quick", "--out", out, "--json")
+    proc = tinyear("pipeline", "--quick", "--no-backbone", "--out", out, "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
 
@@ -88,7 +90,7 @@ def test_pick_shipped_goes_by_validation_only():
 def test_rerun_skips_finished_steps(quick_run):
     out, _, _ = quick_run
     before = (out / "keywords.tinyear").read_bytes()
-    proc = tinyear("pipeline", "--quick", "--out", out)
+    proc = tinyear("pipeline", "--quick", "--no-backbone", "--out", out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for step in ("[1/8]", "[2/8]", "[3/8]", "[4/8]", "[5/8]"):
         line = next(l for l in proc.stderr.splitlines() if step in l)

@@ -15,7 +15,9 @@ Run every workstation step in order and write a report and a bundle:
 
   1. data      synthesize the default keyword set with espeak-ng/flite (or, with --data, use that
                real set and synthesize only what it lacks: thin words, _unknown_, _silence_)
-  2. teacher   train the built-in large CNN
+  2. teacher   train the built-in large CNN and, when the backbone extra is installed, a head over
+               the pretrained speech_embedding; the one better on the validation split teaches
+               (--teacher PATH: distill from the given teachers instead, no teacher training)
   3. student   distill the student from the teacher (cached teacher outputs)
   4. baseline  the same student on labels alone: what distillation has to beat
   5. export    the student that did better on the validation split (the distilled one, unless the
@@ -38,6 +40,8 @@ examples:
   tinyear pipeline --data ../shared/data/speech-commands-mini-train --out runs/real
   tinyear pipeline --out runs/default --force          # redo everything with these settings
   tinyear pipeline --out runs/default --nproc 2        # each training step in two processes (DDP)
+  tinyear pipeline --data ../shared/data/speech-commands-mini-train --out runs/kwt \
+      --teacher ../shared/teachers/kwt1/model.tflite   # a pretrained teacher, as tinyear distill takes it
 """
 
 
@@ -69,6 +73,11 @@ def add_arguments(parser) -> None:
                         help=f"teacher epochs (default {d.teacher_epochs})")
     parser.add_argument("--student-epochs", type=positive_int, default=None, metavar="N",
                         help=f"student and baseline epochs (default {d.student_epochs})")
+    parser.add_argument("--teacher", action="append", default=None, metavar="SPEC",
+                        help="distill from this teacher instead of training one (any spec tinyear distill --teacher "
+                             "takes, options after commas; repeat for an ensemble); recorded in pipeline.json")
+    parser.add_argument("--no-backbone", action="store_true",
+                        help=f"train only the built-in CNN teacher, not also the {d.backbone} head")
     parser.add_argument("--qat", action="store_true", help="quantization-aware fine-tune before int8 conversion")
     parser.add_argument("--seed", type=int, default=None, help="seed of data, training and calibration (default 0)")
     parser.add_argument("--jobs", type=positive_int, default=None, help="processes for synthesis and features "
@@ -112,9 +121,12 @@ def run(args) -> int:
 
             raise TinyearError(f"--fa-per-hour {args.fa_per_hour:g}: give 0 or more false accepts per hour")
         overrides["fa_per_hour"] = args.fa_per_hour
+    if args.no_backbone:
+        overrides["backbone"] = ""
     config = quick_config(**overrides) if args.quick else PipelineConfig(**overrides)
     real_test = False if args.no_real_test else args.real_test
-    summary = run_pipeline(args.out, data=args.data, config=config, real_test=real_test, force=args.force,
+    summary = run_pipeline(args.out, data=args.data, config=config, real_test=real_test, teachers=args.teacher,
+                           force=args.force,
                            progress=True, jobs=args.jobs, command=shlex.join(["tinyear", *sys.argv[1:]]),
                            nproc=args.nproc)
     if args.json:

@@ -11,7 +11,7 @@ from ._trainopts import (add_data_arguments, add_loop_arguments, command_line, d
                          train_config)
 
 
-HELP = "train the built-in large CNN teacher (>= 1M parameters) on a dataset"
+HELP = "train the built-in large CNN teacher (>= 1M parameters), or a head over a pretrained backbone"
 DESCRIPTION = """\
 Train tinyear's built-in teacher, a plain CNN of about 1.4 million parameters over the shared log-mel
 features, on labels alone. It is large in parameters but cheap in work (it halves the feature map four
@@ -30,6 +30,12 @@ examples:
   tinyear teacher data/synth --out runs/teacher --resume          # after an interruption
   tinyear teacher data/synth --out runs/teacher --nproc 2          # two processes (DDP), this machine
   torchrun --nproc-per-node 4 -m tinyear.host.cli teacher data/synth --out runs/teacher --device cuda
+  tinyear teacher data/synth --out runs/teacher-se --backbone speech-embedding
+
+--backbone speech-embedding trains a small MLP head over Google's frozen speech_embedding instead
+(its model files come in the pyopen-wakeword wheel: pip install 'tinyear[backbone]'; nothing is
+downloaded). Clean-clip embeddings are cached; the head trains in seconds, chosen on validation. The
+run folder (head.pt, run.json) is a teacher for `tinyear distill --teacher DIR` like any other.
 """
 
 
@@ -37,10 +43,25 @@ def add_arguments(parser) -> None:
     add_data_arguments(parser)
     parser.add_argument("--arch", default="cnn-teacher", help="built-in teacher architecture (cnn-teacher)")
     add_loop_arguments(parser, **{k: TEACHER_RECIPE[k] for k in ("epochs", "patience", "lr")})
+    from tinyear.host.backbone_spec import BACKBONES, HeadConfig
+
+    parser.add_argument("--backbone", choices=list(BACKBONES), default=None,
+                        help="train a head over this frozen pretrained backbone instead of the CNN")
+    parser.add_argument("--head-epochs", type=int, default=HeadConfig().epochs, metavar="N",
+                        help=f"with --backbone: epochs of the head (default {HeadConfig().epochs})")
 
 
 def run(args) -> int:
     data = data_options(args)  # bad --words refused before torch loads
+    if args.backbone:
+        from tinyear.host.backbone import train_backbone_teacher
+        from tinyear.host.backbone_spec import HeadConfig
+
+        info = train_backbone_teacher(args.data, args.out, backbone=args.backbone, data=data,
+                                      config=HeadConfig(epochs=args.head_epochs, seed=args.seed), force=args.force,
+                                      progress=not args.quiet, command=command_line())
+        report(info, args)
+        return 0
     from tinyear.host.distill import train_teacher
     config = train_config(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          patience=args.patience, seed=args.seed, label_smoothing=args.label_smoothing,

@@ -1,0 +1,141 @@
+"""The speech_embedding backbone teacher: embeddings of clips, `tinyear teacher --backbone` on the tone
+set through the CLI, a student distilled from it and exported, and the pipeline choosing between the
+CNN and the backbone head on validation, and taking given teachers with --teacher.
+
+Needs the `backbone` extra (pyopen-wakeword, for its model files); skipped with a message without it.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pyopen_wakeword", reason="the backbone extra is not installed: pip install 'tinyear[backbone]'")
+
+sys.path.insert(0, str(Path(__file__).parent))
+import train_data  # noqa: E402
+
+from tinyear.host.backbone import BACKBONES, SpeechEmbedding, is_backbone_run  # noqa: E402
+from tinyear.host.teachers import load_teacher, teacher_kind  # noqa: E402
+
+pytestmark = pytest.mark.slow
+WORDS = train_data.WORDS
+
+
+def tinyear(*args):
+    return subprocess.run([sys.executable, "-m", "tinyear.host.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def test_embeddings_are_nine_windows_and_batch_independent():
+    net = SpeechEmbedding()
+    spec = BACKBONES["speech-embedding"]
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    waves = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.05 * rng.standard_normal(16000)]).astype(np.float32)
+    both = net(waves)
+    assert both.shape == (2, spec.windows, spec.dim) and both.dtype == np.float32
+    assert np.isfinite(both).all()
+    np.testing.assert_allclose(net(waves[1:]), both[1:], rtol=1e-4, atol=1e-4)  # a clip's embedding is its own
+    assert np.abs(both[0] - both[1]).mean() > 1e-3  # a tone and noise differ
+    short = net(waves[:1, :8000])  # clips are fitted to the clip length as in training
+    assert short.shape == (1, spec.windows, spec.dim)
+
+
+@pytest.fixture(scope="module")
+def tones(tmp_path_factory):
+    return train_data.make_dataset(tmp_path_factory.mktemp("tones") / "data", per_word=30)
+
+
+@pytest.fixture(scope="module")
+def backbone_run(tones, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bb") / "teacher-se"
+    done = tinyear("teacher", tones, "--words", *WORDS, "--out", out, "--backbone", "speech-embedding",
+                   "--head-epochs", "30", "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, json.loads(done.stdout)
+
+
+def test_backbone_teacher_run_through_the_cli(backbone_run, tones):
+    out, info = backbone_run
+    assert info["kind"] == "backbone" and info["name"] == "speech-embedding"
+    assert (out / "run.json").is_file() and is_backbone_run(out)
+    # the tones are easy: the head over frozen speech embeddings learns them well above chance (1/4)
+    assert info["metrics"]["validation"]["accuracy"] > 0.6, info["metrics"]
+    assert teacher_kind(str(out)) == ("backbone", str(out))  # before the plain run check (run.json is there too)
+    teacher = load_teacher(str(out))
+    assert teacher.kind == "backbone" and teacher.labels == [*WORDS, "_unknown_", "_silence_"]
+    assert not teacher.accepts_features()  # it hears waveforms, through its own front end
+    rng = np.random.default_rng(1)
+    logits = teacher((0.1 * rng.standard_normal((3, 16000))).astype(np.float32))
+    assert tuple(logits.shape) == (3, 4)
+    # a second training into the same folder is refused without --force, in one line
+    again = tinyear("teacher", tones, "--words", *WORDS, "--out", out / "run.json", "--backbone", "speech-embedding")
+    assert again.returncode != 0 and len(again.stderr.strip().splitlines()) == 1
+
+
+def test_distill_from_the_backbone_teacher_then_export(backbone_run, tones, tmp_path):
+    teacher_dir, info = backbone_run
+    student = tmp_path / "student"
+    done = tinyear("distill", tones, "--words", *WORDS, "--teacher", teacher_dir, "--teacher-cache",
+                   "--student", "dscnn-s", "--epochs", "3", "--variants", "1", "--out", student, "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = json.loads(done.stdout)
+    assert run["teacher"]["kind"] == "backbone"
+    assert run["teacher"]["source"] == str(teacher_dir.resolve())
+    # the distillation measured the teacher on validation as the teacher run did
+    assert abs(run["teacher"]["validation_accuracy"] - info["metrics"]["validation"]["accuracy"]) < 0.05
+    bundle = tmp_path / "tones.tinyear"
+    exported = tinyear("export", student, "--out", bundle, "--calibration", "20")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    shown = subprocess.run([sys.executable, "-m", "tinyear.device.cli", "info", bundle, "--json"], capture_output=True,
+                           text=True)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["labels"] == [*WORDS, "_unknown_", "_silence_"]
+
+
+QUICK = ("--quick", "--per-word", "20", "--teacher-epochs", "2", "--student-epochs", "2", "--no-real-test", "--json")
+
+
+@pytest.fixture(scope="module")
+def default_pipeline(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pipe") / "default"
+    done = tinyear("pipeline", *QUICK, "--out", out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_pipeline_trains_both_teachers_and_keeps_the_better_on_validation(default_pipeline):
+    out, summary = default_pipeline
+    choice = summary["teacher"]
+    assert set(choice["validation"]) == {"cnn", "backbone"}
+    for name, folder in (("cnn", "teacher"), ("backbone", "teacher-backbone")):
+        run = json.loads((out / folder / "run.json").read_text())
+        assert choice["validation"][name] == run["metrics"]["validation"]["accuracy"]
+    expected = "backbone" if choice["validation"]["backbone"] > choice["validation"]["cnn"] else "cnn"
+    assert choice["chosen"] == expected
+    student = json.loads((out / "student" / "run.json").read_text())
+    folder = out / ("teacher-backbone" if expected == "backbone" else "teacher")
+    assert student["teacher"]["source"] == str(folder.resolve())
+    assert summary["rows"][0]["name"] == "teacher"
+
+
+def test_pipeline_with_given_teacher_skips_the_teacher_step(default_pipeline, tmp_path):
+    given = default_pipeline[0] / "teacher-backbone"
+    out = tmp_path / "given"
+    done = tinyear("pipeline", *QUICK, "--teacher", given, "--out", out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "no teacher training" in done.stderr
+    assert not (out / "teacher").exists() and not (out / "teacher-backbone").exists()
+    recorded = json.loads((out / "pipeline.json").read_text())
+    assert recorded["settings"]["teachers"] == [str(given.resolve())]
+    assert summary["teacher"]["chosen"] == "given" and summary["teacher"]["specs"] == [str(given.resolve())]
+    student = json.loads((out / "student" / "run.json").read_text())
+    assert student["teacher"]["kind"] == "backbone" and student["teacher"]["source"] == str(given.resolve())
+    assert [r["name"] for r in summary["rows"]] == ["teacher", "baseline student", "distilled student", "int8 bundle"]
+    assert "given (teacher-backbone)" in (out / "report.md").read_text()
+    # a teacher that names nothing is one line, before any work
+    bad = tinyear("pipeline", *QUICK, "--teacher", tmp_path / "nothing", "--out", tmp_path / "bad")
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
