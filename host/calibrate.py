@@ -16,7 +16,7 @@ A budget that cannot be met (even the strictest thresholds fire more often) rais
 budgets; the bundle is not touched. A bundle without `_unknown_` is refused (it has no way to reject
 speech that is not a keyword, so its thresholds would only hide that). The calibrated bundle is
 rewritten atomically (`tinyear.host.bundle.write_bundle`: checksums renewed) with the calibration
-record under `metrics["calibration"]`. Imports the device half and numpy; never torch.
+record under `metrics["detection_calibration"]` (`metrics["calibration"]` is the int8 export's). Imports the device half and numpy; never torch.
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ def write_calibrated(bundle, config: DetectionConfig, result: dict, path) -> Pat
     record = {k: result[k] for k in ("fa_per_hour_budget", "stream", "false_accepts_allowed", "missing_keywords")}
     record["after"] = {k: v for k, v in result["after"].items() if k != "per_label"}
     record["data"] = [Path(r).name for r in result["data"]]
-    metrics = {**bundle.metrics, "calibration": record}
+    metrics = {**bundle.metrics, "detection_calibration": record}
     return write_bundle(path, bundle.model_bytes, bundle.labels, bundle.frontend, detection=detection,
                         metrics=metrics, provenance=bundle.provenance, selftest=bundle.selftest, output=bundle.output)
 

@@ -158,6 +158,9 @@ def dataset_keywords(root, words=None, *, fold_unknown: bool = False) -> list[Ke
         if set(SPEECH_COMMANDS_WORDS) <= set(folders):
             return parse_keywords(SPEECH_COMMANDS_WORDS)
         mine = [f for f in folders if f not in SPEECH_COMMANDS_OTHER_WORDS]
+        if not folders:
+            raise TinyearError(f"{root} has no class folders (a folder of clips per word, e.g. {root}/yes/*.wav); "
+                               "see docs/DATA.md")
         if not mine:
             raise TinyearError(f"{root} has no word folders to learn (only _unknown_ ones); name the keywords "
                                "with --words")

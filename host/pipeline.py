@@ -436,7 +436,7 @@ class _Pipeline:
     def _calibrated(self) -> bool:
         from tinyear.device.bundle import read_bundle
 
-        cal = read_bundle(self.paths["bundle"]).metrics.get("calibration") or {}
+        cal = read_bundle(self.paths["bundle"]).metrics.get("detection_calibration") or {}
         return cal.get("fa_per_hour_budget") == self.config.fa_per_hour
 
     def calibrate(self, skip: bool):
@@ -587,7 +587,7 @@ def write_report(out: Path, rows, confusions, teacher_info, student_info, baseli
 
 
 def _calibration_line(m: dict) -> str:
-    cal = m.get("calibration")
+    cal = m.get("detection_calibration")
     if not cal:
         return "- Detection: default thresholds (not calibrated)."
     a = cal["after"]

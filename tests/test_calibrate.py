@@ -67,7 +67,8 @@ def test_calibrate_writes_thresholds_within_the_budget(bundle, tones, capsys, tm
     # (the per-class choice includes every shared threshold); white noise at 5 dB SNR sounds like `high`
     best_shared = best_shared_recall(bundle, tones, result)
     assert after["recall"] >= best_shared - 0.04 and after["recall"] > 0.3
-    assert calibrated.metrics["calibration"]["fa_per_hour_budget"] == 20
+    assert calibrated.metrics["detection_calibration"]["fa_per_hour_budget"] == 20
+    assert calibrated.metrics.get("calibration") == read_bundle(bundle).metrics.get("calibration")  # the int8 export's
     assert calibrated.model_bytes == read_bundle(bundle).model_bytes
     assert result["stream"]["split"] == "validation" and result["model_pass_seconds"] > 0
     # in place (no --out): the bundle itself is rewritten and still verifies; the text report says so
@@ -193,19 +194,23 @@ def test_pipeline_step_calibrates_the_bundle_and_reports_it(bundle, tones, tmp_p
     validation split, writes the thresholds, knows on a rerun that it is done, and the report says so."""
     import shutil
 
+    from tinyear.host.keywords import parse_keywords
     from tinyear.host.pipeline import BUNDLE_NAME, PipelineConfig, _calibration_line, _Pipeline
+
+    keywords = parse_keywords([label for label in read_bundle(bundle).labels if not label.startswith("_")])
 
     out = tmp_path / "run"
     out.mkdir()
     shutil.copy(bundle, out / BUNDLE_NAME)
-    job = _Pipeline(out, None, PipelineConfig(fa_per_hour=20.0), None, progress=False, jobs=1, command="")
+    job = _Pipeline(out, None, PipelineConfig(fa_per_hour=20.0), None, keywords, progress=False, jobs=1, command="")
     job.roots, job.export_info = [str(tones)], {"metrics": {}}
     assert job.steps.total == 8 and not job._calibrated()
     job.calibrate(skip=False)  # 30 minutes asked; the tone set's validation split allows fewer: fitted
-    cal = job.export_info["metrics"]["calibration"]
+    cal = job.export_info["metrics"]["detection_calibration"]
     assert cal["fa_per_hour_budget"] == 20.0 and 3 <= cal["stream"]["minutes"] < 30
     assert read_bundle(out / BUNDLE_NAME).detection["per_class_threshold"]
     assert job._calibrated()
     assert _calibration_line(cal and job.export_info["metrics"]).startswith("- Detection: per-class thresholds calibrated to 20")
     assert _calibration_line({}) == "- Detection: default thresholds (not calibrated)."
-    assert _Pipeline(out, None, PipelineConfig(fa_per_hour=None), None, progress=False, jobs=1, command="").steps.total == 7
+    assert _Pipeline(out, None, PipelineConfig(fa_per_hour=None), None, keywords, progress=False,
+                     jobs=1, command="").steps.total == 7
