@@ -119,15 +119,18 @@ def label_table(trace: ScoreTrace, truth, keywords, *, smoothing_ms: float, refr
 
 def curve(trace: ScoreTrace, truth, keywords, *, smoothing_ms: float, refractory_ms: float,
           thresholds=THRESHOLD_GRID) -> list[dict]:
-    """Recall and false accepts per hour at each threshold, one threshold for every keyword."""
-    table = label_table(trace, truth, keywords, smoothing_ms=smoothing_ms, refractory_ms=refractory_ms,
-                        thresholds=thresholds)
-    words = sum(t["words"] for t in table.values())
+    """Recall and false accepts per hour at each threshold, one threshold for every keyword: the real
+    `DecisionGate` replayed over the recorded trace at each threshold (no model run), scored by
+    `score_events`, so each row is exactly what the live detector would score there. (`label_table`'s
+    per-label view is a fast approximation for choosing per-class thresholds; it does not know that
+    the gate fires one label at a time.)"""
     hours = trace.duration_s / 3600.0
     out = []
-    for i, th in enumerate(thresholds):
-        hits = sum(t["rows"][i][1] for t in table.values())
-        fa = sum(t["rows"][i][2] for t in table.values())
+    for th in thresholds:
+        config = DetectionConfig(threshold=float(th), smoothing_ms=smoothing_ms, refractory_ms=refractory_ms,
+                                 hop_ms=trace.hop_ms)
+        scored = replay_scored(trace, config, truth, keywords)
+        hits, fa, words = scored["hits"], scored["false_accepts"], scored["keywords"]
         out.append({"threshold": float(th), "recall": round(hits / words, 4) if words else None,
                     "false_accepts_per_hour": round(fa / hours, 2) if hours > 0 else None,
                     "hits": hits, "keywords": words, "false_accepts": fa})
