@@ -129,12 +129,15 @@ def _selftest(model_bytes: bytes, labels: list[str], waves: np.ndarray, y: np.nd
 
     model = Model(model_bytes)
     best, tried = None, 0
+    said = {}  # keyword class -> the model's top labels for its clips
     for c in range(len(labels)):
         for i in np.flatnonzero(y == c)[:SELFTEST_PER_CLASS]:
             audio = (np.clip(np.round(waves[i].astype(np.float64) * 32767.0), -32768, 32767) / 32767.0).astype(np.float32)
             probs = softmax(model.predict(clip_features(audio, config)))
             keyword = labels[c] not in (UNKNOWN, SILENCE)
             tried += 1
+            if keyword:
+                said.setdefault(c, []).append(int(probs.argmax()))
             score = (probs.argmax() == c, keyword, float(probs[c]))
             if best is None or score > best[0]:
                 best = (score, audio, probs, labels[c])
@@ -143,11 +146,32 @@ def _selftest(model_bytes: bytes, labels: list[str], waves: np.ndarray, y: np.nd
     if best is None:
         return None
     (right, _, _), audio, probs, label = best
+    moved = _labels_permuted(said, labels)
+    if moved:
+        a, b = next(iter(moved.items()))
+        raise TinyearError(f"the int8 model names the validation clips of {labels[a]!r} mostly {labels[b]!r}, and so on "
+                           f"for {len(moved)} keyword folders: the data's labels do not fit the model; give the data "
+                           "it was trained on with --data")
     if not right:
         raise TinyearError(f"the int8 model classifies none of the {tried} validation clips tried for the self-test "
                            "as their own label (the bundle's self-test needs one): the data's labels do not fit the "
                            "model; give the data it was trained on with --data")
     return SelfTest(audio=audio, expected=[float(p) for p in probs], label=label)
+
+
+def _labels_permuted(said: dict, labels: list[str]) -> dict:
+    """Whether the model names the clips of two or more keyword folders, each mostly, as one other
+    keyword, a different one for each folder: the mark of folders (or labels) in another order than
+    the model's ({folder class: the class the model says}, empty if not). A weak model that says one
+    label for everything is not taken for that."""
+    from .data import SILENCE, UNKNOWN
+
+    moved = {}
+    for c, tops in said.items():
+        top = max(set(tops), key=tops.count)
+        if top != c and labels[top] not in (UNKNOWN, SILENCE) and tops.count(top) * 2 > len(tops):
+            moved[c] = top
+    return moved if len(moved) >= 2 and len(set(moved.values())) == len(moved) else {}
 
 
 def export_run(run_dir, out, options: ExportOptions = ExportOptions()) -> dict:
