@@ -362,9 +362,12 @@ def _run_jobs(job_list: list[Job], folder: Path, jobs: int | None, progress: boo
                 _render_to_file(item)
                 bar.update(1)
         else:
-            # fork keeps start-up cheap; each task is a subprocess call plus numpy, nothing thread-bound.
-            with multiprocessing.get_context("fork").Pool(jobs) as pool:
-                for _ in pool.imap_unordered(_render_to_file, work, chunksize=8):
+            # Workers forked from a clean server process, not from this one (which may hold torch, TF or
+            # LiteRT threads: a fork of those can die or hang); a worker that dies raises, never hangs.
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("forkserver")) as pool:
+                for _ in pool.map(_render_to_file, work, chunksize=8):
                     bar.update(1)
 
 
