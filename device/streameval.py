@@ -84,6 +84,20 @@ def write_truth(path: str | Path, words) -> None:
             out.writerow([f"{w.start:.3f}", f"{w.end:.3f}", w.label])
 
 
+def mix_word(stream, start: int, word):
+    """Add `word` into `stream` at sample `start`, in place, turned down first if the sum would clip
+    (peak above 0.99): a test stream clips nothing. Returns the word as it went in."""
+    import numpy as np
+
+    mixed = stream[start : start + len(word)] + word
+    peak = float(np.abs(mixed).max())
+    if peak > 0.99:
+        word = word * np.float32(0.99 / peak)
+        mixed = stream[start : start + len(word)] + word
+    stream[start : start + len(word)] = mixed
+    return word
+
+
 def score_events(events, truth: list[TruthWord], *, keywords, duration_s: float,
                  match_after_end_s: float = MATCH_AFTER_END_S) -> dict:
     """Hits, misses, false accepts and latency of `events` (objects with time, label, score) against

@@ -29,7 +29,7 @@ import numpy as np
 
 from tinyear.device.audio import load_audio
 from tinyear.device.errors import TinyearError
-from tinyear.device.streameval import TruthWord, write_truth
+from tinyear.device.streameval import TruthWord, mix_word, write_truth
 
 SHARES = {"keyword": 0.6, "distractor": 0.2, "other": 0.2}
 GAP_S = (2.5, 5.0)
@@ -210,12 +210,7 @@ def build_stream(data, keywords, *, minutes: float = 30.0, split: str = "validat
             bg[:fade] *= ramp
             bg[-fade:] *= ramp[::-1]
             stream[slot_start:slot_end] += bg
-            mixed = stream[start : start + len(word)] + word
-            peak = float(np.abs(mixed).max())
-            if peak > 0.99:  # nothing clipped: turn this word down until the mix fits
-                word = word * np.float32(0.99 / peak)
-                mixed = stream[start : start + len(word)] + word
-            stream[start : start + len(word)] = mixed
+            word = mix_word(stream, start, word)
             label = clip.label if kind == "keyword" else UNKNOWN
             truth.append(TruthWord(start / sr, (start + len(word)) / sr, label))
             counts[kind] += 1

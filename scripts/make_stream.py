@@ -30,7 +30,7 @@ import soundfile as sf
 from tinyear.device.audio import load_audio
 from tinyear.device.errors import TinyearError
 from tinyear.device.fileio import atomic_path
-from tinyear.device.streameval import ProgressLine, TruthWord, write_truth
+from tinyear.device.streameval import ProgressLine, TruthWord, mix_word, write_truth
 
 SR = 16000
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
@@ -122,12 +122,7 @@ def build(dataset: Path, minutes: float, rng: np.random.Generator, *, words=None
         if start + len(word) > n - SR:
             break
         word = word * np.float32(10 ** ((rng.uniform(*word_db) - rms_db(word)) / 20))
-        mixed = stream[start : start + len(word)] + word
-        peak = float(np.abs(mixed).max())
-        if peak > 0.99:  # nothing clipped: turn this word down until the mix fits
-            word = word * np.float32(0.99 / peak)
-            mixed = stream[start : start + len(word)] + word
-        stream[start : start + len(word)] = mixed
+        word = mix_word(stream, start, word)
         truth.append(TruthWord(start / SR, (start + len(word)) / SR, label))
         if progress is not None:
             progress(onset)
