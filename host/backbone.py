@@ -241,7 +241,8 @@ def train_backbone_teacher(data_roots, out, *, backbone: str = "speech-embedding
     runs.check_writable(out)
     (out / runs.RUN_JSON).unlink(missing_ok=True)
     data = data or DataOptions(roots=tuple(str(r) for r in data_roots))
-    dataset = load_dataset(list(data.roots), data.words or WORDS, seed=data.data_seed, quiet=not progress)
+    dataset = load_dataset(list(data.roots), data.words or WORDS, seed=data.data_seed,
+                           unknown_ratio=data.unknown_ratio, quiet=not progress)
     labels = list(dataset.labels)
     emb = {split: split_embeddings(net, dataset, split, cache_dir=data.cache_dir, progress=progress)
            for split in ("train", "validation", "test")}

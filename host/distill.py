@@ -71,7 +71,8 @@ def _load_data(options: DataOptions, progress: bool):
     from .data import WORDS, load_dataset
 
     words = options.words or WORDS
-    return load_dataset(list(options.roots), words, seed=options.data_seed, quiet=not progress)
+    return load_dataset(list(options.roots), words, seed=options.data_seed, unknown_ratio=options.unknown_ratio,
+                        quiet=not progress)
 
 
 def _evaluate(model, features_eval: dict, labels, device) -> dict:
@@ -191,7 +192,7 @@ def _train_run(out: Path, data: DataOptions, config: TrainConfig, dev: torch.dev
         "kind": kind, "name": arch_name, "arch": type(model).__name__, "arch_kwargs": arch_kwargs,
         "labels": labels, "frontend": features.frontend.to_dict(), "frontend_fingerprint": fingerprint(features.frontend),
         "data": {"roots": [str(r) for r in dataset.roots], "fingerprint": dataset.fingerprint(),
-                 "words": list(dataset.words), "seed": data.data_seed},
+                 "words": list(dataset.words), "seed": data.data_seed, "unknown_ratio": data.unknown_ratio},
         "teacher": teacher_info, "params": params, "macs": macs,
     }
     if progress:

@@ -100,6 +100,9 @@ class DataOptions:
     jobs: int | None = None
     mix_variants: int = 0
     """Mixture variants per clip (featcache.mixture_plan): what a waveform teacher judges."""
+    unknown_ratio: float = 1.0
+    """`_unknown_` clips per split as a multiple of the mean keyword count (spread evenly over the other
+    words); more real non-keyword speech teaches that a real voice is not always a keyword."""
 
 
 def defaults(cls=TrainConfig) -> dict:

@@ -176,6 +176,23 @@ def test_waveform_teacher_online_and_cached(tones, tmp_path):
 
 
 @pytest.mark.slow
+def test_unknown_ratio_is_trained_on_and_reloaded_by_export(tones, tmp_path):
+    from tinyear.host.export import load_data
+
+    config = replace(FAST, epochs=1)
+    info = distill([tones], tmp_path / "half", student="dscnn-s", teacher=None, data=_data(tones, unknown_ratio=0.5),
+                   config=config, progress=False)
+    full = distill([tones], tmp_path / "full", student="dscnn-s", teacher=None, data=_data(tones), config=config,
+                   progress=False)
+    half_unknown = info["data"]["summary"]["per_split"]["train"]["_unknown_"]
+    assert 0 < half_unknown < full["data"]["summary"]["per_split"]["train"]["_unknown_"]
+    _, meta = runs.load_run(tmp_path / "half")
+    assert meta["data"]["unknown_ratio"] == 0.5 and meta["run"]["options"]["data"]["unknown_ratio"] == 0.5
+    # export's calibration and verification read the clips the run trained on, not the default pick
+    assert load_data(meta, progress=False).fingerprint() == info["data"]["fingerprint"]
+
+
+@pytest.mark.slow
 def test_same_seed_same_weights_and_resume_is_exact(tones, tmp_path):
     config = replace(FAST, epochs=3)
     distill([tones], tmp_path / "a", student="dscnn-s", teacher=None, data=_data(tones), config=config, progress=False)

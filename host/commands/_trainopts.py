@@ -37,6 +37,10 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mix-variants", type=int, default=d["mix_variants"], metavar="M",
                         help="mixture variants per clip on top of --variants: two clips added at a random energy "
                              "share, labels mixed alike; a teacher judges the mixed waveform itself, cached")
+    parser.add_argument("--unknown-ratio", type=positive_float, default=d["unknown_ratio"], metavar="R",
+                        help="_unknown_ clips per split as a multiple of the mean keyword count, spread evenly over "
+                             "the other words (default %(default)g; e.g. 2 to use more of a large set of real "
+                             "non-keyword speech)")
     parser.add_argument("--data-seed", type=int, default=d["data_seed"], metavar="S",
                         help="seed of the dataset's _unknown_/_silence_ picks and of the augmented variants")
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
@@ -107,7 +111,8 @@ def data_options(args):
     words = tuple(k.label for k in parse_keywords(args.words)) if args.words is not None else None
     return DataOptions(roots=tuple(args.data), words=words,
                        data_seed=args.data_seed, variants=args.variants, augment=augment,
-                       cache_dir=args.cache_dir, jobs=args.jobs, mix_variants=args.mix_variants)
+                       cache_dir=args.cache_dir, jobs=args.jobs, mix_variants=args.mix_variants,
+                       unknown_ratio=args.unknown_ratio)
 
 
 def launch(args, fn, *fn_args, **fn_kwargs):
