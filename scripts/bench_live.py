@@ -132,6 +132,19 @@ def peer_events(peer_python: str, peer_model: Path, stream: Path, hop: int = 100
     return [Detection(o["time"], o["label"], o["score"]) for o in map(json.loads, out.stdout.splitlines()) if o]
 
 
+def agreement(live: list, from_file: list, within_s: float = 0.5) -> dict:
+    """Events of the live run and of the file run that pair up (same label, times within `within_s`;
+    each event pairs at most once): how far the microphone path is from the file path."""
+    left = list(from_file)
+    paired = 0
+    for d in live:
+        match = next((f for f in left if f.label == d.label and abs(f.time - d.time) <= within_s), None)
+        if match is not None:
+            left.remove(match)
+            paired += 1
+    return {"live": len(live), "file": len(from_file), "paired": paired, "within_s": within_s}
+
+
 def fmt_latency(r: dict) -> str:
     lat = r.get("latency_ms")
     return f"{lat['p50']:.0f} / {lat['p90']:.0f}" if lat else "–"
@@ -192,6 +205,10 @@ def main(argv=None) -> int:
             bare = bare_portaudio_cpu(mic, args.listen_seconds, clip)
         as_played = [Detection(d["wall_time"] - live["played_at"], d["label"], d["score"]) for d in live["detections"]]
         live["score"] = score_events(as_played, live_truth, keywords=keywords, duration_s=args.listen_seconds)
+        # The same excerpt from the file, through the same detector: the live path should agree with it.
+        from_file, _ = stream_file(Detector(bundle, config), clip)
+        live["file_score"] = score_events(from_file, live_truth, keywords=keywords, duration_s=args.listen_seconds)
+        live["agreement"] = agreement(as_played, from_file)
 
     # The section
     cpu_name = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
@@ -239,6 +256,14 @@ def main(argv=None) -> int:
         s = live["score"]
         lines.append(f"| PulseAudio, the stream's first {args.listen_seconds:g} s played by paplay, wall clock | {s['keywords']} | "
                      f"{s['hits']} | {s['misses']} | {s['false_accepts']} | {fmt_latency(s)} | <= 300 ms |")
+        s = live["file_score"]
+        lines.append(f"| the same first {args.listen_seconds:g} s from the file (`classify --stream`) | {s['keywords']} | "
+                     f"{s['hits']} | {s['misses']} | {s['false_accepts']} | {fmt_latency(s)} | |")
+    if live:
+        a = live["agreement"]
+        lines += ["", f"Live against file on the same {args.listen_seconds:g} s: {a['paired']} of {a['live']} live events "
+                  f"and {a['file']} file events pair up (same label, within {a['within_s'] * 1000:.0f} ms; the live "
+                  "times are wall clock, paplay's start-up included)."]
     if is_tones:
         lines += ["", "This run used the stream-trained tone model of the tests: models/keywords.tinyear did not exist yet. "
                   "With it, `python scripts/bench_live.py --peer kws_ref_model.tflite --peer-python VENV/bin/python` "
