@@ -46,6 +46,15 @@ class AugmentConfig:
     gain_db: tuple[float, float] = (-12.0, 6.0)
     """Gain range, dB, drawn uniformly."""
 
+    clipping: bool = False
+    """Drive a share of clips into the rails, as a hot microphone or a shouting speaker does: after the
+    gain, the clip is scaled so that its peak lies `clip_drive_db` above full scale, then clipped to
+    [-1, 1]. A random gain alone rarely clips (speech peaks sit well below full scale)."""
+    clip_prob: float = 0.2
+    """Probability that a clip is driven into clipping."""
+    clip_drive_db: tuple[float, float] = (3.0, 20.0)
+    """How far above full scale the clip's peak is driven, dB, drawn uniformly."""
+
     reverb: bool = True
     """Convolve with a synthetic room impulse response (length preserved, level preserved)."""
     reverb_prob: float = 0.3
@@ -87,10 +96,10 @@ class AugmentConfig:
     """Widest frequency mask, mel bins."""
 
     def __post_init__(self) -> None:
-        for name in ("noise_prob", "reverb_prob", "speed_prob", "eq_prob"):
+        for name in ("noise_prob", "reverb_prob", "speed_prob", "eq_prob", "clip_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
-        for name in ("snr_db", "gain_db", "rt60_s", "drr_db", "speed_range"):
+        for name in ("snr_db", "gain_db", "rt60_s", "drr_db", "speed_range", "clip_drive_db"):
             lo, hi = getattr(self, name)
             if lo > hi:
                 raise ValueError(f"{name}: lower end {lo} above upper end {hi}")
@@ -106,7 +115,8 @@ class AugmentConfig:
     @classmethod
     def off(cls, **on) -> "AugmentConfig":
         """Every switch off, except those passed (e.g. `AugmentConfig.off(noise=True)`)."""
-        switches = dict(noise=False, shift=False, gain=False, reverb=False, speed=False, eq=False, spec_augment=False)
+        switches = dict(noise=False, shift=False, gain=False, reverb=False, speed=False, eq=False, clipping=False,
+                        spec_augment=False)
         return cls(**{**switches, **on})
 
 
@@ -162,6 +172,11 @@ class Augmenter:
             x = self._add_noise(x, float(rng.uniform(*c.snr_db)), rng)
         if c.gain:
             x = np.clip(x * np.float32(10.0 ** (rng.uniform(*c.gain_db) / 20.0)), -1.0, 1.0)
+        if c.clipping and rng.random() < c.clip_prob:
+            peak = float(np.max(np.abs(x))) if len(x) else 0.0
+            drive = float(rng.uniform(*c.clip_drive_db))
+            if peak > 0.0:
+                x = np.clip(x * np.float32(10.0 ** (drive / 20.0) / peak), -1.0, 1.0)
         return x.astype(np.float32, copy=False)
 
     def batch(self, waves: np.ndarray, rng: np.random.Generator) -> np.ndarray:

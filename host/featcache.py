@@ -62,7 +62,11 @@ def _key(obj) -> str:
 
 def waveform_augment_settings(config: AugmentConfig) -> dict:
     """The AugmentConfig fields that change waveforms (the cache key), without SpecAugment's."""
-    return {k: v for k, v in dataclasses.asdict(config).items() if k not in _ON_THE_FLY}
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in _ON_THE_FLY}
+    if not config.clipping:  # added later: while off it changes nothing, so old cache keys stay valid
+        for k in ("clipping", "clip_prob", "clip_drive_db"):
+            settings.pop(k)
+    return settings
 
 
 @dataclass
@@ -273,7 +277,7 @@ def build_features(dataset, *, variants: int = 4, augment: AugmentConfig | None 
     fp = fingerprint(frontend)
     waves, train_y = dataset.arrays("train", frontend, progress=progress)
     wave_aug = waveform_augment_settings(augment)
-    any_wave_aug = any(wave_aug[s] for s in ("noise", "shift", "gain", "reverb", "speed"))
+    any_wave_aug = any(wave_aug.get(s) for s in ("noise", "shift", "gain", "reverb", "speed", "eq", "clipping"))
     augmenter = Augmenter(augment, dataset.noise, frontend.sample_rate, seed=seed) if any_wave_aug else None
     key = _key({"v": FEATCACHE_VERSION, "data": dataset.fingerprint(), "frontend": fp, "augment": wave_aug,
                 "variants": variants, "seed": seed})

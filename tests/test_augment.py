@@ -90,6 +90,26 @@ def test_gain_stays_in_range(noise):
     assert np.max(np.abs(loud)) <= 1.0  # clipped, never above full scale
 
 
+def test_clipping_drives_the_peak_into_the_rails_and_off_changes_nothing(noise):
+    from tinyear.host.featcache import waveform_augment_settings
+
+    x = word_like(np.random.default_rng(3))
+    on = Augmenter(AugmentConfig.off(gain=True, gain_db=(0.0, 0.0), clipping=True, clip_prob=1.0,
+                                     clip_drive_db=(12.0, 12.0)), noise)
+    y = on(x, np.random.default_rng(0))
+    assert np.max(np.abs(y)) == 1.0 and np.mean(np.abs(y) == 1.0) > 0.01  # a share of samples sit on the rails
+    assert np.corrcoef(x, y)[0, 1] > 0.5  # the same sound, distorted
+    # off (the default): bit-identical to an augmenter without the switch, and not part of the cache key
+    base = AugmentConfig()
+    assert not base.clipping and "clip_prob" not in waveform_augment_settings(base)
+    assert "clip_prob" in waveform_augment_settings(dataclasses.replace(base, clipping=True))
+    plain = Augmenter(AugmentConfig.off(gain=True), noise)(x, np.random.default_rng(5))
+    same = Augmenter(AugmentConfig.off(gain=True, clip_prob=1.0), noise)(x, np.random.default_rng(5))
+    assert np.array_equal(plain, same)
+    with pytest.raises(ValueError, match="clip_prob"):
+        AugmentConfig(clip_prob=1.5)
+
+
 def test_reverb_keeps_length_and_level_and_smears_in_time(noise):
     x = word_like(np.random.default_rng(6))
     aug = Augmenter(AugmentConfig.off(reverb=True, reverb_prob=1.0, rt60_s=(0.5, 0.6), drr_db=(0.0, 0.0)), noise)

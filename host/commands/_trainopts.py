@@ -34,6 +34,9 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         help="range of the random gain of each variant, dB (default %g %g); microphones are 20-30 dB "
                              "quieter or hotter than training data, e.g. --gain-db -30 10 (clipped to [-1, 1])"
                              % _augment_default("gain_db"))
+    parser.add_argument("--clip-prob", type=unit_float, default=0.0, metavar="P",
+                        help="share of variants driven into clipping (peak %g..%g dB above full scale), as a hot "
+                             "microphone clips (default 0: off)" % _augment_default("clip_drive_db"))
     parser.add_argument("--mix-variants", type=int, default=d["mix_variants"], metavar="M",
                         help="mixture variants per clip on top of --variants: two clips added at a random energy "
                              "share, labels mixed alike; a teacher judges the mixed waveform itself, cached")
@@ -105,8 +108,11 @@ def data_options(args):
 
     if args.gain_db is not None and (args.no_augment or args.gain_db[0] > args.gain_db[1]):
         raise TinyearError("--gain-db LO HI needs LO <= HI and augmentation on (not --no-augment)")
+    if args.clip_prob and args.no_augment:
+        raise TinyearError("--clip-prob needs augmentation on (not --no-augment)")
     augment = AugmentConfig.off() if args.no_augment else AugmentConfig(
-        **({"gain_db": tuple(args.gain_db)} if args.gain_db is not None else {}))
+        **({"gain_db": tuple(args.gain_db)} if args.gain_db is not None else {}),
+        **({"clipping": True, "clip_prob": args.clip_prob} if args.clip_prob else {}))
     # --words name folders here: "lights on" means the lights_on folder; nothing is spoken.
     words = tuple(k.label for k in parse_keywords(args.words)) if args.words is not None else None
     return DataOptions(roots=tuple(args.data), words=words,
