@@ -13,7 +13,8 @@ Each step writes its result so that its presence means it finished (a run's `run
 the report: all written last and atomically), and a rerun skips what is finished and resumes an
 interrupted training from its last epoch. `pipeline.json` records the settings; rerunning into the same
 folder with other settings is refused rather than mixing two recipes. This module only orders and
-records steps: the work is in `synth`, `distill`, `export` and `report`.
+records steps: the work is in `synth`, `distill`, `export` and `calibrate`; `pipeline_report` writes the
+report.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -31,7 +31,8 @@ from tinyear.device.errors import TinyearError
 from tinyear.device.fileio import atomic_write_text
 
 from .defaults import PIPELINE_STUDENT
-from .progress import Steps, format_seconds
+from .progress import Steps
+from .pipeline_report import val_percent as _val, write_report
 from .trainconfig import TrainConfig, teacher_config
 
 PIPELINE_JSON = "pipeline.json"
@@ -484,9 +485,10 @@ class _Pipeline:
     # -- 7. report ------------------------------------------------------------------------------------------
 
     def report(self, skip: bool) -> Path:
-        return write_report(self.out, self.rows, self.confusions, self.teacher_info, self.student_info,
+        return write_report(self.paths["report"], self.rows, self.confusions, self.teacher_info, self.student_info,
                             self.baseline_info, self.export_info, self.steps.times, self.config, self.data,
-                            self.real_test, self.shipped)
+                            self.real_test, self.shipped, bundle=self.paths["bundle"], run_folders=RUN_FOLDERS,
+                            smoke_test=SMOKE_TEST if self.config.quick else None)
 
 
 def _spec_path(spec: str) -> str:
@@ -494,11 +496,6 @@ def _spec_path(spec: str) -> str:
     from .teachers import split_options, teacher_kind
 
     return teacher_kind(split_options(spec)[0])[1]
-
-
-def _val(info: dict) -> float:
-    """A finished run's validation accuracy in percent."""
-    return 100.0 * info["metrics"]["validation"]["accuracy"]
 
 
 def pick_shipped(student_info: dict, baseline_info: dict) -> str:
@@ -523,89 +520,3 @@ def _bundle_is_from(bundle: Path, run_dir: Path) -> bool:
     best = run_dir / BEST
     return (run.get("dir") == str(run_dir.resolve()) and best.exists()
             and run.get("checkpoint_sha256") == sha256_file(best))
-
-
-def write_report(out: Path, rows, confusions, teacher_info, student_info, baseline_info, export_info,
-                 times: dict, config: PipelineConfig, data, real_test, shipped: str = "student") -> Path:
-    """report.md: the comparison table, the plots, what each step did and how long it took."""
-    from .report import plot_comparison, write_markdown
-    from .runs import CURVES
-
-    plot = plot_comparison(rows, out / "comparison.png")
-    m = export_info["metrics"]
-    bundle_row = next(r for r in rows if r.name == "int8 bundle")
-    recipe = ("synthetic speech only (espeak-ng and flite, `tinyear synth`), the embedded default" if data is None else
-              f"real clips from `{data}`, with what they lack filled by synthetic speech")
-    sections = [
-        ("What was made", "\n".join([
-            f"- Bundle: `{BUNDLE_NAME}`, {m.get('model_bytes', 0):,} byte int8 model of the "
-            f"{'distilled' if shipped == 'student' else 'baseline'} student ({config.student}, "
-            f"{bundle_row.params or 0:,} parameters, {(bundle_row.macs or 0) / 1e6:.2f} M MACs)"
-            + ("." if shipped == "student" else
-               f": the baseline beat the distilled student on the validation split ({_val(baseline_info):.1f}% vs "
-               f"{_val(student_info):.1f}%), so distillation did not pay with this teacher "
-               f"({_val(teacher_info):.1f}% on validation)."),
-            f"- Data: {recipe}.",
-            f"- Int8: float {m.get('float_accuracy')}% -> int8 {m.get('int8_accuracy')}% on the validation split "
-            f"(drop {m.get('accuracy_drop_points')} points, top-1 agreement {m.get('agreement_percent')}%), "
-            f"{m.get('quantization', 'ptq').upper()}.",
-            _calibration_line(m),
-            f"- Microcontroller-ready (TFLite Micro output bit-identical to LiteRT): "
-            f"{'yes, arena ' + format(m.get('tflm_arena_bytes') or 0, ',') + ' bytes' if m.get('microcontroller_ready') else 'no'}.",
-            "- Try it: `tinyear-device classify " + str(out / BUNDLE_NAME) + " clip.wav` or `tinyear-device listen "
-            + str(out / BUNDLE_NAME) + "`.",
-        ])),
-        ("Training", "\n".join(
-            f"- teacher: given ({info.get('name')}), not trained here; validation accuracy "
-            f"{100 * info['metrics']['validation']['accuracy']:.1f}%"
-            if info.get("given") else
-            f"- {name}: {info.get('name')} ({info.get('params', 0):,} parameters), best epoch {info.get('best_epoch')} of "
-            f"{info.get('epochs_run')}, validation accuracy {100 * info['metrics']['validation']['accuracy']:.1f}%"
-            f"{'' if name != 'distilled student' else f' (alpha {config.alpha}, T {config.temperature}, {config.kd_loss})'}, "
-            f"{format_seconds(info.get('wall_seconds', 0))}"
-            for name, info in (("teacher", teacher_info), ("distilled student", student_info),
-                               ("baseline student", baseline_info))
-        ) + "\n\nValidation accuracy chose every checkpoint; the test split and real speech were only measured."),
-        ("Per class (int8 bundle)", "\n".join(_per_class_table(confusions))),
-        ("Time", "| step | wall time |\n|---|---|\n" + "\n".join(f"| {k} | {format_seconds(v)} |" for k, v in times.items())
-         + f"\n| total | {format_seconds(sum(times.values()))} |\n\nOn {os.cpu_count()} CPU cores. Steps shown as 0 s were "
-         "already done and were skipped."),
-    ]
-    if config.quick:
-        sections.insert(0, ("Smoke test", f"This is {SMOKE_TEST}."))
-    if real_test is None:
-        sections.insert(1 + config.quick, ("Real speech", "No real-speech evaluation folder was found, so accuracy on people is not "
-                            "measured here; give one with `--real-test DIR`."))
-    images = [("accuracy and latency", plot)]
-    images += [(f"confusion matrix, {k}", v["confusion_png"]) for k, v in confusions.items() if v.get("confusion_png")]
-    images += [(f"training curves, {name}", out / name / CURVES) for name in RUN_FOLDERS
-               if (out / name / CURVES).exists()]
-    return write_markdown(out / REPORT_NAME, "tinyear pipeline report", rows, sections=sections, images=images,
-                          footer="Accuracy in percent. Latency: median single-thread LiteRT invoke, all models measured "
-                                 "side by side in one run. Real speech: Speech Commands v2 test, public part "
-                                 "(evaluation only).")
-
-
-def _calibration_line(m: dict) -> str:
-    cal = m.get("detection_calibration")
-    if not cal:
-        return "- Detection: default thresholds (not calibrated)."
-    a = cal["after"]
-    return (f"- Detection: per-class thresholds calibrated to {cal['fa_per_hour_budget']:g} false accepts/hour on a "
-            f"{cal['stream']['minutes']:g}-minute validation stream: recall {a['recall']:.3f} at "
-            f"{a['false_accepts_per_hour']:.1f} FA/h there (smoothing {a['smoothing_ms']:g} ms; `tinyear calibrate`).")
-
-
-def _per_class_table(confusions: dict) -> list[str]:
-    sets = list(confusions)
-    if not sets:
-        return ["(no evaluation)"]
-    labels = confusions[sets[0]]["labels"]
-    lines = ["| label | " + " | ".join(f"recall, {s}" for s in sets) + " |", "|---|" + "---|" * len(sets)]
-    for label in labels:
-        cells = []
-        for s in sets:
-            pc = confusions[s]["per_class"].get(label)
-            cells.append("–" if not pc or not pc.get("support") else f"{100 * pc['recall']:.1f}%")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return lines

@@ -195,7 +195,8 @@ def test_pipeline_step_calibrates_the_bundle_and_reports_it(bundle, tones, tmp_p
     import shutil
 
     from tinyear.host.keywords import parse_keywords
-    from tinyear.host.pipeline import BUNDLE_NAME, PipelineConfig, _calibration_line, _Pipeline
+    from tinyear.host.pipeline import BUNDLE_NAME, PipelineConfig, _Pipeline
+    from tinyear.host.pipeline_report import calibration_line as _calibration_line
 
     keywords = parse_keywords([label for label in read_bundle(bundle).labels if not label.startswith("_")])
 

@@ -1,0 +1,108 @@
+"""The Markdown report of `tinyear pipeline`: what was made, how each step did, per-class recall, time.
+
+`tinyear.host.pipeline` orders the steps and hands their results here; this module only writes them
+down (the plots and the page itself come from `tinyear.host.report`). Validation accuracy chose every
+checkpoint, and the report says so; test and real-speech numbers are shown, never used.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .progress import format_seconds
+
+
+def val_percent(info: dict) -> float:
+    """A finished run's validation accuracy in percent."""
+    return 100.0 * info["metrics"]["validation"]["accuracy"]
+
+
+def write_report(path: Path, rows, confusions, teacher_info, student_info, baseline_info, export_info,
+                 times: dict, config, data, real_test, shipped: str = "student", *, bundle: Path,
+                 run_folders: tuple = (), smoke_test: str | None = None) -> Path:
+    """The report at `path`: the comparison table, the plots, what each step did and how long it took.
+    `config` is the run's PipelineConfig; `shipped` names the student in the bundle ("student" or
+    "baseline"); `run_folders` are the run folders beside the report whose training curves it shows."""
+    from .report import plot_comparison, write_markdown
+    from .runs import CURVES
+
+    out = path.parent
+    plot = plot_comparison(rows, out / "comparison.png")
+    m = export_info["metrics"]
+    bundle_row = next(r for r in rows if r.name == "int8 bundle")
+    recipe = ("synthetic speech only (espeak-ng and flite, `tinyear synth`), the embedded default" if data is None else
+              f"real clips from `{data}`, with what they lack filled by synthetic speech")
+    sections = [
+        ("What was made", "\n".join([
+            f"- Bundle: `{bundle.name}`, {m.get('model_bytes', 0):,} byte int8 model of the "
+            f"{'distilled' if shipped == 'student' else 'baseline'} student ({config.student}, "
+            f"{bundle_row.params or 0:,} parameters, {(bundle_row.macs or 0) / 1e6:.2f} M MACs)"
+            + ("." if shipped == "student" else
+               f": the baseline beat the distilled student on the validation split ({val_percent(baseline_info):.1f}% vs "
+               f"{val_percent(student_info):.1f}%), so distillation did not pay with this teacher "
+               f"({val_percent(teacher_info):.1f}% on validation)."),
+            f"- Data: {recipe}.",
+            f"- Int8: float {m.get('float_accuracy')}% -> int8 {m.get('int8_accuracy')}% on the validation split "
+            f"(drop {m.get('accuracy_drop_points')} points, top-1 agreement {m.get('agreement_percent')}%), "
+            f"{m.get('quantization', 'ptq').upper()}.",
+            calibration_line(m),
+            f"- Microcontroller-ready (TFLite Micro output bit-identical to LiteRT): "
+            f"{'yes, arena ' + format(m.get('tflm_arena_bytes') or 0, ',') + ' bytes' if m.get('microcontroller_ready') else 'no'}.",
+            f"- Try it: `tinyear-device classify {bundle} clip.wav` or `tinyear-device listen {bundle}`.",
+        ])),
+        ("Training", "\n".join(
+            f"- teacher: given ({info.get('name')}), not trained here; validation accuracy "
+            f"{100 * info['metrics']['validation']['accuracy']:.1f}%"
+            if info.get("given") else
+            f"- {name}: {info.get('name')} ({info.get('params', 0):,} parameters), best epoch {info.get('best_epoch')} of "
+            f"{info.get('epochs_run')}, validation accuracy {100 * info['metrics']['validation']['accuracy']:.1f}%"
+            f"{'' if name != 'distilled student' else f' (alpha {config.alpha}, T {config.temperature}, {config.kd_loss})'}, "
+            f"{format_seconds(info.get('wall_seconds', 0))}"
+            for name, info in (("teacher", teacher_info), ("distilled student", student_info),
+                               ("baseline student", baseline_info))
+        ) + "\n\nValidation accuracy chose every checkpoint; the test split and real speech were only measured."),
+        ("Per class (int8 bundle)", "\n".join(per_class_table(confusions))),
+        ("Time", "| step | wall time |\n|---|---|\n" + "\n".join(f"| {k} | {format_seconds(v)} |" for k, v in times.items())
+         + f"\n| total | {format_seconds(sum(times.values()))} |\n\nOn {os.cpu_count()} CPU cores. Steps shown as 0 s were "
+         "already done and were skipped."),
+    ]
+    if smoke_test:
+        sections.insert(0, ("Smoke test", f"This is {smoke_test}."))
+    if real_test is None:
+        sections.insert(1 + config.quick, ("Real speech", "No real-speech evaluation folder was found, so accuracy on people is not "
+                            "measured here; give one with `--real-test DIR`."))
+    images = [("accuracy and latency", plot)]
+    images += [(f"confusion matrix, {k}", v["confusion_png"]) for k, v in confusions.items() if v.get("confusion_png")]
+    images += [(f"training curves, {name}", out / name / CURVES) for name in run_folders
+               if (out / name / CURVES).exists()]
+    return write_markdown(path, "tinyear pipeline report", rows, sections=sections, images=images,
+                          footer="Accuracy in percent. Latency: median single-thread LiteRT invoke, all models measured "
+                                 "side by side in one run. Real speech: Speech Commands v2 test, public part "
+                                 "(evaluation only).")
+
+
+def calibration_line(m: dict) -> str:
+    """The report's line on the bundle's detection thresholds (metrics.detection_calibration)."""
+    cal = m.get("detection_calibration")
+    if not cal:
+        return "- Detection: default thresholds (not calibrated)."
+    a = cal["after"]
+    return (f"- Detection: per-class thresholds calibrated to {cal['fa_per_hour_budget']:g} false accepts/hour on a "
+            f"{cal['stream']['minutes']:g}-minute validation stream: recall {a['recall']:.3f} at "
+            f"{a['false_accepts_per_hour']:.1f} FA/h there (smoothing {a['smoothing_ms']:g} ms; `tinyear calibrate`).")
+
+
+def per_class_table(confusions: dict) -> list[str]:
+    sets = list(confusions)
+    if not sets:
+        return ["(no evaluation)"]
+    labels = confusions[sets[0]]["labels"]
+    lines = ["| label | " + " | ".join(f"recall, {s}" for s in sets) + " |", "|---|" + "---|" * len(sets)]
+    for label in labels:
+        cells = []
+        for s in sets:
+            pc = confusions[s]["per_class"].get(label)
+            cells.append("–" if not pc or not pc.get("support") else f"{100 * pc['recall']:.1f}%")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
