@@ -89,8 +89,8 @@ def test_calibrate_searches_the_rules_and_writes_the_chosen_ones(bundle, tones, 
     out = tmp_path / "ruled.tinyear"
     result = run_calibrate(bundle, [tones], fa_per_hour=20, minutes=3, out=out, progress=False)
     tried = result["tried"]
-    assert {(t["unknown_margin"] > 0, t["min_runs"], t["peak"]) for t in tried} == {
-        (m, n, p) for m in (False, True) for n in (1, 2) for p in (False, True)}
+    assert {(t["unknown_margin"], t["unknown_window_ms"], t["min_runs"]) for t in tried} == {
+        (m, w if m else 0.0, n) for m in (0.0, 0.1, 0.3) for w in (0.0, 500.0) for n in (1, 2)}
     assert sum(t["bundle_rules"] for t in tried) == 1
     written = read_bundle(out)
     for key in RULE_KEYS:
