@@ -6,8 +6,9 @@ into a ring of the last `num_frames` frames, runs the model every hop once the r
 (`Model.probabilities`), and hands each score vector to a `DecisionGate`, set by a
 `detection.DetectionConfig`: a moving average over `smoothing_ms`, per-class thresholds (the
 `labels.NON_KEYWORDS`, `_silence_` and `_unknown_`, never fire), a refractory period per label, and re-arming (a label fires again only after
-its smoothed score has dropped below its threshold, so one long word is one event). Events carry the
-stream time of the audio that completed the deciding window, in seconds since the start of the stream.
+its smoothed score has dropped below its threshold, so one long word is one event), and the rules a
+config may switch on (an `_unknown_` margin, a score held for `min_runs` runs, peak-then-fall, per-class
+refractory times; all off by default). Events carry the stream time of the audio that completed the deciding window, in seconds since the start of the stream.
 
 Everything is counted in frames, not in chunks: model runs fall on frame counts N, N + hop, N + 2 hop,
 ..., so the same audio gives the same events however it is cut (the tests check it). The live listener
