@@ -397,3 +397,21 @@ def test_rules_do_not_depend_on_chunking(rules):
     assert len(whole) >= 3
     for sizes in ([160] * (len(audio) // 160 + 1), [1] * 50 + [333] * 400, list(rng.integers(1, 7000, 100))):
         assert run(sizes) == whole
+
+
+def test_listen_flags_set_the_rules_and_default_to_the_bundles():
+    import argparse
+
+    from tinyear.device.commands._options import add_detection_options, detection_config
+
+    parser = argparse.ArgumentParser()
+    add_detection_options(parser)
+    bundle = fake_bundle(min_runs=2, unknown_margin=0.1)
+    assert detection_config(bundle, parser.parse_args([])).rules()["min_runs"] == 2
+    config = detection_config(bundle, parser.parse_args(["--min-runs", "3", "--peak", "--unknown-margin", "0.2",
+                                                         "--unknown-window", "400"]))
+    assert config.rules() == {"unknown_margin": 0.2, "unknown_window_ms": 400.0, "min_runs": 3, "peak": True,
+                              "per_class_refractory_ms": {}}
+    assert detection_config(fake_bundle(peak=True), parser.parse_args(["--no-peak"])).peak is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--min-runs", "0"])
