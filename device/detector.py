@@ -6,8 +6,9 @@ into a ring of the last `num_frames` frames, runs the model every hop once the r
 (`Model.probabilities`), and hands each score vector to a `DecisionGate`, set by a
 `detection.DetectionConfig`: a moving average over `smoothing_ms`, per-class thresholds (the
 `labels.NON_KEYWORDS`, `_silence_` and `_unknown_`, never fire), a refractory period per label, and re-arming (a label fires again only after
-its smoothed score has dropped below its threshold, so one long word is one event). Events carry the
-stream time of the audio that completed the deciding window, in seconds since the start of the stream.
+its smoothed score has dropped below its threshold, so one long word is one event), and the rules a
+config may switch on (an `_unknown_` margin, a score held for `min_runs` runs, peak-then-fall, per-class
+refractory times; all off by default). Events carry the stream time of the audio that completed the deciding window, in seconds since the start of the stream.
 
 Everything is counted in frames, not in chunks: model runs fall on frame counts N, N + hop, N + 2 hop,
 ..., so the same audio gives the same events however it is cut (the tests check it). The live listener
@@ -27,6 +28,7 @@ import numpy as np
 from .bundle import Bundle
 from .detection import DetectionConfig
 from .features import StreamingFrontend
+from .labels import UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -42,11 +44,22 @@ class Detection:
 
 
 class DecisionGate:
-    """Smoothing, thresholds, refractory period and re-arming over a sequence of score vectors.
+    """Smoothing, thresholds, refractory period and re-arming over a sequence of score vectors, and the
+    rules a `DetectionConfig` may switch on (each off by default, and then the gate is what it was):
 
-    `update(time, probs)` takes the probabilities of one model run (shape (labels,)) at a stream time in
-    seconds and returns the Detection it triggers, or None. At most one event per run: the keyword with
-    the highest smoothed score among those that may fire."""
+    - `unknown_margin`: a keyword's smoothed score must beat the smoothed `_unknown_` score (its highest
+      over `unknown_window_ms`) by the margin;
+    - `min_runs`: the conditions must hold for that many consecutive runs (N - 1 hops of latency);
+    - `peak`: a keyword that may fire waits; when the waiting keyword with the highest peak falls below
+      its peak, it fires with its peak score (one hop of latency), and the others waiting drop out (one
+      word, one event, the stronger keyword);
+    - `per_class_refractory_ms`: a refractory time of each label's own.
+
+    A label's condition is "smoothed score >= its threshold (and the margin holds)"; it re-arms when the
+    condition fails. `update(time, probs)` takes the probabilities of one model run (shape (labels,)) at a
+    stream time in seconds and returns the Detection it triggers, or None. At most one event per run:
+    the keyword with the highest smoothed (peak) score among those that may fire. Numpy on a dozen
+    values per run; the gate sees only score vectors at hop times, so it cannot depend on chunk size."""
 
     def __init__(self, labels: list[str], config: DetectionConfig):
         self.labels = list(labels)
@@ -55,12 +68,24 @@ class DecisionGate:
         self._history: deque = deque(maxlen=self.runs_averaged)
         # Labels that never fire get an unreachable threshold, so the arithmetic below has no special case.
         self.thresholds = np.array([math.inf if lab in config.ignore else config.threshold_for(lab) for lab in self.labels])
+        self.refractory_s = np.array([config.refractory_for(lab) / 1000.0 for lab in self.labels])
+        self.min_runs = int(config.min_runs)
+        self.peak = bool(config.peak)
+        use_margin = config.unknown_margin > 0 and UNKNOWN in self.labels
+        self.unknown = self.labels.index(UNKNOWN) if use_margin else None
+        self._unknown_history: deque = deque(maxlen=unknown_runs(config.unknown_window_ms, config.hop_ms))
         self.reset()
 
     def reset(self) -> None:
+        n = len(self.labels)
         self._history.clear()
-        self._armed = np.ones(len(self.labels), dtype=bool)
-        self._last_fired = np.full(len(self.labels), -math.inf)
+        self._unknown_history.clear()
+        self._armed = np.ones(n, dtype=bool)
+        self._last_fired = np.full(n, -math.inf)
+        self._run = np.zeros(n, dtype=np.int64)  # consecutive runs the condition has held
+        self._waiting = np.zeros(n, dtype=bool)  # peak rule: may fire, waiting for the score to fall
+        self._peak = np.zeros(n)  # peak rule: the highest smoothed score since it started waiting
+        self._previous: np.ndarray | None = None
 
     def smoothed(self) -> np.ndarray:
         """The current moving average, float64 (labels,)."""
@@ -73,16 +98,44 @@ class DecisionGate:
         self._history.append(probs)
         score = self.smoothed()  # (labels,)
         above = score >= self.thresholds
-        self._armed |= ~above  # dropping below the threshold re-arms a label
-        refractory_s = self.config.refractory_ms / 1000.0
+        if self.unknown is not None:
+            self._unknown_history.append(score[self.unknown])
+            above &= score - max(self._unknown_history) >= self.config.unknown_margin - 1e-12
+        self._armed |= ~above  # the condition failing re-arms a label
+        self._run = np.where(above, self._run + 1, 0)
         # A small epsilon: stream times are sums of hops, and 1.0 - 0.1 * 10 must count as "a second later".
-        may_fire = above & self._armed & (time_s - self._last_fired >= refractory_s - 1e-9)
+        ready = above & self._armed & (self._run >= self.min_runs) & (time_s - self._last_fired >= self.refractory_s - 1e-9)
+        if self.peak:
+            # Labels that may fire wait, keeping their peak; the word's event comes when the leader (the
+            # highest peak among the waiting) falls: below its peak, or, on its first run, below the run before.
+            fresh = ready & ~self._waiting
+            previous = self._previous if self._previous is not None else score
+            falling = np.where(fresh, score < previous, score < self._peak)
+            self._peak = np.where(fresh, score, np.maximum(self._peak, score))
+            self._waiting |= fresh
+            may_fire = np.zeros_like(self._waiting)
+            if self._waiting.any():
+                leader = int(np.argmax(np.where(self._waiting, self._peak, -math.inf)))
+                may_fire[leader] = bool(falling[leader])
+            value = self._peak
+        else:
+            may_fire, value = ready, score
+        self._previous = score
         if not may_fire.any():
             return None
-        best = int(np.argmax(np.where(may_fire, score, -math.inf)))
+        best = int(np.argmax(np.where(may_fire, value, -math.inf)))
         self._armed[best] = False
         self._last_fired[best] = time_s
-        return Detection(time=float(time_s), label=self.labels[best], score=float(score[best]))
+        if self.peak:
+            # The other keywords waiting on this word drop out and wait for their condition to fail.
+            self._armed[self._waiting] = False
+            self._waiting[:] = False
+        return Detection(time=float(time_s), label=self.labels[best], score=float(value[best]))
+
+
+def unknown_runs(window_ms: float, hop_ms: float) -> int:
+    """How many runs' `_unknown_` scores the margin looks at: the current one and those of `window_ms` before."""
+    return max(1, round(window_ms / hop_ms))
 
 
 class Detector:

@@ -4,12 +4,15 @@ within a false-accept budget on validation streams, written into the bundle.
 `calibrate` builds a validation stream from the data (`tinyear.host.streams`: keywords, distractor
 words, other speech, noise at a range of SNRs; speakers disjoint from training), runs the bundle's
 model over it ONCE (`tinyear.device.sweep.record_scores`), and then works on the recorded scores
-alone: for each smoothing in `SMOOTHING_MS` (and the bundle's own) it tabulates every keyword's hits
-and false accepts at each threshold of `sweep.THRESHOLD_GRID`, and picks one threshold per keyword by
-an exact knapsack over the false accepts (the most hits with at most budget x hours false accepts in
-all; ties go to the higher threshold, which is quieter on speech never heard). A keyword with no words
-in the stream can only get stricter than its current threshold. The chosen point is confirmed with the
-real decision gate over the trace (`sweep.replay_scored`).
+alone: for each set of detection rules in `RULE_GRID` (the `_unknown_` margin, sustain over
+`min_runs`; and the bundle's own rules) and each smoothing in `SMOOTHING_MS` (and the
+bundle's own) it tabulates every keyword's hits and false accepts at each threshold of
+`sweep.THRESHOLD_GRID`, and picks one threshold per keyword by an exact knapsack over the false
+accepts (the most hits with at most budget x hours false accepts in all; ties go to the higher
+threshold, which is quieter on speech never heard). A keyword with no words in the stream can only
+get stricter than its current threshold. Each such choice is replayed through the real decision gate
+over the trace (`sweep.replay_scored`), and the one with the most hits within the budget wins (ties:
+fewer false accepts, then the bundle's own rules and smoothing, then the simpler rules).
 
 A budget that cannot be met (even the strictest thresholds fire more often) raises
 `BudgetNotMet`, which carries the quietest operating point found and the recall possible at a few
@@ -21,21 +24,47 @@ record under `metrics["detection_calibration"]` (`metrics["calibration"]` is the
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from tinyear.device.bundle import read_bundle
-from tinyear.device.detection import DetectionConfig
+from tinyear.device.detection import DetectionConfig, describe_rules
 from tinyear.device.errors import TinyearError
 from tinyear.device.labels import UNKNOWN
 
 from . import streams
 from .progress import SecondsBar
 
-SMOOTHING_MS = (100.0, 300.0, 500.0)
+SMOOTHING_MS = (100.0, 300.0, 500.0, 700.0)
+# The detection rules searched with the thresholds and smoothing (`DetectionConfig`, `DecisionGate`):
+# every combination of these, plus the bundle's own. Peak-then-fall is not searched by default: on the
+# validation streams of the shipped bundle it never found a word more (only a hop later; see
+# docs/BENCHMARKS.md), so it is left to `listen --peak` and `rule_grid(peak=(False, True))`.
+RULE_KEYS = ("unknown_margin", "unknown_window_ms", "min_runs", "peak")
+UNKNOWN_MARGINS = (0.0, 0.1, 0.3)
+UNKNOWN_WINDOWS_MS = (0.0, 500.0)
+MIN_RUNS = (1, 2)
+PEAK = (False,)
+
+
+def rule_grid(margins=UNKNOWN_MARGINS, windows=UNKNOWN_WINDOWS_MS, min_runs=MIN_RUNS, peak=PEAK) -> list[dict]:
+    """The rule sets to search: each margin with each window (a margin of 0 needs no window), each
+    min_runs, with and without peak-then-fall; the rules off first."""
+    out = []
+    for m, w, n, p in itertools.product(margins, windows, min_runs, peak):
+        rule = {"unknown_margin": float(m), "unknown_window_ms": float(w if m > 0 else 0.0), "min_runs": int(n), "peak": bool(p)}
+        if rule not in out:
+            out.append(rule)
+    out.sort(key=lambda r: (r["unknown_margin"] > 0, r["min_runs"], r["peak"], r["unknown_margin"], r["unknown_window_ms"]))
+    return out
+
+
+RULE_GRID = tuple(rule_grid())
 DEFAULT_FA_PER_HOUR = 5.0
 DEFAULT_MINUTES = 30.0
 
@@ -103,7 +132,7 @@ def choose(table: dict, budget: int, floors: dict):
 
 
 def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, minutes: float = DEFAULT_MINUTES,
-              seed: int = 0, out=None, smoothing=SMOOTHING_MS, num_threads: int = 1, progress: bool = True,
+              seed: int = 0, out=None, smoothing=SMOOTHING_MS, rules=RULE_GRID, num_threads: int = 1, progress: bool = True,
               write: bool = True, fit: bool = False) -> dict:
     """Calibrate `bundle_path` on validation streams of `data` and (with `write`) write the result to
     `out` (default: the bundle itself). `fit`: a validation split too small for `minutes` gives the
@@ -136,36 +165,85 @@ def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, mi
     present = {w.label for w in stream.truth}
     floors = {lab: base.threshold_for(lab) for lab in keywords if lab not in present}
     before = replay_scored(trace, base, stream.truth, keywords)
+    base_rules = _rules_of(base)
+    rule_sets = [base_rules] + [r for r in map(dict, rules) if r != base_rules]
     candidates = []
-    for sm in sorted({*map(float, smoothing), float(base.smoothing_ms)}):
-        table = label_table(trace, stream.truth, keywords, smoothing_ms=sm, refractory_ms=base.refractory_ms)
-        picked = choose(table, budget, floors)
-        candidates.append((sm, table, picked))
+    smoothings = sorted({*map(float, smoothing), float(base.smoothing_ms)})
+    for rule in rule_sets:
+        shape = replace(base, **rule)
+        for sm in smoothings:
+            table = label_table(trace, stream.truth, keywords, smoothing_ms=sm, refractory_ms=base.refractory_ms, rules=shape)
+            picked = choose(table, budget, floors)
+            config = None
+            if picked:
+                config = replace(shape, per_class_threshold={lab: round(th, 4) for lab, th in picked[0].items()},
+                                 smoothing_ms=sm)
+            candidates.append({"smoothing_ms": sm, "rules": rule, "table": table, "picked": picked, "config": config})
+    # Ties: fewer false accepts, then the bundle's own rules and smoothing (nothing changes without a
+    # gain), then the simpler rules (grid order) and the shorter smoothing (less latency).
+    def rank(c, hits, fa):
+        return (hits, -fa, c["rules"] == base_rules, c["smoothing_ms"] == base.smoothing_ms,
+                -rule_sets.index(c["rules"]), -c["smoothing_ms"])
+
+    # Each per-label choice is confirmed by the real gate over the trace, best by the tables first. The
+    # gate fires one label per run, so it finds at most what the tables count (up to a hop's delay);
+    # once a confirmed point within budget ranks above the next choice's tables, none can beat it.
+    ordered = sorted((c for c in candidates if c["picked"]), key=lambda c: rank(c, c["picked"][1], c["picked"][2]), reverse=True)
+    best = None
+    for c in ordered:
+        if best is not None and best[0][0] and best[0][1:] >= rank(c, c["picked"][1], c["picked"][2]):
+            break
+        c["scored"] = replay_scored(trace, c["config"], stream.truth, keywords)
+        key = (c["scored"]["false_accepts"] <= budget, *rank(c, c["scored"]["hits"], c["scored"]["false_accepts"]))
+        if best is None or key > best[0]:
+            best = (key, c, c["scored"])
     result = {
         "bundle": str(bundle_path), "data": roots, "fa_per_hour_budget": fa_per_hour,
         "stream": stream.summary(), "false_accepts_allowed": budget,
         "before": _point(base, before), "seconds": round(time.perf_counter() - t0, 1),
         "model_pass_seconds": round(seconds_model, 1), "missing_keywords": sorted(set(keywords) - present),
+        "tried": _tried(candidates, base_rules),
     }
-    fits = [(picked[1], sm == base.smoothing_ms, -picked[2], sm, picked) for sm, _, picked in candidates if picked]
-    if not fits:
+    if best is None:
         result["possible"] = _possible(candidates, trace, keywords, hours)
         q = result["possible"][0]
         raise BudgetNotMet(
             f"no thresholds keep false accepts within {fa_per_hour:g}/h on the {trace.duration_s / 60:.0f}-minute "
             f"validation stream: the quietest point is recall {q['recall']:.2f} at {q['false_accepts_per_hour']:.1f} FA/h "
             f"(smoothing {q['smoothing_ms']:g} ms); raise --fa-per-hour; the bundle's thresholds are kept", result)
-    fits.sort(reverse=True)
-    _, _, _, sm, (chosen, hits, fa) = fits[0]
-    per_class = {lab: round(th, 4) for lab, th in chosen.items()}
-    config = DetectionConfig(threshold=base.threshold, per_class_threshold=per_class, smoothing_ms=sm,
-                             refractory_ms=base.refractory_ms, hop_ms=base.hop_ms)
-    after = replay_scored(trace, config, stream.truth, keywords)
+    _, chosen, after = best
+    config = chosen["config"]
     result["after"] = _point(config, after)
     result["detection"] = config.to_dict()
+    result["seconds"] = round(time.perf_counter() - t0, 1)
     if write:
         result["written"] = str(write_calibrated(bundle, config, result, out or bundle_path))
     return result
+
+
+def _rules_of(config: DetectionConfig) -> dict:
+    """The searched rules of a config (per-class refractory times stay as the bundle has them)."""
+    r = config.rules()
+    return {k: r[k] for k in RULE_KEYS}
+
+
+def _tried(candidates, base_rules) -> list[dict]:
+    """For each rule set, its best operating point over the smoothings by the per-label tables (and the
+    real gate's count where it was replayed), for the report."""
+    best: dict = {}
+    for c in candidates:
+        if not c["picked"]:
+            continue
+        hits, fa = c["picked"][1], c["picked"][2]
+        words = sum(t["words"] for t in c["table"].values()) or 1
+        row = {**c["rules"], "smoothing_ms": c["smoothing_ms"], "hits": hits, "false_accepts": fa,
+               "recall": round(hits / words, 4), "bundle_rules": c["rules"] == base_rules}
+        if "scored" in c:
+            row["gate"] = {k: c["scored"][k] for k in ("hits", "false_accepts", "recall")}
+        key = tuple(sorted(c["rules"].items()))
+        if key not in best or (hits, -fa) > (best[key]["hits"], -best[key]["false_accepts"]):
+            best[key] = row
+    return list(best.values())
 
 
 def _check_out(out: Path) -> None:
@@ -185,13 +263,14 @@ def _point(config, scored: dict) -> dict:
     return {"recall": scored["recall"], "false_accepts_per_hour": scored["false_accepts_per_hour"],
             "hits": scored["hits"], "keywords": scored["keywords"], "false_accepts": scored["false_accepts"],
             "threshold": config.threshold, "per_class_threshold": dict(config.per_class_threshold),
-            "smoothing_ms": config.smoothing_ms, "per_label": scored["per_label"]}
+            "smoothing_ms": config.smoothing_ms, **_rules_of(config), "per_label": scored["per_label"]}
 
 
 def _possible(candidates, trace, keywords, hours) -> list[dict]:
     """The quietest operating point and the recall at a few looser budgets, for the error message."""
     out = []
-    for sm, table, _ in candidates:
+    for c in candidates:
+        sm, table = c["smoothing_ms"], c["table"]
         quiet = sum(min(fa for _, _, fa in t["rows"]) for t in table.values())
         for fa_h in (None, 10, 20, 50, 100):
             b = quiet if fa_h is None else int(fa_h * hours)
@@ -209,7 +288,7 @@ def write_calibrated(bundle, config: DetectionConfig, result: dict, path) -> Pat
     from .bundle import write_bundle
 
     detection = {**bundle.detection, **config.to_dict()}
-    record = {k: result[k] for k in ("fa_per_hour_budget", "stream", "false_accepts_allowed", "missing_keywords")}
+    record = {k: result[k] for k in ("fa_per_hour_budget", "stream", "false_accepts_allowed", "missing_keywords", "tried")}
     record["after"] = {k: v for k, v in result["after"].items() if k != "per_label"}
     record["data"] = [Path(r).name for r in result["data"]]
     metrics = {**bundle.metrics, "detection_calibration": record}
@@ -228,8 +307,11 @@ def format_report(result: dict) -> list[str]:
     if "after" in result:
         a = result["after"]
         lines.append(f"  after:  recall {a['recall']:.3f} at {a['false_accepts_per_hour']:.1f} FA/h "
-                     f"(smoothing {a['smoothing_ms']:g} ms)")
+                     f"(smoothing {a['smoothing_ms']:g} ms, {describe_rules(a)})")
         lines.append("  thresholds: " + ", ".join(f"{k} {v:g}" for k, v in a["per_class_threshold"].items()))
+    for t in sorted(result.get("tried", []), key=lambda t: (-t["hits"], t["false_accepts"])):
+        lines.append(f"  tried:  {t['hits']} hits, {t['false_accepts']} false accepts with {describe_rules(t)} "
+                     f"(smoothing {t['smoothing_ms']:g} ms)")
     if result.get("missing_keywords"):
         lines.append(f"  note: no validation words of {', '.join(result['missing_keywords'])}: their thresholds "
                      "could only rise")

@@ -84,13 +84,16 @@ def write_report(path: Path, rows, confusions, teacher_info, student_info, basel
 
 def calibration_line(m: dict) -> str:
     """The report's line on the bundle's detection thresholds (metrics.detection_calibration)."""
+    from tinyear.device.detection import describe_rules
+
     cal = m.get("detection_calibration")
     if not cal:
         return "- Detection: default thresholds (not calibrated)."
     a = cal["after"]
     return (f"- Detection: per-class thresholds calibrated to {cal['fa_per_hour_budget']:g} false accepts/hour on a "
             f"{cal['stream']['minutes']:g}-minute validation stream: recall {a['recall']:.3f} at "
-            f"{a['false_accepts_per_hour']:.1f} FA/h there (smoothing {a['smoothing_ms']:g} ms; `tinyear calibrate`).")
+            f"{a['false_accepts_per_hour']:.1f} FA/h there (smoothing {a['smoothing_ms']:g} ms"
+            + (f", {describe_rules(a)}" if describe_rules(a) != "no extra rules" else "") + "; `tinyear calibrate`).")
 
 
 def per_class_table(confusions: dict) -> list[str]:

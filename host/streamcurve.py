@@ -91,7 +91,8 @@ def evaluate_stream(model_path, data, *, split: str = "test", minutes: float = D
     with SecondsBar(stream.duration_s, rate, "scoring the stream", enabled=progress) as shown:
         trace = record_scores(detector, stream.waveform, progress=shown.update)
     point = replay_scored(trace, config, stream.truth, keywords)
-    rows = curve(trace, stream.truth, keywords, smoothing_ms=config.smoothing_ms, refractory_ms=config.refractory_ms)
+    rows = curve(trace, stream.truth, keywords, smoothing_ms=config.smoothing_ms, refractory_ms=config.refractory_ms,
+                 rules=config)
     name = Path(model_path).name
     result = {"model": str(model_path), "data": [str(d) for d in (data if isinstance(data, (list, tuple)) else [data])],
               "split": split, "stream": stream.summary(), "detection": config.to_dict(),

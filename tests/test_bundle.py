@@ -160,3 +160,42 @@ def test_magic_and_layout_are_stable(model_bytes):
     assert data[:8] == MAGIC
     assert hashlib.sha256(data[:-32]).digest() == data[-32:]
     assert parse_bundle(data).labels == LABELS
+
+
+OLD_DETECTION_KEYS = {"threshold", "per_class_threshold", "smoothing_ms", "refractory_ms", "hop_ms"}
+
+
+def test_a_bundle_from_before_the_detection_rules_loads_and_behaves_as_before(tmp_path, model_bytes):
+    """A bundle written before unknown_margin, min_runs, peak and per-class refractory existed: read,
+    completed with the defaults (which switch the rules off), and its detector runs as it always did."""
+    from tinyear.device.detector import Detector, detect_array
+
+    def old_header(header):
+        header["detection"] = {k: v for k, v in header["detection"].items() if k in OLD_DETECTION_KEYS}
+        header["detection"]["threshold"] = 0.5
+
+    path = tmp_path / "old.tinyear"
+    path.write_bytes(_repack(pack_bundle(model_bytes, LABELS, DEFAULT_CONFIG), old_header))
+    _, _, hlen = PREFIX.unpack_from(path.read_bytes())
+    assert set(json.loads(path.read_bytes()[PREFIX.size : PREFIX.size + hlen])["detection"]) == OLD_DETECTION_KEYS
+    b = read_bundle(path)
+    assert b.detection["min_runs"] == 1 and b.detection["unknown_margin"] == 0 and b.detection["peak"] is False
+    config = DetectionConfig.from_bundle(b)
+    assert config.rules() == DetectionConfig().rules() and config.threshold == 0.5
+    rng = np.random.default_rng(2)
+    t = np.arange(16000) / 16000
+    audio = np.concatenate([np.zeros(16000), 0.5 * np.sin(2 * np.pi * 440 * t), np.zeros(8000),
+                            0.5 * np.sin(2 * np.pi * 3000 * t), np.zeros(16000)]).astype(np.float32)
+    audio += (rng.standard_normal(len(audio)) * 0.003).astype(np.float32)
+    plain = DetectionConfig(threshold=0.5, smoothing_ms=300, refractory_ms=1000, hop_ms=100)
+    events = detect_array(Detector(b), audio)
+    assert events and events == detect_array(Detector(b, plain), audio)
+
+
+def test_detection_rules_round_trip(tmp_path, model_bytes):
+    rules = {"unknown_margin": 0.2, "unknown_window_ms": 500, "min_runs": 2, "peak": True,
+             "per_class_refractory_ms": {"high": 1500}}
+    path = tmp_path / "r.tinyear"
+    path.write_bytes(pack_bundle(model_bytes, LABELS, DEFAULT_CONFIG, detection=rules))
+    config = DetectionConfig.from_bundle(read_bundle(path))
+    assert config.rules() == rules and config.refractory_for("high") == 1500 and config.refractory_for("low") == 1000

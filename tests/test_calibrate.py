@@ -12,7 +12,7 @@ import pytest
 
 from stream_model import tone_bundle, tone_dataset, unknown_bundle  # noqa: F401  (tone_bundle is a fixture)
 from tinyear.device.bundle import pack_bundle, read_bundle
-from tinyear.host.calibrate import choose, pareto
+from tinyear.host.calibrate import RULE_KEYS, SMOOTHING_MS, choose, pareto
 from tinyear.host.cli import main as tinyear_main
 
 pytestmark = pytest.mark.slow
@@ -60,7 +60,7 @@ def test_calibrate_writes_thresholds_within_the_budget(bundle, tones, capsys, tm
     d = calibrated.detection
     assert set(d["per_class_threshold"]) == {"low", "high"}
     assert all(0 < v <= 1 for v in d["per_class_threshold"].values())
-    assert d["smoothing_ms"] in (100.0, 300.0, 500.0)
+    assert d["smoothing_ms"] in SMOOTHING_MS
     after = result["after"]
     assert after["false_accepts"] <= result["false_accepts_allowed"] == int(20 * 3 / 60)
     # at least as much recall as the best single threshold within the same budget on the same stream
@@ -74,8 +74,46 @@ def test_calibrate_writes_thresholds_within_the_budget(bundle, tones, capsys, tm
     # in place (no --out): the bundle itself is rewritten and still verifies; the text report says so
     code, stdout, err = calibrate(capsys, bundle, tones, "--fa-per-hour", 20, "--minutes", 3)
     assert code == 0, err
-    assert "after:  recall" in stdout and "thresholds: " in stdout and str(bundle) in stdout
+    assert "after:  recall" in stdout and "thresholds: " in stdout and str(bundle) in stdout and "tried: " in stdout
     assert read_bundle(bundle).detection["per_class_threshold"] == d["per_class_threshold"]
+
+
+def test_calibrate_searches_the_rules_and_writes_the_chosen_ones(bundle, tones, tmp_path):
+    """The rules are searched with the thresholds; the chosen ones are written into the bundle and its
+    calibration record, and the written bundle, run live, gives the reported operating point."""
+    from tinyear.device.detector import Detector, detect_array
+    from tinyear.device.streameval import score_events
+    from tinyear.host.calibrate import calibrate as run_calibrate
+    from tinyear.host.streams import build_stream
+
+    out = tmp_path / "ruled.tinyear"
+    result = run_calibrate(bundle, [tones], fa_per_hour=20, minutes=3, out=out, progress=False)
+    tried = result["tried"]
+    assert {(t["unknown_margin"], t["unknown_window_ms"], t["min_runs"]) for t in tried} == {
+        (m, w if m else 0.0, n) for m in (0.0, 0.1, 0.3) for w in (0.0, 500.0) for n in (1, 2)}
+    assert sum(t["bundle_rules"] for t in tried) == 1
+    written = read_bundle(out)
+    for key in RULE_KEYS:
+        assert written.detection[key] == result["detection"][key] == result["after"][key]
+    record = written.metrics["detection_calibration"]
+    assert {k: record["after"][k] for k in RULE_KEYS} == {k: result["after"][k] for k in RULE_KEYS}
+    assert record["tried"] == tried
+    allowed = result["false_accepts_allowed"]
+    assert result["after"]["false_accepts"] <= allowed
+    assert all(result["after"]["hits"] >= t["gate"]["hits"] for t in tried if "gate" in t and t["gate"]["false_accepts"] <= allowed)
+    s = build_stream([tones], ["low", "high"], minutes=3, split="validation", seed=0)
+    live = score_events(detect_array(Detector(written), s.waveform, chunk_samples=1234), s.truth,
+                        keywords=["low", "high"], duration_s=s.duration_s)
+    assert (live["hits"], live["false_accepts"]) == (result["after"]["hits"], result["after"]["false_accepts"])
+
+    # A bundle that already carries rules keeps them when only its own are searched.
+    b = read_bundle(bundle)
+    ruled = tmp_path / "own.tinyear"
+    ruled.write_bytes(pack_bundle(b.model_bytes, b.labels, b.frontend, metrics=b.metrics,
+                                  detection={**b.detection, "min_runs": 2, "peak": True, "unknown_margin": 0.1}))
+    again = run_calibrate(ruled, [tones], fa_per_hour=20, minutes=3, progress=False, rules=())
+    d = read_bundle(ruled).detection
+    assert (d["min_runs"], d["peak"], d["unknown_margin"]) == (2, True, 0.1) and again["tried"][0]["bundle_rules"]
 
 
 def test_per_class_thresholds_do_not_depend_on_chunking(bundle, tones, capsys, tmp_path):

@@ -219,3 +219,199 @@ def test_events_do_not_depend_on_chunking(tiny_bundles):
         events, scores = run(chunks)
         assert events == whole
         np.testing.assert_array_equal(scores, whole_scores)
+
+
+# -- the rules beyond thresholds: _unknown_ margin, sustain, peak-then-fall, per-class refractory --------
+
+
+def test_margin_blocks_a_keyword_that_unknown_shadows():
+    # yes at 0.5 passes its threshold 0.4, but _unknown_ is at 0.45: only 0.05 behind.
+    shadowed = [vec()] * 2 + [vec(yes=0.5, unknown=0.45)] * 3 + [vec()] * 3
+    assert run_gate(shadowed, threshold=0.4, smoothing_ms=0) == [(0.3, "yes", 0.5)]
+    assert run_gate(shadowed, threshold=0.4, smoothing_ms=0, unknown_margin=0.1) == []
+    clear = [vec()] * 2 + [vec(yes=0.6, unknown=0.3)] * 3 + [vec()] * 3
+    assert run_gate(clear, threshold=0.4, smoothing_ms=0, unknown_margin=0.1) == [(0.3, "yes", 0.6)]
+    # With a window, _unknown_'s recent high counts: "other word" a moment ago keeps yes quiet.
+    other_then_yes = [vec(unknown=0.9)] * 3 + [vec(yes=0.8, unknown=0.1)] * 2 + [vec()] * 10
+    assert run_gate(other_then_yes, threshold=0.5, smoothing_ms=0, unknown_margin=0.1) == [(0.4, "yes", 0.8)]
+    assert run_gate(other_then_yes, threshold=0.5, smoothing_ms=0, unknown_margin=0.1, unknown_window_ms=300) == []
+    # A model without _unknown_ ignores the margin.
+    no_unknown = [[0.0, 0.0, 1.0]] + [[0.5, 0.0, 0.5]] * 2
+    assert run_gate(no_unknown, labels=["yes", "no", "_silence_"], threshold=0.4, smoothing_ms=0,
+                    unknown_margin=0.3) == [(0.2, "yes", 0.5)]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_min_runs_delays_by_exactly_n_minus_1_hops(n):
+    scores = [vec()] * 3 + [vec(yes=0.9)] * 8 + [vec()] * 3
+    got = run_gate(scores, threshold=0.5, smoothing_ms=0, min_runs=n)
+    assert got == [(round(0.4 + 0.1 * (n - 1), 3), "yes", 0.9)]
+    # A blip shorter than n runs never fires.
+    blip = [vec()] * 3 + [vec(yes=0.9)] * (n - 1) + [vec()] * 5
+    assert run_gate(blip, threshold=0.5, smoothing_ms=0, min_runs=n) == []
+
+
+def test_peak_then_fall_fires_one_hop_after_the_peak_with_the_peak_score():
+    rise_fall = [vec()] * 2 + [vec(yes=y) for y in (0.6, 0.8, 0.95, 0.7, 0.4)] + [vec()] * 3
+    assert run_gate(rise_fall, threshold=0.5, smoothing_ms=0) == [(0.3, "yes", 0.6)]
+    assert run_gate(rise_fall, threshold=0.5, smoothing_ms=0, peak=True) == [(0.6, "yes", 0.95)]
+    # A flat top waits for the fall; a score still high at the end of the stream has not fired yet.
+    assert run_gate([vec(yes=0.9)] * 5 + [vec(yes=0.2)], threshold=0.5, smoothing_ms=0, peak=True) == [(0.6, "yes", 0.9)]
+    assert run_gate([vec(yes=0.9)] * 5, threshold=0.5, smoothing_ms=0, peak=True) == []
+    # Two keywords cross on one word: today both fire; with the peak rule, the stronger one, once, when
+    # it falls (no falls first, but yes, the leader, is still rising then).
+    word = [vec(no=0.5), vec(yes=0.45, no=0.5), vec(yes=0.9, no=0.05), vec(yes=0.5), vec()] + [vec()] * 3
+    assert [l for _, l, _ in run_gate(word, threshold=0.4, smoothing_ms=0)] == ["no", "yes"]
+    assert run_gate(word, threshold=0.4, smoothing_ms=0, peak=True) == [(0.4, "yes", 0.9)]
+
+
+def test_per_class_refractory_times():
+    pulses = [vec(yes=0.9, no=0.0) if i % 2 == 0 else vec(no=0.9) for i in range(30)]
+    got = run_gate(pulses, threshold=0.5, smoothing_ms=0, refractory_ms=1000, per_class_refractory_ms={"no": 2000})
+    assert [t for t, l, _ in got if l == "yes"] == [0.1, 1.1, 2.1]
+    assert [t for t, l, _ in got if l == "no"] == [0.2, 2.2]
+    bundle = fake_bundle(per_class_refractory_ms={"no": 2000})
+    assert DetectionConfig.from_bundle(bundle).refractory_for("no") == 2000
+    assert DetectionConfig.from_bundle(bundle, refractory_ms=500).refractory_for("no") == 500  # the flag wins
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"unknown_margin": 1.5}, "unknown margin"),
+    ({"min_runs": 0}, "min runs"),
+    ({"min_runs": 1.5}, "min runs"),
+])
+def test_unusable_rules_are_one_line_errors(kwargs, words):
+    with pytest.raises(TinyearError, match=words):
+        DetectionConfig.from_bundle(fake_bundle(), **kwargs)
+
+
+class OldGate:
+    """The decision gate as it was before the rules were added (moving average, thresholds, re-arm,
+    refractory), kept here as the reference the defaults must reproduce exactly."""
+
+    def __init__(self, labels, config):
+        import math
+        from collections import deque
+
+        self.labels, self.config = labels, config
+        self.history = deque(maxlen=max(1, round(config.smoothing_ms / config.hop_ms)))
+        self.th = np.array([math.inf if lab in config.ignore else config.threshold_for(lab) for lab in labels])
+        self.armed = np.ones(len(labels), dtype=bool)
+        self.last = np.full(len(labels), -math.inf)
+
+    def update(self, t, probs):
+        self.history.append(np.asarray(probs, dtype=np.float64))
+        score = np.mean(np.stack(self.history), axis=0)
+        above = score >= self.th
+        self.armed |= ~above
+        may = above & self.armed & (t - self.last >= self.config.refractory_ms / 1000.0 - 1e-9)
+        if not may.any():
+            return None
+        best = int(np.argmax(np.where(may, score, -np.inf)))
+        self.armed[best], self.last[best] = False, t
+        return (t, self.labels[best], float(score[best]))
+
+
+def random_scores(rng, runs=3000):
+    """Score sequences with words: bursts of one label over a background, as a model gives."""
+    p = rng.dirichlet(np.ones(4) * 0.3, size=runs) * 0.3
+    for start in rng.integers(0, runs - 12, runs // 15):
+        p[start : start + rng.integers(2, 12), rng.integers(0, 3)] += rng.uniform(0.3, 1.5)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def test_defaults_are_the_gate_as_it_was():
+    assert DetectionConfig().rules() == {"unknown_margin": 0.0, "unknown_window_ms": 0.0, "min_runs": 1, "peak": False,
+                                         "per_class_refractory_ms": {}}
+    rng = np.random.default_rng(0)
+    for th, sm, rf in [(0.5, 300, 1000), (0.3, 0, 0), (0.8, 500, 300), (0.6, 200, 2000)]:
+        scores = random_scores(rng)
+        config = DetectionConfig.from_bundle(fake_bundle(threshold=th, smoothing_ms=sm, refractory_ms=rf,
+                                                         per_class_threshold={"no": min(1.0, th + 0.1)}))
+        gate, old = DecisionGate(LABELS, config), OldGate(LABELS, config)
+        new_events, old_events = [], []
+        for i, p in enumerate(scores):
+            t = round((i + 1) * 0.1, 6)
+            e = gate.update(t, p)
+            new_events += [(e.time, e.label, e.score)] if e else []
+            o = old.update(t, p)
+            old_events += [o] if o else []
+        assert len(old_events) > 20 and new_events == old_events
+
+
+RULES = [dict(unknown_margin=0.1), dict(unknown_margin=0.3, unknown_window_ms=500), dict(min_runs=2),
+         dict(min_runs=3, peak=True), dict(peak=True), dict(unknown_margin=0.1, min_runs=2, peak=True),
+         dict(per_class_refractory_ms={"yes": 300})]
+
+
+@pytest.mark.parametrize("rules", RULES)
+def test_sweep_tables_replay_the_gate_rules_label_by_label(rules):
+    """With one keyword the gate has no cross-label coupling, so the sweep's per-label events (what
+    calibrate tabulates) must be exactly the gate's."""
+    from tinyear.device.sweep import ScoreTrace, label_condition, label_events, replay, smooth, unknown_scores
+
+    labels = ["yes", "_unknown_", "_silence_"]
+    rng = np.random.default_rng(1)
+    p = random_scores(rng)[:, [0, 2, 3]]
+    p = p / p.sum(axis=1, keepdims=True)
+    times = np.round(np.arange(1, len(p) + 1) * 0.1, 6)
+    trace = ScoreTrace(labels, times, p.astype(np.float32), 100.0, len(p) * 0.1)
+    for th, sm in [(0.4, 300), (0.6, 0), (0.8, 500)]:
+        config = DetectionConfig(threshold=th, smoothing_ms=sm, refractory_ms=1000, **rules)
+        live = [round(e.time, 6) for e in replay(trace, config)]
+        s = smooth(trace.probs, max(1, round(sm / 100)))
+        cond = label_condition(s[:, 0], th, unknown_scores(trace, s, config), config.unknown_margin)
+        fired = label_events(times, s[:, 0], th, config.refractory_for("yes") / 1000, condition=cond,
+                             min_runs=config.min_runs, peak=config.peak)
+        assert len(live) > 10 and [round(float(t), 6) for t in times[fired]] == live
+
+
+@pytest.mark.parametrize("rules", [dict(unknown_margin=0.2, unknown_window_ms=300, min_runs=2, peak=True), dict(peak=True)])
+def test_rules_do_not_depend_on_chunking(rules):
+    """The rules see only score vectors at hop times: the same audio, however it is cut, gives the same
+    events through a Detector with a scorer."""
+    rng = np.random.default_rng(7)
+    audio = (rng.standard_normal(8 * SR) * 0.01).astype(np.float32)
+    for k in range(6):
+        start = SR // 2 + k * SR + int(rng.integers(0, 4000))
+        n = int(rng.integers(2000, 9000))
+        audio[start : start + n] += (rng.uniform(0.2, 0.8) * np.sin(np.arange(n) * (0.1 + 0.05 * k))).astype(np.float32)
+
+    def scorer(window):
+        # background frames average about -2.9 here, the tones -2 to 0: a recent tone -> yes, an old one -> _unknown_
+        yes = 1.0 / (1.0 + np.exp(-4.0 * (float(window[-20:].mean()) + 2.3)))
+        unknown = 0.8 / (1.0 + np.exp(-4.0 * (float(window[:20].mean()) + 2.3))) * (1 - yes)
+        return np.array([yes, 0.0, unknown, 1.0 - yes - unknown])
+
+    bundle = fake_bundle(threshold=0.5, smoothing_ms=200, refractory_ms=500, hop_ms=50, **rules)
+
+    def run(sizes):
+        cuts = np.cumsum(sizes)
+        events = []
+        detector = Detector(bundle, scorer=scorer)
+        for chunk in np.split(audio, cuts[cuts < len(audio)]):
+            events.extend(detector.push(chunk))
+        return events
+
+    whole = run([len(audio)])
+    assert len(whole) >= 3
+    for sizes in ([160] * (len(audio) // 160 + 1), [1] * 50 + [333] * 400, list(rng.integers(1, 7000, 100))):
+        assert run(sizes) == whole
+
+
+def test_listen_flags_set_the_rules_and_default_to_the_bundles():
+    import argparse
+
+    from tinyear.device.commands._options import add_detection_options, detection_config
+
+    parser = argparse.ArgumentParser()
+    add_detection_options(parser)
+    bundle = fake_bundle(min_runs=2, unknown_margin=0.1)
+    assert detection_config(bundle, parser.parse_args([])).rules()["min_runs"] == 2
+    config = detection_config(bundle, parser.parse_args(["--min-runs", "3", "--peak", "--unknown-margin", "0.2",
+                                                         "--unknown-window", "400"]))
+    assert config.rules() == {"unknown_margin": 0.2, "unknown_window_ms": 400.0, "min_runs": 3, "peak": True,
+                              "per_class_refractory_ms": {}}
+    assert detection_config(fake_bundle(peak=True), parser.parse_args(["--no-peak"])).peak is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--min-runs", "0"])

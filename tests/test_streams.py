@@ -91,6 +91,8 @@ def test_one_pass_sweep_matches_the_live_detector(tone_bundle, tones):
     from tinyear.device.bundle import read_bundle
     from tinyear.device.detection import DetectionConfig
     from tinyear.device.detector import Detector, detect_array
+    from dataclasses import replace
+
     from tinyear.device.sweep import curve, record_scores, replay
 
     bundle = read_bundle(tone_bundle)
@@ -105,6 +107,12 @@ def test_one_pass_sweep_matches_the_live_detector(tone_bundle, tones):
                                  hop_ms=base.hop_ms, per_class_threshold={"high": min(1.0, th + 0.05)})
         live = detect_array(Detector(bundle, config), s.waveform, chunk_samples=777)
         assert [(e.time, e.label) for e in replay(trace, config)] == [(e.time, e.label) for e in live]
+        # and with the rules beyond thresholds on: the replay is still the live gate, event for event
+        for rules in (dict(unknown_margin=0.1, unknown_window_ms=300, min_runs=2), dict(peak=True, min_runs=3),
+                      dict(peak=True, per_class_refractory_ms={"high": 300})):
+            ruled = replace(config, **rules)
+            live = detect_array(Detector(bundle, ruled), s.waveform, chunk_samples=1601)
+            assert [(e.time, e.label, e.score) for e in replay(trace, ruled)] == [(e.time, e.label, e.score) for e in live]
         if th in rows:  # one shared threshold: the curve's row is the live detector's score
             live = detect_array(Detector(bundle, DetectionConfig(threshold=th, smoothing_ms=base.smoothing_ms,
                                                                   refractory_ms=base.refractory_ms, hop_ms=base.hop_ms)),

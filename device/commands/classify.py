@@ -150,6 +150,6 @@ def write_stream_curve(detector, truth, keywords, duration, path, config):
     log, detector.score_log = detector.score_log, None
     probs = np.stack([p for _, p in log]) if log else np.zeros((0, len(detector.labels)), np.float32)
     trace = ScoreTrace(list(detector.labels), np.array([t for t, _ in log]), probs, config.hop_ms, duration)
-    rows = curve(trace, truth, keywords, smoothing_ms=config.smoothing_ms, refractory_ms=config.refractory_ms)
+    rows = curve(trace, truth, keywords, smoothing_ms=config.smoothing_ms, refractory_ms=config.refractory_ms, rules=config)
     write_curve_csv(path, rows, model=str(detector.bundle.path.name if detector.bundle.path else "bundle"))
     return path

@@ -18,6 +18,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ..bundle import read_bundle
+    from ..detection import describe_rules
 
     bundle = read_bundle(args.bundle)
     model = bundle.load_model()
@@ -49,6 +50,8 @@ def run(args) -> int:
     d = bundle.detection
     print(f"  detection  threshold {d['threshold']}, smoothing {d['smoothing_ms']} ms, refractory {d['refractory_ms']} ms, hop {d['hop_ms']} ms"
           + (f", per class {d['per_class_threshold']}" if d.get("per_class_threshold") else ""))
+    if describe_rules(d) != "no extra rules":
+        print(f"  rules      {describe_rules(d)}")
     for key, value in bundle.metrics.items():
         print(f"  metric     {key}: {value}")
     for key, value in bundle.provenance.items():

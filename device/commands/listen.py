@@ -99,7 +99,8 @@ def run(args) -> int:
         try:
             listener.open()
             log(f"labels {', '.join(l for l in bundle.labels if l not in config.ignore)}; threshold {_thresholds(config, bundle)}, "
-                f"smoothing {config.smoothing_ms:g} ms, refractory {config.refractory_ms:g} ms, hop {config.hop_ms:g} ms")
+                f"smoothing {config.smoothing_ms:g} ms, refractory {config.refractory_ms:g} ms, hop {config.hop_ms:g} ms"
+                + _rules(config))
             stats = listener.run(duration=args.duration)
         finally:
             for sig, handler in previous.items():
@@ -130,6 +131,13 @@ def _stdout():
         return sys.stdout.fileno()
     except (AttributeError, OSError, ValueError):
         return sys.stdout
+
+
+def _rules(config) -> str:
+    from ..detection import describe_rules
+
+    words = describe_rules(config.to_dict())
+    return "" if words == "no extra rules" else f"; {words}"
 
 
 def _thresholds(config, bundle) -> str:

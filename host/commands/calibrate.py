@@ -8,9 +8,11 @@ from tinyear.device.cliutil import add_json_option, add_threads_option, print_js
 
 HELP = "choose per-class thresholds on validation streams for the best recall within a false-accept budget"
 DESCRIPTION = """\
-Choose the detection thresholds of a bundle (one per keyword, and the smoothing if another one pays)
-that find the most keywords while false accepts stay within --fa-per-hour, and write them into the
-bundle (checksums renewed, atomically).
+Choose the detection thresholds of a bundle (one per keyword, and the smoothing and detection rules
+if others pay: a margin over _unknown_, a score held for 2 model runs) that find the most keywords
+while false accepts stay within --fa-per-hour, and write them into the bundle (checksums renewed,
+atomically). The report lists each rule set tried with its best point; `tinyear-device info` shows
+the rules a bundle carries, and `listen`/`classify --stream` flags override them.
 
 The thresholds are chosen on a stream built from the VALIDATION split of DATA (speakers disjoint from
 the training split): the model's keywords, distractor words (_unknown_/ clips), other speech (any
