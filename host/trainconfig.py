@@ -100,6 +100,9 @@ class DataOptions:
     jobs: int | None = None
     mix_variants: int = 0
     """Mixture variants per clip (featcache.mixture_plan): what a waveform teacher judges."""
+    window_variants: int = 0
+    """Stream-aware windows per clip (tinyear.host.windows): the word off-centre, cut off at an edge,
+    beside a neighbour's word; labelled by the share of the word inside, or judged by the teacher."""
 
 
 def defaults(cls=TrainConfig) -> dict:
