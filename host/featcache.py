@@ -8,7 +8,10 @@ speed: `tinyear.host.augment.Augmenter`) once, turned into features by THE front
 (`tinyear.device.features`, the code the device runs), in parallel processes; each epoch draws one
 variant per clip and SpecAugment runs on the fly on the feature batch. Variant k of clip i is made with
 `numpy.random.default_rng([seed, i, k])`, so it is the same whichever process made it and can be made
-again (`FeatureSet.variant_waves`) for a teacher that needs waveforms.
+again (`FeatureSet.variant_waves`) for a teacher that needs waveforms. Mixture variants
+(`mixture_plan`: two clips added) and stream-aware windows (`tinyear.host.windows`: a 1 s cut of the
+clip between neighbours) follow the augmented ones in the variant index, with two labels and a share
+each (`FeatureSet.targets_of`).
 
 Cache files live in `<cache>/features/`, `<cache>` being the user's cache folder (`tinyear.host.cache`:
 `--cache-dir`, `$TINYEAR_CACHE`, `~/.cache/tinyear`; never the dataset folder), named by a hash of the
