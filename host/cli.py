@@ -22,6 +22,7 @@ Step by step:
   tinyear export runs/student --out keywords.tinyear
   tinyear calibrate keywords.tinyear data/synth --fa-per-hour 5
   tinyear evaluate keywords.tinyear data/synth --split test
+  tinyear mine runs/student data/synth --out data/mined      # then distill on data/synth data/mined
   tinyear deploy keywords.tinyear --to pi@raspberrypi.local
 """
 
@@ -32,6 +33,7 @@ COMMANDS: list[Command] = [
     Command("distill", "tinyear.host.commands.distill", "train a small student from a teacher, or alone (--no-teacher)"),
     Command("export", "tinyear.host.commands.export", "convert a trained student to a verified int8 bundle"),
     Command("calibrate", "tinyear.host.commands.calibrate", "per-class thresholds for a false-accept budget, chosen on validation streams"),
+    Command("mine", "tinyear.host.commands.mine", "hard negatives: the windows a model fires on in streams of training non-keywords"),
     Command("evaluate", "tinyear.host.commands.evaluate", "score a bundle or run on a dataset: accuracy, per-class F1, confusion matrix"),
     Command("pipeline", "tinyear.host.commands.pipeline", "the main job: data, teacher, student, baseline, int8 export, evaluation, report"),
     Command("deploy", "tinyear.host.commands.deploy", "copy a bundle and the device half to a Raspberry Pi over SSH, verify it there, switch to it"),

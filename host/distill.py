@@ -158,11 +158,14 @@ def _train_run(out: Path, data: DataOptions, config: TrainConfig, dev: torch.dev
                                "judge; use --mix-variants N instead (mixed waveforms, judged and cached)")
     if config.mixup > 0 and data.mix_variants > 0:
         raise TinyearError("--mixup and --mix-variants both mix clips; choose one")
+    if config.mixup > 0 and data.window_variants > 0:
+        raise TinyearError("--mixup would overwrite the windows' two-label targets (--window-variants); choose one")
     from .featcache import build_features, teacher_outputs
 
     features = dist.once(lambda: build_features(
         dataset, variants=data.variants, augment=data.augment, seed=data.data_seed, eval_splits=("validation", "test"),
-        cache_dir=data.cache_dir, jobs=data.jobs, progress=progress, keep_waves=True, mix_variants=data.mix_variants))
+        cache_dir=data.cache_dir, jobs=data.jobs, progress=progress, keep_waves=True, mix_variants=data.mix_variants,
+        window_variants=data.window_variants))
     if teacher is not None:
         uncovered = label_map.describe()["uncovered_student_labels"]
         if uncovered and progress:

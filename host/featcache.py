@@ -8,7 +8,10 @@ speed: `tinyear.host.augment.Augmenter`) once, turned into features by THE front
 (`tinyear.device.features`, the code the device runs), in parallel processes; each epoch draws one
 variant per clip and SpecAugment runs on the fly on the feature batch. Variant k of clip i is made with
 `numpy.random.default_rng([seed, i, k])`, so it is the same whichever process made it and can be made
-again (`FeatureSet.variant_waves`) for a teacher that needs waveforms.
+again (`FeatureSet.variant_waves`) for a teacher that needs waveforms. Mixture variants
+(`mixture_plan`: two clips added) and stream-aware windows (`tinyear.host.windows`: a 1 s cut of the
+clip between neighbours) follow the augmented ones in the variant index, with two labels and a share
+each (`FeatureSet.targets_of`).
 
 Cache files live in `<cache>/features/`, `<cache>` being the user's cache folder (`tinyear.host.cache`:
 `--cache-dir`, `$TINYEAR_CACHE`, `~/.cache/tinyear`; never the dataset folder), named by a hash of the
@@ -92,6 +95,11 @@ class FeatureSet:
     mix_partner: np.ndarray | None = None  # (M, N) int64: the clip each mixture variant is mixed with
     mix_lam: np.ndarray | None = None  # (M, N) float32: the clip's own energy share in it
     mix_key: str = ""
+    win: np.ndarray | None = None  # (W, N, frames, bins): stream-aware windows (`tinyear.host.windows`)
+    win_plan: object | None = None  # windows.WindowPlan: their placement and labels
+    win_augmenter: Augmenter | None = None
+    win_key: str = ""
+    noise: list | None = None  # the training noise recordings the windows' strips draw from
 
     @property
     def variants(self) -> int:
@@ -101,28 +109,58 @@ class FeatureSet:
     def mix_variants(self) -> int:
         return 0 if self.mix is None else self.mix.shape[0]
 
+    @property
+    def window_variants(self) -> int:
+        return 0 if self.win is None else self.win.shape[0]
+
+    @property
+    def all_variants(self) -> int:
+        """Variants an epoch draws from: augmented, then mixtures, then windows."""
+        return self.variants + self.mix_variants + self.window_variants
+
     def features_of(self, index: np.ndarray, variant: np.ndarray) -> np.ndarray:
         """Features (B, frames, bins) of clip index[j], variant variant[j]: an augmented variant below
-        `variants`, a mixture variant from there on."""
+        `variants`, a mixture variant in the next `mix_variants`, a window after those."""
         index, variant = np.asarray(index), np.asarray(variant)
         plain = variant < self.variants
         if plain.all():
             return np.asarray(self.train[variant, index])
         out = np.empty((len(index), *self.train.shape[2:]), np.float32)
         out[plain] = self.train[variant[plain], index[plain]]
-        out[~plain] = self.mix[variant[~plain] - self.variants, index[~plain]]
+        w0 = self.variants + self.mix_variants
+        mixed = ~plain & (variant < w0)
+        if mixed.any():
+            out[mixed] = self.mix[variant[mixed] - self.variants, index[mixed]]
+        window = variant >= w0
+        if window.any():
+            out[window] = self.win[variant[window] - w0, index[window]]
         return out
 
-    def mix_of(self, index: np.ndarray, variant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(partner labels (B,), own share (B,)) of each example; share 1 for an unmixed variant."""
+    def targets_of(self, index: np.ndarray, variant: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(first labels (B,), other labels (B,), share of the first (B,)) of each example: the clip's
+        label with share 1 for an augmented variant, the clip's and its partner's at the mixing share for
+        a mixture, the window rule's two labels for a window (`tinyear.host.windows`)."""
         index, variant = np.asarray(index), np.asarray(variant)
-        other = self.train_y[index].copy()
+        first = self.train_y[index].copy()
+        other = first.copy()
         lam = np.ones(len(index), np.float32)
-        mixed = variant >= self.variants
+        w0 = self.variants + self.mix_variants
+        mixed = (variant >= self.variants) & (variant < w0)
         if mixed.any():
             m = variant[mixed] - self.variants
             other[mixed] = self.train_y[self.mix_partner[m, index[mixed]]]
             lam[mixed] = self.mix_lam[m, index[mixed]]
+        window = variant >= w0
+        if window.any():
+            w, i = variant[window] - w0, index[window]
+            first[window] = self.win_plan.first[w, i]
+            other[window] = self.win_plan.other[w, i]
+            lam[window] = self.win_plan.lam[w, i]
+        return first, other, lam
+
+    def mix_of(self, index: np.ndarray, variant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(other labels (B,), share of the first (B,)) of each example (`targets_of` without the first)."""
+        _, other, lam = self.targets_of(index, variant)
         return other, lam
 
     def variant_waves(self, index: np.ndarray, variant: np.ndarray) -> np.ndarray:
@@ -135,6 +173,9 @@ class FeatureSet:
             i, k = int(i), int(k)
             if k < self.variants:
                 out.append(_variant(self.waves[i], self.augmenter, self.seed, i, k, self.frontend))
+            elif k >= self.variants + self.mix_variants:
+                out.append(_window(self.waves, self.win_plan, self.noise, self.win_augmenter, self.seed, self.frontend,
+                                   i, k - self.variants - self.mix_variants))
             else:
                 out.append(_mixture(self.waves, self.augmenter, self.seed, self.frontend, self.variants,
                                     self.mix_partner, self.mix_lam, i, k - self.variants))
@@ -165,6 +206,12 @@ def _mixture(waves, augmenter, seed, frontend, variants, partner, lam, i, m) -> 
     return (np.sqrt(share) * a + np.sqrt(1.0 - share) * b).astype(np.float32)
 
 
+def _window(waves, plan, noise, augmenter, seed, frontend, i, w) -> np.ndarray:
+    from .windows import window_wave
+
+    return fit_clip(window_wave(waves, plan, noise, augmenter, seed, i, w), frontend)
+
+
 # -- workers --------------------------------------------------------------------------------------------
 
 _JOB: dict = {}  # set in the parent before the pool forks; read by the workers
@@ -176,7 +223,10 @@ def _work(chunk: tuple[int, int]) -> int:
     out = np.load(job["out"], mmap_mode="r+")  # (K, N, frames, bins)
     for i in range(start, stop):
         for k in range(out.shape[0]):
-            if job.get("mix") is None:
+            if job.get("win") is not None:
+                plan, noise = job["win"]
+                wave = _window(job["waves"], plan, noise, job["augmenter"], job["seed"], job["frontend"], i, k)
+            elif job.get("mix") is None:
                 wave = _variant(job["waves"][i], job["augmenter"], job["seed"], i, k, job["frontend"])
             else:
                 partner, lam, variants = job["mix"]
@@ -187,7 +237,7 @@ def _work(chunk: tuple[int, int]) -> int:
 
 
 def _compute(path: Path, waves: np.ndarray, variants: int, augmenter, seed: int, frontend: FrontendConfig,
-             jobs: int | None, desc: str, progress: bool, mix=None) -> None:
+             jobs: int | None, desc: str, progress: bool, mix=None, win=None) -> None:
     """Fill a new .npy at `path` (written atomically) with (K, N, frames, bins)."""
     n = len(waves)
     step = 32
@@ -197,7 +247,7 @@ def _compute(path: Path, waves: np.ndarray, variants: int, augmenter, seed: int,
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(variants, n, *frontend.feature_shape))
         del out  # workers open it themselves
         _JOB.clear()
-        _JOB.update(out=str(tmp), waves=waves, augmenter=augmenter, seed=seed, frontend=frontend, mix=mix)
+        _JOB.update(out=str(tmp), waves=waves, augmenter=augmenter, seed=seed, frontend=frontend, mix=mix, win=win)
         try:
             if jobs == 1:
                 for c in chunks:
@@ -238,7 +288,7 @@ def _pool_ignoring_sigint(jobs: int):
 
 
 def _cached_or_compute(folder: Path | None, name: str, waves, variants, augmenter, seed, frontend, jobs, desc,
-                       progress, mix=None) -> tuple[np.ndarray, bool]:
+                       progress, mix=None, win=None) -> tuple[np.ndarray, bool]:
     expected = (variants, len(waves), *frontend.feature_shape)
     if folder is not None:
         path = folder / name
@@ -249,28 +299,34 @@ def _cached_or_compute(folder: Path | None, name: str, waves, variants, augmente
                     return arr, False
             except (OSError, ValueError):
                 pass  # damaged: recompute
-        _compute(path, waves, variants, augmenter, seed, frontend, jobs, desc, progress, mix)
+        _compute(path, waves, variants, augmenter, seed, frontend, jobs, desc, progress, mix, win)
         return np.load(path, mmap_mode="r"), True
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
-        _compute(path, waves, variants, augmenter, seed, frontend, jobs, desc, progress, mix)
+        _compute(path, waves, variants, augmenter, seed, frontend, jobs, desc, progress, mix, win)
         return np.array(np.load(path)), True
 
 
 def build_features(dataset, *, variants: int = 4, augment: AugmentConfig | None = None, seed: int = 0,
                    frontend: FrontendConfig = DEFAULT_CONFIG, eval_splits=("validation",),
                    cache_dir: str | Path | None = None, jobs: int | None = None,
-                   progress: bool = True, keep_waves: bool = True, mix_variants: int = 0) -> FeatureSet:
+                   progress: bool = True, keep_waves: bool = True, mix_variants: int = 0,
+                   window_variants: int = 0) -> FeatureSet:
     """Features for training on `dataset` (a `tinyear.host.data.Dataset`): see the module docstring.
 
     variants: augmented copies per training clip (>= 1). augment: waveform augmentation (default
     AugmentConfig(); its SpecAugment fields are applied later, on the fly). jobs: processes (default:
     all cores). keep_waves: keep the training waveforms to remake variants for waveform teachers.
-    mix_variants: mixture variants per clip on top (`mixture_plan`), cached like the others."""
+    mix_variants: mixture variants per clip on top (`mixture_plan`), cached like the others.
+    window_variants: stream-aware windows per clip on top of those (`tinyear.host.windows`), cached too."""
     import time
 
     if variants < 1:
         raise TinyearError("--variants must be at least 1")
+    if mix_variants < 0 or window_variants < 0:
+        raise TinyearError("--mix-variants and --window-variants must be 0 or more")
+    if window_variants > 0 and "_unknown_" not in dataset.labels:
+        raise TinyearError("--window-variants needs an _unknown_ label (a cut-off word is no keyword)")
     augment = augment or AugmentConfig()
     start = time.perf_counter()
     folder = cache_folder(dataset, cache_dir)
@@ -292,6 +348,21 @@ def build_features(dataset, *, variants: int = 4, augment: AugmentConfig | None 
         mix, made = _cached_or_compute(folder, f"mix-{mix_key}.npy", waves, mix_variants, augmenter, seed, frontend,
                                        jobs, f"mixtures x{mix_variants}", progress, mix=(partner, lam, variants))
         computed |= made
+    win = plan = win_augmenter = None
+    win_key = ""
+    if window_variants > 0:
+        from .windows import WINDOWS_VERSION, window_augment_config, window_plan
+
+        plan = window_plan(waves, np.asarray(train_y), list(dataset.labels), window_variants, seed,
+                           sample_rate=frontend.sample_rate)
+        win_augmenter = (Augmenter(window_augment_config(augment), dataset.noise, frontend.sample_rate, seed=seed)
+                         if any_wave_aug else None)
+        win_key = _key({"v": FEATCACHE_VERSION, "windows_v": WINDOWS_VERSION, "data": dataset.fingerprint(),
+                        "frontend": fp, "augment": wave_aug, "windows": window_variants, "seed": seed})
+        win, made = _cached_or_compute(folder, f"win-{win_key}.npy", waves, window_variants, win_augmenter, seed,
+                                       frontend, jobs, f"windows x{window_variants}", progress,
+                                       win=(plan, list(dataset.noise)))
+        computed |= made
     evals = {}
     for split in eval_splits:
         x, y = dataset.arrays(split, frontend, progress=progress)
@@ -312,6 +383,7 @@ def build_features(dataset, *, variants: int = 4, augment: AugmentConfig | None 
                       train_source=source,
                       frontend=frontend, augment=augment, seed=seed, waves=waves if keep_waves else None,
                       augmenter=augmenter, cache=folder, mix=mix, mix_partner=partner, mix_lam=lam, mix_key=mix_key,
+                      win=win, win_plan=plan, win_augmenter=win_augmenter, win_key=win_key, noise=list(dataset.noise),
                       seconds=time.perf_counter() - start if computed else 0.0)
 
 
@@ -330,12 +402,18 @@ def teacher_outputs(features: FeatureSet, teacher, *, batch_size: int = 256, dev
                                                         progress=progress) for m in teacher.members])
     plain = _teacher_pass(features, teacher, f"teacher-{features.key}-{teacher.identity}.npy",
                           range(features.variants), batch_size, device, progress)
-    if not features.mix_variants:
+    parts = [plain]
+    if features.mix_variants:
+        parts.append(_teacher_pass(features, teacher, f"teacher-mix-{features.mix_key}-{teacher.identity}.npy",
+                                   range(features.variants, features.variants + features.mix_variants), batch_size,
+                                   device, progress))
+    if features.window_variants:
+        w0 = features.variants + features.mix_variants
+        parts.append(_teacher_pass(features, teacher, f"teacher-win-{features.win_key}-{teacher.identity}.npy",
+                                   range(w0, w0 + features.window_variants), batch_size, device, progress))
+    if len(parts) == 1:
         return plain
-    mixed = _teacher_pass(features, teacher, f"teacher-mix-{features.mix_key}-{teacher.identity}.npy",
-                          range(features.variants, features.variants + features.mix_variants), batch_size, device,
-                          progress)
-    return np.concatenate([np.asarray(plain), np.asarray(mixed)])
+    return np.concatenate([np.asarray(p) for p in parts])
 
 
 def _cached_outputs(path: Path | None, shape: tuple) -> np.ndarray | None:

@@ -69,6 +69,9 @@ class PipelineConfig:
     student_epochs: int = 30
     variants: int = 4
     """Augmented variants per training clip (features computed once, shared by every run)."""
+    window_variants: int = 0
+    """Stream-aware windows per training clip for the teacher, student and baseline
+    (`tinyear.host.windows`); 0: none, as before (docs/BENCHMARKS.md has what 2 did on streams)."""
     alpha: float = 0.5
     temperature: float = 4.0
     kd_loss: str = "kl"
@@ -335,7 +338,7 @@ class _Pipeline:
         if skip:
             return json.loads((run_dir / runs.RUN_JSON).read_text())
         data = DataOptions(roots=tuple(self.roots), words=self.labels, variants=self.config.variants, data_seed=self.config.seed,
-                           jobs=self.jobs)
+                           jobs=self.jobs, window_variants=self.config.window_variants)
         return launch(self.nproc, fn, self.roots, run_dir, data=data, resume=runs.run_state(run_dir) == "resume",
                       progress=self.progress, command=self.command, **kw)
 

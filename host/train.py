@@ -163,7 +163,8 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
 
 
 def _data_key(features) -> str:
-    return features.key + (f"+{features.mix_key}" if getattr(features, "mix_key", "") else "")
+    return (features.key + (f"+{features.mix_key}" if getattr(features, "mix_key", "") else "")
+            + (f"+{features.win_key}" if getattr(features, "win_key", "") else ""))
 
 
 def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, checkpoint_meta: dict,
@@ -324,7 +325,7 @@ class _Loop:
             order = torch.multinomial(self.sample_weights, n, replacement=True, generator=gen)
         else:
             order = torch.randperm(n, generator=gen)
-        variant = torch.randint(self.k_count + self.features.mix_variants, (n,), generator=gen)  # (N,) by clip
+        variant = torch.randint(self.k_count + self.features.mix_variants + self.features.window_variants, (n,), generator=gen)  # (N,) by clip
         if self.world > 1:  # this rank's shard of the same draw; its own masks, mixup and dropout
             order = dist.shard(order)
             rank_seed = (config.seed * 1_000_003 + epoch) * 1_000_033 + 1 + dist.rank()
@@ -367,8 +368,9 @@ class _Loop:
         x = spec_augment(x, features.augment, gen)  # (B, frames, bins)
         y = torch.from_numpy(features.train_y[idx])  # (B,)
         mix = None
-        if features.mix_variants:  # mixture variants: the label term mixes the two clips' labels
-            other, share = features.mix_of(idx, kv)
+        if features.mix_variants or features.window_variants:  # mixtures, windows: the label term mixes two labels
+            first, other, share = features.targets_of(idx, kv)
+            y = torch.from_numpy(first)  # a window's first label may not be its clip's
             mix = (torch.from_numpy(other).to(device), torch.from_numpy(share).to(device))
         if config.mixup > 0:
             b = len(idx)

@@ -103,6 +103,9 @@ class DataOptions:
     unknown_ratio: float = 1.0
     """`_unknown_` clips per split as a multiple of the mean keyword count (spread evenly over the other
     words); more real non-keyword speech teaches that a real voice is not always a keyword."""
+    window_variants: int = 0
+    """Stream-aware windows per clip (tinyear.host.windows): the word off-centre, cut off at an edge,
+    beside a neighbour's word; labelled by the share of the word inside, or judged by the teacher."""
 
 
 def defaults(cls=TrainConfig) -> dict:

@@ -44,6 +44,11 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         help="_unknown_ clips per split as a multiple of the mean keyword count, spread evenly over "
                              "the other words (default %(default)g; e.g. 2 to use more of a large set of real "
                              "non-keyword speech)")
+    parser.add_argument("--window-variants", type=int, default=d["window_variants"], metavar="W",
+                        help="stream-aware windows per clip on top: 1 s cut from the clip between neighbours (another "
+                             "clip, noise or nothing), the word's onset anywhere, cut off at an edge, two words in "
+                             "one window; labelled by the share of the word's active energy inside (>= 0.8 the word, "
+                             "<= 0.3 _unknown_, soft between) or judged by a --teacher-cache teacher; cached")
     parser.add_argument("--data-seed", type=int, default=d["data_seed"], metavar="S",
                         help="seed of the dataset's _unknown_/_silence_ picks and of the augmented variants")
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
@@ -106,6 +111,8 @@ def data_options(args):
 
     from tinyear.host.keywords import parse_keywords
 
+    if args.mix_variants < 0 or args.window_variants < 0:
+        raise TinyearError("--mix-variants and --window-variants must be 0 or more")
     if args.gain_db is not None and (args.no_augment or args.gain_db[0] > args.gain_db[1]):
         raise TinyearError("--gain-db LO HI needs LO <= HI and augmentation on (not --no-augment)")
     if args.clip_prob and args.no_augment:
@@ -118,7 +125,7 @@ def data_options(args):
     return DataOptions(roots=tuple(args.data), words=words,
                        data_seed=args.data_seed, variants=args.variants, augment=augment,
                        cache_dir=args.cache_dir, jobs=args.jobs, mix_variants=args.mix_variants,
-                       unknown_ratio=args.unknown_ratio)
+                       unknown_ratio=args.unknown_ratio, window_variants=args.window_variants)
 
 
 def launch(args, fn, *fn_args, **fn_kwargs):

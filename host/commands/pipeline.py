@@ -69,6 +69,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--synth-mix", type=int, default=None, metavar="N",
                         help="with --data: also N synthetic clips of each word that has enough real ones, so that a "
                              f"synthetic voice does not predict the label (default {d.mix_per_word})")
+    parser.add_argument("--window-variants", type=int, default=None, metavar="W",
+                        help="stream-aware windows per training clip for every training step (word off-centre, cut "
+                             f"off, beside another word; tinyear distill --help; default {d.window_variants})")
     parser.add_argument("--teacher-epochs", type=positive_int, default=None, metavar="N",
                         help=f"teacher epochs (default {d.teacher_epochs})")
     parser.add_argument("--student-epochs", type=positive_int, default=None, metavar="N",
@@ -104,7 +107,10 @@ def run(args) -> int:
     overrides = {k: v for k, v in (("student", args.student), ("per_word", args.per_word),
                                    ("teacher_epochs", args.teacher_epochs), ("student_epochs", args.student_epochs),
                                    ("seed", args.seed), ("mix_per_word", args.synth_mix),
+                                   ("window_variants", args.window_variants),
                                    ("words", tuple(args.words) if args.words else None)) if v is not None}
+    if args.window_variants is not None and args.window_variants < 0:
+        raise TinyearError("--window-variants must be 0 or more")
     if args.qat:
         overrides["qat"] = True
     if args.fold_unknown:
