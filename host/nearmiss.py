@@ -5,7 +5,8 @@ longer words of a small word list that contain it (`on` -> `one`, `phone`; `go` 
 one-phoneme swaps of espeak-ng's phonemes of it (`j'Es` -> `[[j'Is]]`, `[[j'Ez]]`: a vowel for a near
 vowel, a consonant for a near consonant; never one accent's vowel for another's, like US `O2` for
 British `0` in "on"), spoken as `[[...]]`. A candidate that is another keyword, or
-sounds like any keyword (the same phonemes, stress aside), is left out. `near_misses` is deterministic.
+sounds like any keyword (the same phonemes, stress aside), is left out, and so is a swap that espeak-ng
+does not read back as written (it would say it cut short, or as silence). `near_misses` is deterministic.
 Standard library only, plus espeak-ng (`tinyear.host.keywords`).
 """
 
@@ -35,7 +36,10 @@ SWAPS = {
     "n": ("m", "N"), "N": ("n", "m"), "l": ("r", "w"), "r": ("l", "w"), "w": ("r", "v"), "j": ("w", "h"),
     "h": ("j", "f"), "T": ("f", "s"), "D": ("v", "z"), "tS": ("S", "dZ"), "dZ": ("tS", "j"),
 }
-_TOKENS = sorted(SWAPS, key=len, reverse=True)
+# Phonemes of several characters that are not swapped but must not be cut apart either (else the `@` of
+# jarvis' `A@` became `V`: [[dZ'AVvIs]], which espeak-ng says as silence).
+WHOLE = ("A@", "OI", "e@", "i@", "U@", "O@", "o@", "aI@", "aU@", "A:", "3:", "aI3", "aU3", "@L", "@5", "I2", "I#", "e#", "a#")
+_TOKENS = sorted({*SWAPS, *WHOLE}, key=len, reverse=True)
 _MARKS = re.compile(r"[\s'',%=_:;|-]")
 MAX_CANDIDATES = 8
 
@@ -83,7 +87,9 @@ def near_misses(keywords, *, limit: int = MAX_CANDIDATES) -> dict[str, list[str]
             if text.lower() in taken_text or text in seen:
                 continue
             seen.add(text)
-            sound = _sound(text[2:-2] if text.startswith("[[") else espeak_phonemes(text))
+            sound = _sound(espeak_phonemes(text))
+            if text.startswith("[[") and sound != _sound(text[2:-2]):
+                continue  # espeak-ng does not read these phonemes as written (it would say them cut short, or not at all)
             if sound and sound not in taken_sound:
                 kept.append(text)
         result[k.label] = _spread(kept, limit)

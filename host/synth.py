@@ -132,6 +132,23 @@ def render(job: Job) -> np.ndarray:
     return resample(wave, rate, int(round(SAMPLE_RATE / (s.tract * _jitter(job)))))
 
 
+def _spoken(job: Job) -> np.ndarray:
+    """`render(job)`, or, when that voice says nothing (espeak-ng drops phonemes a voice lacks: a near
+    miss [[dZ'AVvIs]] is silence in en-gb-x-gbclan), the same job in the voice every keyword was checked
+    with. A TinyearError (one line) when that says nothing too."""
+    wave = render(job)
+    if not np.any(wave) and job.speaker.engine == "espeak-ng":
+        from dataclasses import replace
+
+        from .keywords import ESPEAK_CHECK_VOICE
+
+        wave = render(replace(job, speaker=replace(job.speaker, voice=ESPEAK_CHECK_VOICE)))
+    if not np.any(wave):
+        raise TinyearError(f"{job.speaker.engine} says nothing for {job.text!r} (voice {job.speaker.voice}); "
+                           "give the word another spelling or [[phonemes]]")
+    return wave
+
+
 def _jitter(job: Job) -> float:
     return float(np.random.default_rng([*job.seed, 1]).uniform(0.97, 1.03))
 
@@ -154,7 +171,7 @@ def make_clip(job: Job) -> np.ndarray:
 
     c = job.config
     rng = np.random.default_rng([*job.seed, 2])
-    word = _trim(render(job))
+    word = _trim(_spoken(job))
     if len(word) > CLIP_SAMPLES:  # a slow rendering of a long word: keep the loudest second
         from tinyear.device.features import fit_clip
 

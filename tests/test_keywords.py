@@ -150,6 +150,30 @@ def test_near_misses_are_close_and_never_a_keyword():
     assert all(1 <= len(v) <= 8 for v in near.values())
 
 
+def test_near_miss_phonemes_are_ones_espeak_says_as_written():
+    """jarvis is dZ'A@vIs: its `A@` is one vowel, not `A` + a swappable `@` ([[dZ'AVvIs]] is silence to
+    espeak-ng, and synthesis failed on it); every phoneme near miss reads back as written."""
+    from tinyear.host.keywords import espeak_phonemes
+    from tinyear.host.nearmiss import _sound, near_misses
+
+    near = near_misses(["jarvis", "snowboy", "computer"])
+    swaps = [t for v in near.values() for t in v if t.startswith("[[")]
+    assert not any("AV" in t or "AI" in t or "OE" in t for t in swaps), swaps
+    assert "[[tS'A@vIs]]" in near["jarvis"]
+    assert all(_sound(espeak_phonemes(t)) == _sound(t[2:-2]) for t in swaps)
+
+
+def test_a_voice_that_says_nothing_is_one_line():
+    from tinyear.host import synth
+
+    speaker = synth.Speaker("espeak-ng", "en-gb", 1.0, 40)
+    job = synth.Job("_unknown_/x.wav", "[[dZ'AVvIs]]", speaker, (0, 0), 160.0, 40, synth.DEFAULT_SYNTH)
+    with pytest.raises(TinyearError, match="says nothing for"):
+        synth.make_clip(job)
+    ok = synth.make_clip(synth.Job("_unknown_/y.wav", "[[dZ'A@vIs]]", speaker, (0, 1), 160.0, 40, synth.DEFAULT_SYNTH))
+    assert ok.shape == (16000,) and float(abs(ok).max()) > 0.05
+
+
 @pytest.mark.slow
 def test_synth_near_miss_writes_them_into_unknown(tmp_path):
     out = tmp_path / "near"
