@@ -123,18 +123,22 @@ def people_words(words: list[str], rng: np.random.Generator, bundle: Path):
     """Words spoken by people, as a stream like tone_stream's: (waveform at 16 kHz, truth rows). For each
     word, the first clip of REAL_SPEECH/word in name order that the bundle recognises offline wherever
     the listener's 1 s window falls around it (scored at 0.1 s steps, from 0.3 s early to 0.3 s late:
-    every window must give that word at least 0.95), whole, at -20 dBFS RMS."""
+    every window must give that word at least 0.95, or the bundle's own threshold for it if higher, so
+    that any smoothing and sustain rule the bundle carries still fires), whole, at -20 dBFS RMS."""
     from tinyear.device.audio import load_audio
+    from tinyear.device.bundle import read_bundle
     from tinyear.device.classify import Classifier
+    from tinyear.device.detection import DetectionConfig
 
     classifier = Classifier(bundle)
+    detection = DetectionConfig.from_bundle(read_bundle(bundle))
     pad = np.zeros(int(0.3 * SR), dtype=np.float32)
 
     def recognised(x: np.ndarray, word: str) -> bool:
         padded = np.concatenate([pad, x, pad])
         for start in range(0, len(padded) - SR + 1, SR // 10):
             probs = classifier.scores(padded[start : start + SR])
-            if classifier.labels[int(np.argmax(probs))] != word or probs.max() < 0.95:
+            if classifier.labels[int(np.argmax(probs))] != word or probs.max() < max(0.95, detection.threshold_for(word)):
                 return False
         return True
 
