@@ -303,7 +303,7 @@ class BackboneTeacherModule(nn.Module):
 
 def load_backbone_teacher(spec: str, options: dict | None = None):
     """A backbone run folder (`tinyear teacher DATA --backbone NAME`) as a Teacher; option threads=N."""
-    from .teachers import Teacher, file_identity, reject_options
+    from .teacher_base import Teacher, file_identity, reject_options
 
     options = options or {}
     reject_options(spec, options, ("threads",))

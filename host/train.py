@@ -50,7 +50,7 @@ from tinyear.device.fileio import atomic_write_text
 
 from . import dist, runs
 from .augment import spec_augment
-from .featcache import SOURCES
+from .data import SOURCES
 from .kd import distillation_loss
 from .plots import pyplot, save_figure
 from .progress import bar as progress_bar
