@@ -64,7 +64,7 @@ class DecisionGate:
     def __init__(self, labels: list[str], config: DetectionConfig):
         self.labels = list(labels)
         self.config = config
-        self.runs_averaged = max(1, round(config.smoothing_ms / config.hop_ms))
+        self.runs_averaged = runs_spanning(config.smoothing_ms, config.hop_ms)
         self._history: deque = deque(maxlen=self.runs_averaged)
         # Labels that never fire get an unreachable threshold, so the arithmetic below has no special case.
         self.thresholds = np.array([math.inf if lab in config.ignore else config.threshold_for(lab) for lab in self.labels])
@@ -73,7 +73,7 @@ class DecisionGate:
         self.peak = bool(config.peak)
         use_margin = config.unknown_margin > 0 and UNKNOWN in self.labels
         self.unknown = self.labels.index(UNKNOWN) if use_margin else None
-        self._unknown_history: deque = deque(maxlen=unknown_runs(config.unknown_window_ms, config.hop_ms))
+        self._unknown_history: deque = deque(maxlen=runs_spanning(config.unknown_window_ms, config.hop_ms))
         self.reset()
 
     def reset(self) -> None:
@@ -133,9 +133,10 @@ class DecisionGate:
         return Detection(time=float(time_s), label=self.labels[best], score=float(value[best]))
 
 
-def unknown_runs(window_ms: float, hop_ms: float) -> int:
-    """How many runs' `_unknown_` scores the margin looks at: the current one and those of `window_ms` before."""
-    return max(1, round(window_ms / hop_ms))
+def runs_spanning(ms: float, hop_ms: float) -> int:
+    """How many model runs a span of `ms` covers, at least the current one: the runs the gate averages
+    (smoothing) and the runs whose `_unknown_` scores the margin looks at (its window)."""
+    return max(1, round(ms / hop_ms))
 
 
 class Detector:

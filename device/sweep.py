@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .detection import DetectionConfig
-from .detector import Detection, DecisionGate, detect_array, unknown_runs
+from .detector import Detection, DecisionGate, detect_array, runs_spanning
 from .labels import UNKNOWN
 from .streameval import MATCH_AFTER_END_S, score_events
 
@@ -70,10 +70,6 @@ def smooth(probs: np.ndarray, runs_averaged: int) -> np.ndarray:
     return (c[i] - c[lo]) / (i - lo)[:, None]
 
 
-def runs_averaged(smoothing_ms: float, hop_ms: float) -> int:
-    return max(1, round(smoothing_ms / hop_ms))
-
-
 def windowed_max(values: np.ndarray, runs: int) -> np.ndarray:
     """At run i, the highest of values[max(0, i - runs + 1) .. i] (the gate's `_unknown_` window). (runs,)"""
     v = np.asarray(values, dtype=np.float64)
@@ -88,7 +84,7 @@ def unknown_scores(trace: ScoreTrace, s: np.ndarray, config: DetectionConfig) ->
     the gate's window (runs,), or None when the rule is off (or the model has no `_unknown_`)."""
     if not (config.unknown_margin > 0 and UNKNOWN in trace.labels):
         return None
-    return windowed_max(s[:, trace.labels.index(UNKNOWN)], unknown_runs(config.unknown_window_ms, config.hop_ms))
+    return windowed_max(s[:, trace.labels.index(UNKNOWN)], runs_spanning(config.unknown_window_ms, config.hop_ms))
 
 
 def label_condition(score: np.ndarray, threshold: float, unknown: np.ndarray | None, margin: float) -> np.ndarray:
@@ -153,7 +149,7 @@ def label_table(trace: ScoreTrace, truth, keywords, *, smoothing_ms: float, refr
     and smoothing are ignored); default none of them."""
     rules = rules or DetectionConfig(hop_ms=trace.hop_ms, refractory_ms=refractory_ms)
     rules = replace(rules, hop_ms=trace.hop_ms, refractory_ms=refractory_ms)
-    s = smooth(trace.probs, runs_averaged(smoothing_ms, trace.hop_ms))
+    s = smooth(trace.probs, runs_spanning(smoothing_ms, trace.hop_ms))
     unknown = unknown_scores(trace, s, rules)
     table = {}
     for label in keywords:

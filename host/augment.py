@@ -25,6 +25,10 @@ import numpy as np
 import scipy.fft
 
 
+# The switches that change waveforms (SpecAugment works on features, on the fly).
+WAVEFORM_SWITCHES = ("noise", "shift", "gain", "reverb", "speed", "eq", "clipping")
+
+
 @dataclass(frozen=True, kw_only=True)
 class AugmentConfig:
     """Every switch and range of the augmentation. All switches off is the identity."""
@@ -115,8 +119,7 @@ class AugmentConfig:
     @classmethod
     def off(cls, **on) -> "AugmentConfig":
         """Every switch off, except those passed (e.g. `AugmentConfig.off(noise=True)`)."""
-        switches = dict(noise=False, shift=False, gain=False, reverb=False, speed=False, eq=False, clipping=False,
-                        spec_augment=False)
+        switches = dict.fromkeys((*WAVEFORM_SWITCHES, "spec_augment"), False)
         return cls(**{**switches, **on})
 
 

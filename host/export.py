@@ -85,10 +85,8 @@ def load_data(meta: dict, override=(), *, progress: bool = True):
     roots = _data_roots(meta, override)
     recorded = meta.get("data") or {}
     words = recorded.get("words") or [label for label in labels if label not in (UNKNOWN, SILENCE)]
-    options = ((meta.get("run") or {}).get("options") or {}).get("data") or {}
-    ratio = recorded.get("unknown_ratio", options.get("unknown_ratio", 1.0))
     dataset = load_dataset(roots, words, seed=int(recorded.get("seed", 0)), allow_missing=True, quiet=not progress,
-                           unknown_ratio=float(ratio))
+                           unknown_ratio=float(recorded.get("unknown_ratio", 1.0)))
     if list(dataset.labels) != labels:
         extra = sorted(set(dataset.labels) - set(labels))
         lacking = sorted(set(labels) - set(dataset.labels))

@@ -42,7 +42,7 @@ from tinyear.device.errors import TinyearError
 from tinyear.device.features import DEFAULT_CONFIG, FrontendConfig, fingerprint, fit_clip, log_mel
 from tinyear.device.fileio import atomic_path
 
-from .augment import AugmentConfig, Augmenter
+from .augment import WAVEFORM_SWITCHES, AugmentConfig, Augmenter
 from .data import SOURCES
 from .cache import cache_root, folder_bytes, key as cache_key
 from .progress import bar as progress_bar
@@ -333,7 +333,7 @@ def build_features(dataset, *, variants: int = 4, augment: AugmentConfig | None 
     fp = fingerprint(frontend)
     waves, train_y = dataset.arrays("train", frontend, progress=progress)
     wave_aug = waveform_augment_settings(augment)
-    any_wave_aug = any(wave_aug.get(s) for s in ("noise", "shift", "gain", "reverb", "speed", "eq", "clipping"))
+    any_wave_aug = any(wave_aug.get(s) for s in WAVEFORM_SWITCHES)
     augmenter = Augmenter(augment, dataset.noise, frontend.sample_rate, seed=seed) if any_wave_aug else None
     key = _key({"v": FEATCACHE_VERSION, "data": dataset.fingerprint(), "frontend": fp, "augment": wave_aug,
                 "variants": variants, "seed": seed})

@@ -175,6 +175,8 @@ def _model(model_path, num_threads: int):
 
     path = Path(model_path)
     if path.is_dir():
+        from tinyear.device.runtime import softmax
+
         from .evaluate import load_scorer
 
         if not (path / "best.pt").exists():
@@ -183,9 +185,7 @@ def _model(model_path, num_threads: int):
         bundle = Bundle(model_bytes=b"", labels=scorer.labels, frontend=scorer.frontend, detection=default_detection())
 
         def probabilities(features):
-            z = scorer.logits(np.asarray(features, np.float32)[None])[0].astype(np.float64)
-            e = np.exp(z - z.max())
-            return (e / e.sum()).astype(np.float32)
+            return softmax(scorer.logits(np.asarray(features, np.float32)[None])[0])
 
         tag = hashlib.sha1((path / "best.pt").read_bytes()).hexdigest()[:6]
         return Detector(bundle, DetectionConfig.from_bundle(bundle), scorer=probabilities), tag

@@ -325,7 +325,7 @@ class _Loop:
             order = torch.multinomial(self.sample_weights, n, replacement=True, generator=gen)
         else:
             order = torch.randperm(n, generator=gen)
-        variant = torch.randint(self.k_count + self.features.mix_variants + self.features.window_variants, (n,), generator=gen)  # (N,) by clip
+        variant = torch.randint(self.features.all_variants, (n,), generator=gen)  # (N,) by clip
         if self.world > 1:  # this rank's shard of the same draw; its own masks, mixup and dropout
             order = dist.shard(order)
             rank_seed = (config.seed * 1_000_003 + epoch) * 1_000_033 + 1 + dist.rank()

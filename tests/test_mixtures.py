@@ -18,8 +18,7 @@ import train_data  # noqa: E402
 from tinyear.device.features import log_mel  # noqa: E402
 from tinyear.host.augment import AugmentConfig  # noqa: E402
 from tinyear.host.data import load_dataset  # noqa: E402
-from tinyear.host.featcache import build_features, mixture_plan, teacher_outputs  # noqa: E402
-from tinyear.host.teachers import load_teacher  # noqa: E402
+from tinyear.host.featcache import build_features, mixture_plan  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -55,22 +54,8 @@ def test_mixture_features_labels_and_waves_agree(tones, tmp_path):
 
 
 def test_waveform_teacher_judges_the_mixture(tones, tmp_path):
-    factory = tmp_path / "energy.py"
-    factory.write_text("import torch\n"
-                       "class E(torch.nn.Module):\n"
-                       "    def forward(self, w):\n"
-                       "        e = (w ** 2).mean(dim=1, keepdim=True)\n"
-                       "        return torch.cat([e, -e, torch.zeros_like(e)], dim=1) * 100\n"
-                       "def make():\n    return E(), ['low', 'high', '_unknown_']\n")
-    dataset = load_dataset([tones], ["low", "high"], quiet=True)
-    f = build_features(dataset, variants=1, augment=AugmentConfig(), cache_dir=tmp_path, progress=False, jobs=1,
-                       mix_variants=1)
-    teacher = load_teacher(f"{factory}:make")
-    out = teacher_outputs(f, teacher, progress=False)
-    n = f.train.shape[1]
-    assert out.shape == (2, n, 3)
-    want = teacher(f.variant_waves(np.arange(n), np.ones(n, int))).numpy()
-    np.testing.assert_allclose(out[1], want, atol=1e-4)
+    judged, want = train_data.waveform_teacher_on_variant(tones, tmp_path, mix_variants=1)
+    np.testing.assert_allclose(judged, want, atol=1e-4)
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from tinyear.device.features import log_mel  # noqa: E402
 from tinyear.host import windows  # noqa: E402
 from tinyear.host.augment import AugmentConfig  # noqa: E402
 from tinyear.host.data import load_dataset  # noqa: E402
-from tinyear.host.featcache import build_features, teacher_outputs  # noqa: E402
+from tinyear.host.featcache import build_features  # noqa: E402
 
 SR = 16000
 NAMES = ["yes", "no", "_unknown_", "_silence_"]
@@ -142,24 +142,8 @@ def test_window_features_cached_and_made_again(tones, tmp_path):
 
 
 def test_waveform_teacher_judges_the_window(tones, tmp_path):
-    factory = tmp_path / "energy.py"
-    factory.write_text("import torch\n"
-                       "class E(torch.nn.Module):\n"
-                       "    def forward(self, w):\n"
-                       "        e = (w ** 2).mean(dim=1, keepdim=True)\n"
-                       "        return torch.cat([e, -e, torch.zeros_like(e)], dim=1) * 100\n"
-                       "def make():\n    return E(), ['low', 'high', '_unknown_']\n")
-    from tinyear.host.teachers import load_teacher
-
-    dataset = load_dataset([tones], ["low", "high"], quiet=True)
-    f = build_features(dataset, variants=1, augment=AugmentConfig(), cache_dir=tmp_path, progress=False, jobs=1,
-                       window_variants=1)
-    teacher = load_teacher(f"{factory}:make")
-    out = teacher_outputs(f, teacher, progress=False)
-    n = f.train.shape[1]
-    assert out.shape == (2, n, 3)
-    want = teacher(f.variant_waves(np.arange(n), np.ones(n, int))).numpy()
-    np.testing.assert_allclose(out[1], want, atol=1e-4)
+    judged, want = train_data.waveform_teacher_on_variant(tones, tmp_path, window_variants=1)
+    np.testing.assert_allclose(judged, want, atol=1e-4)
     assert list(tmp_path.rglob("teacher-win-*.npy"))
 
 

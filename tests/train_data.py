@@ -44,3 +44,35 @@ def make_dataset(root: Path, per_word: int = 40, seed: int = 0) -> Path:
     noise = (rng.standard_normal(20 * SR) * 0.05).astype(np.float32)
     sf.write(str(root / "_background_noise_" / "white.wav"), noise, SR, subtype="PCM_16")
     return root
+
+
+ENERGY_TEACHER = ("import torch\n"
+                  "class E(torch.nn.Module):\n"
+                  "    def forward(self, w):\n"
+                  "        e = (w ** 2).mean(dim=1, keepdim=True)\n"
+                  "        return torch.cat([e, -e, torch.zeros_like(e)], dim=1) * 100\n"
+                  "def make():\n    return E(), ['low', 'high', '_unknown_']\n")
+
+
+def waveform_teacher_on_variant(tones: Path, tmp_path: Path, **extra_variants):
+    """A waveform teacher (logits from each clip's energy, as a `file.py:make` factory) run by
+    `teacher_outputs` over the features of `tones` with one augmented variant and the extra variants
+    asked for (`mix_variants=1`, `window_variants=1`): (its cached outputs for variant 1, the same
+    teacher on variant 1's waveforms computed here)."""
+    import numpy as np
+
+    from tinyear.host.augment import AugmentConfig
+    from tinyear.host.data import load_dataset
+    from tinyear.host.featcache import build_features, teacher_outputs
+    from tinyear.host.teachers import load_teacher
+
+    factory = tmp_path / "energy.py"
+    factory.write_text(ENERGY_TEACHER)
+    dataset = load_dataset([tones], list(WORDS), quiet=True)
+    f = build_features(dataset, variants=1, augment=AugmentConfig(), cache_dir=tmp_path, progress=False, jobs=1,
+                       **extra_variants)
+    teacher = load_teacher(f"{factory}:make")
+    out = teacher_outputs(f, teacher, progress=False)
+    n = f.train.shape[1]
+    assert out.shape == (2, n, 3)
+    return out[1], teacher(f.variant_waves(np.arange(n), np.ones(n, int))).numpy()
