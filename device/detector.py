@@ -27,7 +27,7 @@ import numpy as np
 
 from .bundle import Bundle
 from .detection import DetectionConfig
-from .features import StreamingFrontend
+from .features import StreamingFrontend, model_input
 from .labels import UNKNOWN
 
 
@@ -228,7 +228,7 @@ class Detector:
             if self._frames < n or (self._frames - n) % self.hop_frames:
                 continue
             t1 = time.perf_counter()
-            probs = self._scorer(self.window())
+            probs = self._scorer(model_input(self.window(), fe))
             self.model_seconds += time.perf_counter() - t1
             self.inferences += 1
             # The deciding window ends with the last sample of its newest frame.

@@ -13,6 +13,20 @@ on each frame, and that function's arithmetic does not depend on how many frames
 order changes with the batch size), so streaming and batch agree bit for bit however the audio is cut
 into chunks.
 
+One optional stage works on a whole model window instead of a frame: level normalisation
+(`FrontendConfig.level_norm_db`, off by default; `model_input`). A microphone 30 dB quieter or 10 dB
+hotter than the training data shifts every log-mel value of a window by the same amount (a gain g
+adds 2 ln g), so the stage subtracts that shift: it moves the window's loudest value to
+`LEVEL_TARGET` (the median loudest value of a Speech Commands word clip), by at most
+`level_norm_db` dB either way. A room's noise is lifted too (at 30 dB, to about the level of speech),
+so the model tells noise from a word by its shape, not its loudness; digital silence stays far below
+any sound. It is a function of the window's values alone, with no state carried from earlier
+audio, so a clip, a streamed window and a training variant get the same bits from the same frames;
+it costs one max and one subtraction per model run. Why not PCEN (the TFLite Micro frontend's PCAN):
+its gain follows the audio before the window, so a streamed window would differ from the same second
+cut out as a clip, which is exactly what training sees. `clip_features` applies the stage, and so does
+every path that hands a window to a model (the detector, the feature cache, teachers).
+
 Only numpy, the standard library and `fileio` (for the fingerprint's hash): it must never import torch,
 tensorflow or `tinyear.host`.
 """
@@ -66,6 +80,12 @@ class FrontendConfig:
     clip_ms: float = 1000.0
     """Length of the audio the model sees at once, in milliseconds (98 frames at the defaults)."""
 
+    level_norm_db: float = 0.0
+    """Level normalisation of each model window (`model_input`): the largest gain, in dB either way,
+    applied to bring the window's loudest log-mel value to LEVEL_TARGET. 0 turns the stage off (the
+    default, and what every bundle made before the stage computes). 30 makes a microphone 30 dB quiet
+    or hot look nominal to the model."""
+
     def __post_init__(self) -> None:
         problems = []
         for name in ("window_ms", "hop_ms", "clip_ms"):
@@ -84,6 +104,8 @@ class FrontendConfig:
             problems.append("log_floor must be positive")
         if self.clip_ms < self.window_ms:
             problems.append("clip_ms must be at least one window long")
+        if not 0.0 <= self.level_norm_db <= 60.0:
+            problems.append("level_norm_db must be between 0 (off) and 60 dB")
         if problems:
             raise ValueError("invalid FrontendConfig: " + "; ".join(problems))
 
@@ -113,7 +135,13 @@ class FrontendConfig:
         return (self.num_frames, self.num_mel_bins)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        # Fields added after version 1 are left out while at their "off" value, so the configs (and
+        # fingerprints) of every bundle made before them are unchanged and older devices still read them.
+        for name, off in _OPTIONAL_OFF.items():
+            if values[name] == off:
+                del values[name]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> "FrontendConfig":
@@ -124,7 +152,15 @@ class FrontendConfig:
         return cls(**values)
 
 
+_OPTIONAL_OFF = {"level_norm_db": 0.0}
+
 DEFAULT_CONFIG = FrontendConfig()
+
+LEVEL_TARGET = 5.5
+"""Where level normalisation puts a window's loudest log-mel value: the median loudest value of the word
+clips in speech-commands-mini-train's validation split (5.4 over all clips, 5.2-6.4 by word; digital
+silence is -13.8, a quiet room about -1). Part of the frontend's arithmetic: changing it changes
+FRONTEND_VERSION."""
 
 
 def fingerprint(config: FrontendConfig = DEFAULT_CONFIG) -> str:
@@ -220,6 +256,20 @@ def log_mel(waveform: np.ndarray, config: FrontendConfig = DEFAULT_CONFIG) -> np
     return _frames_to_log_mel(frames, config)
 
 
+def model_input(window: np.ndarray, config: FrontendConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """The model's input from one window of frames, (num_frames, bins) float32 (or a batch of them,
+    (..., num_frames, bins)): the window itself when level normalisation is off, else the window shifted
+    so that its loudest value sits at LEVEL_TARGET, by at most config.level_norm_db dB (see the module
+    docstring). Same bits for the same frames, whoever calls it."""
+    if config.level_norm_db == 0.0:
+        return window
+    x = np.asarray(window, dtype=np.float32)
+    limit = np.float32(config.level_norm_db * np.log(10.0) / 10.0)  # dB of power -> natural-log units
+    loudest = x.max(axis=(-2, -1), keepdims=True)
+    shift = np.clip(loudest - np.float32(LEVEL_TARGET), -limit, limit).astype(np.float32)
+    return (x - shift).astype(np.float32, copy=False)
+
+
 def fit_clip(waveform: np.ndarray, config: FrontendConfig = DEFAULT_CONFIG) -> np.ndarray:
     """Make a mono waveform exactly one model clip long (config.clip_samples), as float32.
 
@@ -242,8 +292,8 @@ def fit_clip(waveform: np.ndarray, config: FrontendConfig = DEFAULT_CONFIG) -> n
 
 
 def clip_features(waveform: np.ndarray, config: FrontendConfig = DEFAULT_CONFIG) -> np.ndarray:
-    """One model input: fit_clip then log_mel, float32 (num_frames, num_mel_bins)."""
-    return log_mel(fit_clip(waveform, config), config)
+    """One model input: fit_clip, log_mel, then model_input, float32 (num_frames, num_mel_bins)."""
+    return model_input(log_mel(fit_clip(waveform, config), config), config)
 
 
 class StreamingFrontend:

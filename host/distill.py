@@ -153,7 +153,7 @@ def _train_run(out: Path, data: DataOptions, config: TrainConfig, dev: torch.dev
     teacher_info = None
     if teacher_spec is not None:  # before any long work: a teacher that cannot be used fails in a second
         teacher, label_map = load_teachers(teacher_spec, labels, label_overrides, teacher_classes)
-        if config.mixup > 0 and not teacher.accepts_features():
+        if config.mixup > 0 and not teacher.accepts_features(data.frontend):
             raise TinyearError(f"--mixup mixes feature batches, which a {teacher.kind} teacher (waveforms in) cannot "
                                "judge; use --mix-variants N instead (mixed waveforms, judged and cached)")
     if config.mixup > 0 and data.mix_variants > 0:
@@ -165,7 +165,7 @@ def _train_run(out: Path, data: DataOptions, config: TrainConfig, dev: torch.dev
     features = dist.once(lambda: build_features(
         dataset, variants=data.variants, augment=data.augment, seed=data.data_seed, eval_splits=("validation", "test"),
         cache_dir=data.cache_dir, jobs=data.jobs, progress=progress, keep_waves=True, mix_variants=data.mix_variants,
-        window_variants=data.window_variants))
+        window_variants=data.window_variants, frontend=data.frontend))
     if teacher is not None:
         uncovered = label_map.describe()["uncovered_student_labels"]
         if uncovered and progress:

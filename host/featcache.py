@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyear.device.errors import TinyearError
-from tinyear.device.features import DEFAULT_CONFIG, FrontendConfig, fingerprint, fit_clip, log_mel
+from tinyear.device.features import DEFAULT_CONFIG, FrontendConfig, fingerprint, fit_clip, log_mel, model_input
 from tinyear.device.fileio import atomic_path
 
 from .augment import WAVEFORM_SWITCHES, AugmentConfig, Augmenter
@@ -231,7 +231,7 @@ def _work(chunk: tuple[int, int]) -> int:
             else:
                 partner, lam, variants = job["mix"]
                 wave = _mixture(job["waves"], job["augmenter"], job["seed"], job["frontend"], variants, partner, lam, i, k)
-            out[k, i] = log_mel(wave, job["frontend"])
+            out[k, i] = model_input(log_mel(wave, job["frontend"]), job["frontend"])
     out.flush()
     return stop - start
 

@@ -72,6 +72,8 @@ class PipelineConfig:
     window_variants: int = 0
     """Stream-aware windows per training clip for the teacher, student and baseline
     (`tinyear.host.windows`); 0: none, as before (docs/BENCHMARKS.md has what 2 did on streams)."""
+    level_norm_db: float = 0.0
+    """The frontend's level normalisation for every model (FrontendConfig.level_norm_db); 0: off."""
     alpha: float = 0.5
     temperature: float = 4.0
     kd_loss: str = "kl"
@@ -338,7 +340,8 @@ class _Pipeline:
         if skip:
             return json.loads((run_dir / runs.RUN_JSON).read_text())
         data = DataOptions(roots=tuple(self.roots), words=self.labels, variants=self.config.variants, data_seed=self.config.seed,
-                           jobs=self.jobs, window_variants=self.config.window_variants)
+                           jobs=self.jobs, window_variants=self.config.window_variants,
+                           level_norm_db=self.config.level_norm_db)
         return launch(self.nproc, fn, self.roots, run_dir, data=data, resume=runs.run_state(run_dir) == "resume",
                       progress=self.progress, command=self.command, **kw)
 

@@ -18,14 +18,14 @@ import torch
 from torch import nn
 
 from tinyear.device.errors import TinyearError
-from tinyear.device.features import DEFAULT_CONFIG, FrontendConfig, fingerprint, fit_clip, log_mel
+from tinyear.device.features import DEFAULT_CONFIG, FrontendConfig, clip_features, fingerprint
 from tinyear.device.fileio import sha256_file
 
 
 class FeatureTeacherModule(nn.Module):
     """Waveforms -> logits for a model over the shared features: (B, samples) float32 at 16 kHz ->
-    numpy log-mel of each clip (`fit_clip`, then `log_mel`: the device's own code, so no port to
-    check) -> the feature model. Not differentiable in the waveform, which a teacher never needs."""
+    numpy features of each clip (`clip_features`: the device's own code, so no port to check) -> the
+    feature model. Not differentiable in the waveform, which a teacher never needs."""
 
     def __init__(self, feature_model: nn.Module, frontend: FrontendConfig = DEFAULT_CONFIG):
         super().__init__()
@@ -34,7 +34,7 @@ class FeatureTeacherModule(nn.Module):
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         x = waves.detach().cpu().numpy()
-        feats = np.stack([log_mel(fit_clip(w, self.frontend), self.frontend) for w in x])  # (B, frames, bins)
+        feats = np.stack([clip_features(w, self.frontend) for w in x])  # (B, frames, bins)
         device = next(self.feature_model.parameters()).device
         return self.feature_model(torch.from_numpy(feats).to(device))  # (B, labels)
 

@@ -106,6 +106,16 @@ class DataOptions:
     window_variants: int = 0
     """Stream-aware windows per clip (tinyear.host.windows): the word off-centre, cut off at an edge,
     beside a neighbour's word; labelled by the share of the word inside, or judged by the teacher."""
+    level_norm_db: float = 0.0
+    """The frontend's level normalisation (FrontendConfig.level_norm_db): each model window's loudest value
+    moved to a fixed level by at most this many dB; 0 = off. Recorded in the run and the bundle."""
+
+    @property
+    def frontend(self):
+        """The FrontendConfig these options train on: the defaults, with level normalisation if asked."""
+        from tinyear.device.features import FrontendConfig
+
+        return FrontendConfig(level_norm_db=self.level_norm_db)
 
 
 def defaults(cls=TrainConfig) -> dict:

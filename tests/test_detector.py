@@ -13,7 +13,7 @@ from tinyear.device.bundle import Bundle, read_bundle
 from tinyear.device.detection import default_detection
 from tinyear.device.detector import DecisionGate, DetectionConfig, Detector, detect_array
 from tinyear.device.errors import TinyearError
-from tinyear.device.features import DEFAULT_CONFIG, log_mel
+from tinyear.device.features import DEFAULT_CONFIG, FrontendConfig, clip_features, log_mel, model_input
 
 pytestmark = pytest.mark.device
 
@@ -162,6 +162,29 @@ def test_features_are_incremental_and_equal_batch_features():
         np.testing.assert_array_equal(window, batch[end - n : end])
     # Incremental: the frontend computed each frame once (up to the last model run), not a window per hop.
     assert n + 5 * (len(recorder.windows) - 1) <= detector.frontend.frames_emitted <= len(batch)
+
+
+def test_level_normalised_windows_equal_the_clip_features_of_the_same_second():
+    """With the frontend's level stage on, what the model gets from the stream is bit for bit what
+    `clip_features` (training, calibration, evaluation) makes of the same second cut out as a clip."""
+    config = FrontendConfig(level_norm_db=30.0)
+    rng = np.random.default_rng(4)
+    audio = (rng.standard_normal(3 * SR) * 0.002).astype(np.float32)
+    audio[SR : SR + 4000] += 0.01 * np.sin(np.arange(4000) * 0.3).astype(np.float32)  # a quiet "word"
+    bundle = Bundle(model_bytes=b"unused", labels=list(LABELS), frontend=config, detection=default_detection(hop_ms=100))
+    recorder = Recorder(LABELS)
+    detector = Detector(bundle, scorer=recorder)
+    for chunk in np.split(audio, np.sort(rng.choice(len(audio), 40, replace=False))):
+        detector.push(chunk)
+    hop, win = config.hop_length, config.window_length
+    assert len(recorder.windows) > 10
+    for k, window in enumerate(recorder.windows):
+        end_frame = config.num_frames + 10 * k  # 100 ms hops of 10 ms frames
+        start = (end_frame - config.num_frames) * hop
+        clip = audio[start : start + (config.num_frames - 1) * hop + win]
+        np.testing.assert_array_equal(window, model_input(log_mel(clip, config), config))
+        if k == 0:
+            np.testing.assert_array_equal(window, clip_features(audio[:config.clip_samples], config))
 
 
 def test_event_times_are_stream_seconds_and_survive_reset():

@@ -10,6 +10,7 @@ import pytest
 from tinyear.device.features import (
     DEFAULT_CONFIG,
     FRONTEND_VERSION,
+    LEVEL_TARGET,
     FrontendConfig,
     StreamingFrontend,
     clip_features,
@@ -17,6 +18,7 @@ from tinyear.device.features import (
     fit_clip,
     log_mel,
     mel_filterbank,
+    model_input,
     num_frames,
 )
 
@@ -137,7 +139,7 @@ def test_fingerprint_tracks_every_field_and_version():
     assert base == fingerprint(FrontendConfig())
     assert base.startswith(f"logmel-v{FRONTEND_VERSION}-")
     changes = {"sample_rate": 20000, "window_ms": 30.0, "hop_ms": 20.0, "fft_size": 1024, "num_mel_bins": 32,
-               "lower_hz": 60.0, "upper_hz": 4000.0, "log_floor": 1e-5, "clip_ms": 1500.0}
+               "lower_hz": 60.0, "upper_hz": 4000.0, "log_floor": 1e-5, "clip_ms": 1500.0, "level_norm_db": 30.0}
     assert set(changes) == {f.name for f in dataclasses.fields(FrontendConfig)}
     seen = {base}
     for name, value in changes.items():
@@ -147,7 +149,8 @@ def test_fingerprint_tracks_every_field_and_version():
 
 
 @pytest.mark.parametrize("bad", [{"window_ms": 25.03}, {"fft_size": 256}, {"upper_hz": 9000.0}, {"num_mel_bins": 0},
-                                 {"log_floor": 0.0}, {"clip_ms": 10.0}])
+                                 {"log_floor": 0.0}, {"clip_ms": 10.0}, {"level_norm_db": -1.0},
+                                 {"level_norm_db": 61.0}])
 def test_config_rejects_inconsistent_numbers(bad):
     with pytest.raises(ValueError, match="invalid FrontendConfig"):
         FrontendConfig(**bad)
@@ -183,3 +186,54 @@ def test_fit_clip_keeps_the_loudest_window_of_long_clips():
 def test_log_mel_rejects_multichannel():
     with pytest.raises(ValueError, match="mono"):
         log_mel(np.zeros((16000, 2), np.float32))
+
+
+# -- level normalisation -----------------------------------------------------------------------------------
+
+LEVEL = FrontendConfig(level_norm_db=30.0)
+
+
+def test_level_stage_off_keeps_every_old_config_and_fingerprint():
+    """Off (the default), the stage is not in the config dict, so bundles made before it keep their
+    fingerprint (this one is the shipped bundle's) and older devices still read new default bundles."""
+    assert "level_norm_db" not in DEFAULT_CONFIG.to_dict()
+    assert fingerprint() == "logmel-v1-14bf7a73e98fd199"
+    window = clip_features(_signal(1.0))
+    assert model_input(window) is window
+    assert LEVEL.to_dict()["level_norm_db"] == 30.0
+    assert FrontendConfig.from_dict(LEVEL.to_dict()) == LEVEL and fingerprint(LEVEL) != fingerprint()
+
+
+@pytest.mark.parametrize("gain_db", [-30.0, -20.0, -6.0, 6.0, 10.0])
+def test_level_stage_undoes_a_gain_up_to_its_limit(gain_db):
+    """A gain shifts every log-mel value by the same amount (away from the log floor); the stage puts the
+    loudest value at LEVEL_TARGET, so the window the model sees is the same at any level within 30 dB."""
+    sr = DEFAULT_CONFIG.sample_rate
+    t = np.arange(sr) / sr
+    word = (0.2 * np.sin(2 * np.pi * 300 * t) * np.hanning(sr) + 0.01 * np.random.default_rng(1).standard_normal(sr))
+    word = word.astype(np.float32)
+    nominal = clip_features(word, LEVEL)
+    scaled = clip_features((word * 10 ** (gain_db / 20)).astype(np.float32), LEVEL)
+    assert nominal.max() == pytest.approx(LEVEL_TARGET) and scaled.max() == pytest.approx(LEVEL_TARGET)
+    diff = np.abs(scaled - nominal)
+    # float32 rounding of the shift, and noise cells that a -30 dB gain brings near the log floor
+    assert np.median(diff) < (0.02 if gain_db < -20 else 2e-3) and diff.mean() < (0.05 if gain_db < -20 else 0.005)
+    plain = clip_features((word * 10 ** (gain_db / 20)).astype(np.float32))
+    assert abs(float(np.median(plain - clip_features(word))) - gain_db * np.log(10) / 10) < 0.02  # what it undid
+
+
+def test_level_stage_lifts_a_quiet_window_by_at_most_its_limit():
+    quiet = (1e-4 * np.random.default_rng(2).standard_normal(DEFAULT_CONFIG.clip_samples)).astype(np.float32)
+    raw = clip_features(quiet)
+    lifted = clip_features(quiet, LEVEL)
+    np.testing.assert_allclose(lifted - raw, 30 * np.log(10) / 10, rtol=1e-5)
+    assert lifted.max() < LEVEL_TARGET
+    silence = clip_features(np.zeros(DEFAULT_CONFIG.clip_samples, np.float32), LEVEL)
+    assert silence.max() < np.log(DEFAULT_CONFIG.log_floor) + 7.0  # digital silence stays far below any sound
+
+
+def test_level_stage_works_on_batches_like_one_window_at_a_time():
+    windows = np.stack([clip_features(_signal(1.0, seed) * g) for seed, g in ((0, 1.0), (1, 0.01), (2, 3.0))])
+    batch = model_input(windows, LEVEL)
+    for k in range(len(windows)):
+        np.testing.assert_array_equal(batch[k], model_input(windows[k], LEVEL))

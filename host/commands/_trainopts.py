@@ -49,6 +49,10 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                              "clip, noise or nothing), the word's onset anywhere, cut off at an edge, two words in "
                              "one window; labelled by the share of the word's active energy inside (>= 0.8 the word, "
                              "<= 0.3 _unknown_, soft between) or judged by a --teacher-cache teacher; cached")
+    parser.add_argument("--level-norm", type=float, default=d["level_norm_db"], metavar="DB",
+                        help="level-normalise each model window in the frontend: its loudest value moved to a fixed "
+                             "level by at most DB dB either way, so a quiet or hot microphone looks nominal (e.g. 30; "
+                             "default 0: off). A new frontend fingerprint: the bundle and the device carry it")
     parser.add_argument("--data-seed", type=int, default=d["data_seed"], metavar="S",
                         help="seed of the dataset's _unknown_/_silence_ picks and of the augmented variants")
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
@@ -115,6 +119,8 @@ def data_options(args):
         raise TinyearError("--mix-variants and --window-variants must be 0 or more")
     if args.gain_db is not None and (args.no_augment or args.gain_db[0] > args.gain_db[1]):
         raise TinyearError("--gain-db LO HI needs LO <= HI and augmentation on (not --no-augment)")
+    if not 0.0 <= args.level_norm <= 60.0:
+        raise TinyearError(f"--level-norm {args.level_norm:g}: give 0 (off) to 60 dB, e.g. 30")
     if args.clip_prob and args.no_augment:
         raise TinyearError("--clip-prob needs augmentation on (not --no-augment)")
     augment = AugmentConfig.off() if args.no_augment else AugmentConfig(
@@ -125,7 +131,8 @@ def data_options(args):
     return DataOptions(roots=tuple(args.data), words=words,
                        data_seed=args.data_seed, variants=args.variants, augment=augment,
                        cache_dir=args.cache_dir, jobs=args.jobs, mix_variants=args.mix_variants,
-                       unknown_ratio=args.unknown_ratio, window_variants=args.window_variants)
+                       unknown_ratio=args.unknown_ratio, window_variants=args.window_variants,
+                       level_norm_db=args.level_norm)
 
 
 def launch(args, fn, *fn_args, **fn_kwargs):

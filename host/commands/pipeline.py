@@ -72,6 +72,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--window-variants", type=int, default=None, metavar="W",
                         help="stream-aware windows per training clip for every training step (word off-centre, cut "
                              f"off, beside another word; tinyear distill --help; default {d.window_variants})")
+    parser.add_argument("--level-norm", type=float, default=None, metavar="DB",
+                        help="level-normalise each model window by at most DB dB (a quiet or hot microphone looks "
+                             f"nominal; tinyear distill --help; default {d.level_norm_db:g}: off)")
     parser.add_argument("--teacher-epochs", type=positive_int, default=None, metavar="N",
                         help=f"teacher epochs (default {d.teacher_epochs})")
     parser.add_argument("--student-epochs", type=positive_int, default=None, metavar="N",
@@ -107,10 +110,12 @@ def run(args) -> int:
     overrides = {k: v for k, v in (("student", args.student), ("per_word", args.per_word),
                                    ("teacher_epochs", args.teacher_epochs), ("student_epochs", args.student_epochs),
                                    ("seed", args.seed), ("mix_per_word", args.synth_mix),
-                                   ("window_variants", args.window_variants),
+                                   ("window_variants", args.window_variants), ("level_norm_db", args.level_norm),
                                    ("words", tuple(args.words) if args.words else None)) if v is not None}
     if args.window_variants is not None and args.window_variants < 0:
         raise TinyearError("--window-variants must be 0 or more")
+    if args.level_norm is not None and not 0.0 <= args.level_norm <= 60.0:
+        raise TinyearError(f"--level-norm {args.level_norm:g}: give 0 (off) to 60 dB, e.g. 30")
     if args.qat:
         overrides["qat"] = True
     if args.fold_unknown:
