@@ -108,7 +108,10 @@ class DataOptions:
     beside a neighbour's word; labelled by the share of the word inside, or judged by the teacher."""
     level_norm_db: float = 0.0
     """The frontend's level normalisation (FrontendConfig.level_norm_db): each model window's loudest value
-    moved to a fixed level by at most this many dB; 0 = off. Recorded in the run and the bundle."""
+    moved to a fixed level by at most this many dB; 0 = off, as every run before it. Recorded in the run
+    and the bundle. 30 measured well (docs/BENCHMARKS.md, "Microphone level": nothing lost at the nominal
+    level on validation, a 30 dB quiet microphone within 2.7 points instead of 9.4); still opt-in until
+    the whole test suite has run with it on."""
 
     @property
     def frontend(self):

@@ -319,3 +319,32 @@ def test_source_balanced_draws():
     assert w[y == 0].sum() == pytest.approx(w[y == 1].sum())  # classes equally often
     assert draw_weights(y, source, "class").numpy() == pytest.approx([0.25] * 4 + [0.5] * 2)
     assert draw_weights(y, source, "none") is None
+
+
+@pytest.mark.slow
+def test_level_normalised_run_trains_exports_and_runs_on_the_device(tones, tmp_path):
+    """--level-norm reaches the features the student trains on, the checkpoint, the bundle's frontend
+    (a fingerprint of its own) and the device, where a clip 30 dB quieter scores as the clip does."""
+    from tinyear.device.bundle import read_bundle
+    from tinyear.device.classify import Classifier
+    from tinyear.device.features import DEFAULT_CONFIG, FrontendConfig, fingerprint
+    from tinyear.host.data import load_dataset
+
+    run = tmp_path / "lv"
+    distill([tones], run, student="dscnn-s", teacher=None, data=_data(tones, level_norm_db=30.0),
+            config=replace(FAST, epochs=2), progress=False)
+    _, meta = runs.load_run(run)
+    level = FrontendConfig(level_norm_db=30.0)
+    assert meta["frontend_config"] == level and meta["frontend_fingerprint"] == fingerprint(level) != fingerprint()
+    out = tmp_path / "lv.tinyear"
+    proc = subprocess.run([sys.executable, "-m", "tinyear.host.cli", "export", str(run), "--out", str(out),
+                           "--calibration", "40", "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    bundle = read_bundle(out)
+    assert bundle.frontend == level
+    classifier = Classifier(bundle)
+    np.testing.assert_allclose(classifier.scores(bundle.selftest.audio), bundle.selftest.expected, atol=1e-6)
+    waves, _ = load_dataset([tones], WORDS, quiet=True).arrays("validation", DEFAULT_CONFIG, progress=False)
+    for wave in waves[:8]:
+        loud, quiet = classifier.scores(wave), classifier.scores((wave * 10 ** (-30 / 20)).astype(np.float32))
+        assert np.argmax(quiet) == np.argmax(loud) and np.abs(quiet - loud).max() < 0.1

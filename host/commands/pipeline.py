@@ -74,7 +74,7 @@ def add_arguments(parser) -> None:
                              f"off, beside another word; tinyear distill --help; default {d.window_variants})")
     parser.add_argument("--level-norm", type=float, default=None, metavar="DB",
                         help="level-normalise each model window by at most DB dB (a quiet or hot microphone looks "
-                             f"nominal; tinyear distill --help; default {d.level_norm_db:g}: off)")
+                             f"nominal; tinyear distill --help; default {d.level_norm_db:g}; 0: off)")
     parser.add_argument("--teacher-epochs", type=positive_int, default=None, metavar="N",
                         help=f"teacher epochs (default {d.teacher_epochs})")
     parser.add_argument("--student-epochs", type=positive_int, default=None, metavar="N",
