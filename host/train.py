@@ -49,6 +49,7 @@ from tinyear.device.errors import TinyearError
 from tinyear.device.fileio import atomic_write_text
 
 from . import dist, runs
+from .adversary import AdversaryTerm
 from .augment import spec_augment
 from .data import SOURCES
 from .kd import distillation_loss
@@ -219,6 +220,8 @@ def fit(model: torch.nn.Module, features, out_dir, config: TrainConfig, *, check
         plot_curves(state["rows"], out_dir / runs.CURVES, title)
         if progress:
             kd_part = f" kd {row['train_kd']:.4f}" if config.teacher_mode != "none" else ""
+            if sums.get("adv_seen"):  # the adversary's accuracy: near 0.5 when real and synthetic look alike
+                kd_part += f"  source guess {sums['adv_correct'] / sums['adv_seen']:.3f}"
             print(f"epoch {epoch:3d}  ce {row['train_ce']:.4f}{kd_part}  train acc {row['train_acc']:.3f}  "
                   f"val acc {row['val_acc']:.3f}  val loss {row['val_loss']:.4f}  {seconds:.1f} s"
                   f"{'  *' if improved else ''}", file=sys.stderr, flush=True)
@@ -266,7 +269,11 @@ class _Loop:
         if self.n < self.world:
             raise TinyearError(f"{self.n} training clips for {self.world} processes; use fewer processes")
         self.steps, self.local_batch, self.step_clips = dist.step_plan(self.n, config.batch_size, self.world)
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.adversary, self.progress = None, 0.0
+        if config.source_adversary > 0:
+            self.adversary = self._adversary(model, features, config, device)
+        params = list(model.parameters()) + (list(self.adversary.head.parameters()) if self.adversary else [])
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         self.schedule = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, max_lr=config.lr, epochs=config.epochs,
                                                             steps_per_epoch=self.steps, pct_start=0.15)
         self.net = model  # what the steps run: the model, or DDP around it (same parameters)
@@ -285,6 +292,23 @@ class _Loop:
         if config.teacher_mode == "online" and teacher is not None:
             self.online_features = teacher.accepts_features(features.frontend)
             self.teacher_net = (teacher.feature_model if self.online_features else teacher.module).to(device).eval()
+
+    @staticmethod
+    def _adversary(model, features, config: TrainConfig, device) -> AdversaryTerm:
+        """The source adversary's term, or a one-line error where it cannot work."""
+        if dist.active():
+            raise TinyearError("--source-adversary trains a head beside the model that DistributedDataParallel "
+                               "would not keep in step; train it in one process (no --nproc, no torchrun)")
+        source = features.train_source
+        if source is None:
+            raise TinyearError("--source-adversary needs to know which training clips are real and which synthetic; "
+                               "this feature set does not say (remake its cache)")
+        term = AdversaryTerm(model, features.train_y, source, len(features.labels), config.source_adversary, device)
+        if not bool(term.eligible.any()):
+            raise TinyearError("--source-adversary needs a label with both real and synthetic training clips; this "
+                               "data has none (add synthetic clips of the real words: tinyear synth OUT --fill-from "
+                               "REAL --mix 300, and train on REAL and OUT together)")
+        return term
 
     def resume(self, last: dict, identity: dict) -> dict:
         """Continue from a `last.pt`: the same options, model, teacher and data, or a one-line error.
@@ -305,6 +329,8 @@ class _Loop:
             raise TinyearError("--resume on other data or augmentation than the interrupted run; rerun with the "
                                "original DATA and options, or start a new --out")
         self.model.load_state_dict(last["state_dict"])
+        if self.adversary is not None:
+            self.adversary.head.load_state_dict(last["adversary"])
         self.optimizer.load_state_dict(last["optimizer"])
         self.schedule.load_state_dict(last["schedule"])
         return last["loop"]
@@ -313,7 +339,8 @@ class _Loop:
         """What `last.pt` holds: everything `resume` needs."""
         return {"kind": "resume", "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict(), "loop": state, "train_config": asdict(self.config),
-                "data_key": _data_key(self.features), "identity": identity, "world_size": self.world}
+                "data_key": _data_key(self.features), "identity": identity, "world_size": self.world,
+                **({"adversary": self.adversary.head.state_dict()} if self.adversary is not None else {})}
 
     def train_epoch(self, epoch: int, progress: bool) -> dict:
         """One pass: every draw of the epoch comes from generators seeded by (seed, epoch), so a resumed
@@ -332,7 +359,9 @@ class _Loop:
             gen = torch.Generator().manual_seed(rank_seed)
             torch.manual_seed(rank_seed)
         self.net.train()
-        sums = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "correct": 0, "seen": 0}
+        if self.adversary is not None:
+            self.adversary.head.train()
+        sums = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "correct": 0, "seen": 0, "adv_correct": 0, "adv_seen": 0}
         b = self.local_batch
         with progress_bar(n, f"epoch {epoch}/{config.epochs}", enabled=progress) as bar:
             for s in range(self.steps):
@@ -340,6 +369,7 @@ class _Loop:
                 count = len(idx)
                 if count == 0:  # this rank's shard ran out: a stand-in clip whose gradient is weighted 0
                     idx = order[:1].numpy()
+                self.progress = ((epoch - 1) * self.steps + s) / (config.epochs * self.steps)  # 0..1, for the adversary
                 self._step(idx, variant[idx].numpy(), gen, sums, count, count * self.world / int(self.step_clips[s]))
                 bar.update(int(self.step_clips[s]))
         return dist.all_sum(sums)
@@ -390,6 +420,13 @@ class _Loop:
         loss, ce, kd = distillation_loss(logits, y, t_logits, self.label_map, alpha=alpha,
                                          temperature=config.temperature, kind=config.kd_loss,
                                          label_smoothing=config.label_smoothing, mix=mix)
+        if self.adversary is not None:
+            source = torch.from_numpy(features.train_source[idx]).to(device)  # (B,)
+            adv, adv_correct, adv_seen = self.adversary.loss(y, source, self.progress)
+            loss = loss + adv  # the head learns to tell; the reversed gradient teaches the model not to show
+            if count:
+                sums["adv_correct"] += adv_correct
+                sums["adv_seen"] += adv_seen
         self.optimizer.zero_grad(set_to_none=True)
         (loss if weight == 1.0 else loss * weight).backward()
         self.optimizer.step()

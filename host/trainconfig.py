@@ -48,6 +48,12 @@ class TrainConfig:
     at a uniform random share (log(lam e^x1 + (1 - lam) e^x2): two sounds at once); the label term
     mixes the labels the same way, an online teacher is asked about the mixture itself (function
     matching). Needs teacher_mode "online" or "none"."""
+    source_adversary: float = 0.0
+    """Strength of the source adversary (`tinyear.host.adversary`; 0: off): a head beside the model tries
+    to tell real from synthetic clips of the same label by the model's pooled embedding, and the model
+    learns, through a reversed gradient, features in which it cannot, so that what synthetic clips teach
+    about a word carries over to people. Needs labels with both real and synthetic training clips
+    (`tinyear synth --fill-from REAL --mix N` gives every word some)."""
 
     def __post_init__(self):
         from .kd import KD_LOSSES  # the loss kinds live with the loss (and torch); only checked here
@@ -64,6 +70,8 @@ class TrainConfig:
             raise ValueError(f"balance must be one of {BALANCE}")
         if not 0.0 <= self.mixup <= 1.0:
             raise ValueError("mixup must be in [0, 1]")
+        if self.source_adversary < 0:
+            raise ValueError("source_adversary must be 0 (off) or more")
         if self.mixup > 0 and self.teacher_mode == "cached":
             raise ValueError("mixup needs the teacher online (cached outputs are of unmixed clips)")
 

@@ -82,6 +82,12 @@ def add_loop_arguments(parser: argparse.ArgumentParser, *, epochs: int | None = 
     parser.add_argument("--mixup", type=unit_float, default=d["mixup"], metavar="P",
                         help="fraction of each batch mixed with another clip (energies added; labels mixed alike; "
                              "an online teacher judges the mixture)")
+    parser.add_argument("--source-adversary", type=float, default=d["source_adversary"], metavar="W",
+                        help="strength of the source adversary (default %(default)g: off; 1 measured, "
+                             "docs/BENCHMARKS.md): a head tries to tell real from synthetic clips of the same word by "
+                             "the model's features and the model learns, by a reversed gradient, not to let it, so "
+                             "what synthetic clips teach carries over to people. Needs words with both real and "
+                             "synthetic clips (tinyear synth OUT --fill-from REAL --mix 300)")
     parser.add_argument("--seed", type=int, default=d["seed"], help="seed of the weights, batches and masks: the same "
                         "seed gives the same weights on the CPU")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...; "

@@ -110,7 +110,7 @@ def run(args) -> int:
                          patience=args.patience, seed=args.seed, alpha=alpha,
                          temperature=args.temperature if args.temperature is not None else defaults["temperature"],
                          kd_loss=args.kd_loss or defaults["kd_loss"], label_smoothing=args.label_smoothing, balance=args.balance,
-                         teacher_mode=mode, mixup=args.mixup, synthetic_alpha=args.synthetic_alpha)
+                         teacher_mode=mode, mixup=args.mixup, source_adversary=args.source_adversary, synthetic_alpha=args.synthetic_alpha)
     teacher = None if args.no_teacher else (args.teacher[0] if len(args.teacher) == 1 else list(args.teacher))
     info = launch(args, distill, args.data, args.out, student=args.student, teacher=teacher,
                   data=data, config=config, label_overrides=list(args.label_map or []),

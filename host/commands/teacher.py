@@ -65,7 +65,7 @@ def run(args) -> int:
     from tinyear.host.distill import train_teacher
     config = train_config(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          patience=args.patience, seed=args.seed, label_smoothing=args.label_smoothing,
-                         balance=args.balance, mixup=args.mixup)
+                         balance=args.balance, mixup=args.mixup, source_adversary=args.source_adversary)
     info = launch(args, train_teacher, args.data, args.out, arch=args.arch, data=data, config=config,
                   resume=args.resume, force=args.force, device=args.device, progress=not args.quiet,
                   command=command_line())
