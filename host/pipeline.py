@@ -72,9 +72,9 @@ class PipelineConfig:
     window_variants: int = 0
     """Stream-aware windows per training clip for the teacher, student and baseline
     (`tinyear.host.windows`); 0: none, as before (docs/BENCHMARKS.md has what 2 did on streams)."""
-    level_norm_db: float = 0.0
+    level_norm_db: float = 30.0
     """The frontend's level normalisation for every model (FrontendConfig.level_norm_db; DataOptions says
-    what 30 did); 0: off."""
+    what 30 did); 0: off, as runs before it."""
     alpha: float = 0.5
     temperature: float = 4.0
     kd_loss: str = "kl"
