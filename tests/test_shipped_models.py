@@ -2,7 +2,8 @@
 `computer-jarvis-snowboy.tinyear`): it reads back verified, passes its own self-test (its clip's label on
 top), has a model card beside it that names its labels and sizes, and the README points to it. The
 text-alone bundle's card states its accuracy on real speakers (../shared/data/other-speech); the slow
-test measures that again with scripts/bench_words.py's scoring and finds the card's numbers."""
+test measures that again with scripts/bench_words.py's scoring and finds the card's numbers; the keyword
+bundle's card states its accuracy on the public part of the Speech Commands test set, measured again too."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from test_bench_words import _bench
 MODELS = sorted((ROOT / "models").glob("*.tinyear"))
 WAKE = ROOT / "models" / "computer-jarvis-snowboy.tinyear"
 OTHER = SHARED_DATA / "other-speech"
+PUBLIC = SHARED_DATA / "speech-commands-v2-test-public"
+KEYWORDS = ROOT / "models" / "keywords.tinyear"
 
 
 def test_both_bundles_are_shipped():
@@ -61,3 +64,17 @@ def test_wake_card_numbers_are_what_the_bundle_scores_on_real_speakers():
     for word, r in res["false_accepts"].items():
         assert f"{100 * r['rate']:.1f}%" in said, (word, r)
     assert f"{100 * res['other_phrases']['rate']:.1f}%" in said
+
+
+@pytest.mark.slow  # 3,427 real clips through the int8 model
+@pytest.mark.skipif(not PUBLIC.is_dir(), reason=f"shared data not here: {PUBLIC}")
+def test_keywords_card_real_speech_numbers_are_what_the_bundle_scores():
+    from tinyear.host.evaluate import evaluate
+
+    result = evaluate(KEYWORDS, [str(PUBLIC)], split="all", progress=False)
+    card = KEYWORDS.with_suffix(".md").read_text()
+    said = _card_percents(card)
+    assert f"**{result['accuracy']:.1f}%**" in card  # the headline int8 number
+    for label, r in result["per_class"].items():
+        assert f"{100 * r['recall']:.1f}%" in said, (label, r)
+    assert f"**{result['accuracy']:.1f}%**" in (ROOT / "README.md").read_text()

@@ -51,9 +51,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                              "<= 0.3 _unknown_, soft between) or judged by a --teacher-cache teacher; cached")
     parser.add_argument("--level-norm", type=float, default=d["level_norm_db"], metavar="DB",
                         help="level-normalise each model window in the frontend: its loudest value moved to a fixed "
-                             "level by at most DB dB either way, so a quiet or hot microphone looks nominal (default "
-                             "%g; 0: off, the features of runs made before it). The bundle carries it; the device "
-                             "applies it" % d["level_norm_db"])
+                             "level by at most DB dB either way, so a quiet or hot microphone looks nominal (0: off, "
+                             "the features of runs made before it). The bundle carries it; the device applies it")
     parser.add_argument("--data-seed", type=int, default=d["data_seed"], metavar="S",
                         help="seed of the dataset's _unknown_/_silence_ picks and of the augmented variants")
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
