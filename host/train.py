@@ -14,6 +14,10 @@ The teacher, when there is one, is either cached (its logits on every variant, c
 augmented batch; any other teacher gets the batch's augmented waveforms, made again exactly (it does
 not see the SpecAugment masks, which exist only on features).
 
+With `source_adversary` > 0, the source adversary (`tinyear.host.adversary`) trains a head beside the
+model on the model's pooled features and adds its term to every step; the head is saved in last.pt
+(resumed with the rest), never in best.pt.
+
 Under torchrun (several processes: `tinyear.host.dist`), the model is wrapped in
 DistributedDataParallel, which averages gradients at every step. Every rank draws the same epoch list
 (the `balance` draw and the variants, from (seed, epoch)) and trains on its shard of it (every
@@ -27,7 +31,7 @@ best.pt, last.pt, log.csv and curves.png and reads them back for the others; `--
 with the same number of processes (the schedule's step count depends on it). One process: the loop
 is exactly what it was alone (same draws, same weights).
 
-Imports torch, numpy, tqdm, matplotlib (for the curves) and `tinyear.host` runs/kd/augment/dist;
+Imports torch, numpy, tqdm, matplotlib (for the curves) and `tinyear.host` runs/kd/adversary/augment/dist;
 never the data loading or command-line modules.
 """
 
