@@ -14,7 +14,8 @@ order changes with the batch size), so streaming and batch agree bit for bit how
 into chunks.
 
 One optional stage works on a whole model window instead of a frame: level normalisation
-(`FrontendConfig.level_norm_db`, off by default; `model_input`). A microphone 30 dB quieter or 10 dB
+(`FrontendConfig.level_norm_db`, off in a bare config, so older bundles keep their numbers; the
+training commands turn it on at 30 dB by default, and a bundle carries its setting; `model_input`). A microphone 30 dB quieter or 10 dB
 hotter than the training data shifts every log-mel value of a window by the same amount (a gain g
 adds 2 ln g), so the stage subtracts that shift: it moves the window's loudest value to
 `LEVEL_TARGET` (the median loudest value of a Speech Commands word clip), by at most
