@@ -20,7 +20,7 @@ The reversal's strength rises from 0 to `weight` over the run (2 / (1 + exp(-10 
 progress p, as in the paper): early on the features are still forming and the head's judgement is
 noise. The head never reaches the student's checkpoint; export never sees it.
 
-Imports torch only.
+Imports torch, numpy and the source names of `tinyear.host.data`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-REAL, SYNTHETIC = 0, 1  # indices in tinyear.host.data.SOURCES ("real", "synthetic", "noise")
+from .data import SOURCES
+
+REAL, SYNTHETIC = SOURCES.index("real"), SOURCES.index("synthetic")  # Clip.source codes in the feature set
 
 
 class _Reverse(torch.autograd.Function):
@@ -87,13 +89,10 @@ class Tap:
             raise ValueError(f"{type(model).__name__} has no final linear layer `fc` to take its embedding from")
         self.width = fc.in_features
         self.value: torch.Tensor | None = None
-        self._handle = fc.register_forward_pre_hook(self._keep)
+        fc.register_forward_pre_hook(self._keep)
 
     def _keep(self, module, inputs) -> None:
         self.value = inputs[0]
-
-    def remove(self) -> None:
-        self._handle.remove()
 
 
 class AdversaryTerm:
@@ -110,7 +109,7 @@ class AdversaryTerm:
 
     def loss(self, labels: torch.Tensor, source: torch.Tensor, progress: float):
         emb = self.tap.value  # (B, width)
-        take = self.eligible[labels] & (source <= SYNTHETIC)  # (B,)
+        take = self.eligible[labels] & ((source == REAL) | (source == SYNTHETIC))  # (B,)
         if not bool(take.any()):
             return torch.zeros((), device=emb.device), 0, 0
         logit = self.head(emb[take], labels[take], self.weight * ramp(progress))  # (b,)

@@ -273,7 +273,7 @@ class _Loop:
         if self.n < self.world:
             raise TinyearError(f"{self.n} training clips for {self.world} processes; use fewer processes")
         self.steps, self.local_batch, self.step_clips = dist.step_plan(self.n, config.batch_size, self.world)
-        self.adversary, self.progress = None, 0.0
+        self.adversary = None
         if config.source_adversary > 0:
             self.adversary = self._adversary(model, features, config, device)
         params = list(model.parameters()) + (list(self.adversary.head.parameters()) if self.adversary else [])
@@ -373,8 +373,8 @@ class _Loop:
                 count = len(idx)
                 if count == 0:  # this rank's shard ran out: a stand-in clip whose gradient is weighted 0
                     idx = order[:1].numpy()
-                self.progress = ((epoch - 1) * self.steps + s) / (config.epochs * self.steps)  # 0..1, for the adversary
-                self._step(idx, variant[idx].numpy(), gen, sums, count, count * self.world / int(self.step_clips[s]))
+                self._step(idx, variant[idx].numpy(), gen, sums, count, count * self.world / int(self.step_clips[s]),
+                           progress=((epoch - 1) * self.steps + s) / (config.epochs * self.steps))
                 bar.update(int(self.step_clips[s]))
         return dist.all_sum(sums)
 
@@ -393,10 +393,11 @@ class _Loop:
         return accuracy_metrics(logits, y, self.features.labels)
 
     def _step(self, idx: np.ndarray, kv: np.ndarray, gen: torch.Generator, sums: dict, count: int,
-              weight: float = 1.0) -> None:
+              weight: float = 1.0, progress: float = 0.0) -> None:
         """One optimizer step on the batch of clips `idx`, variants `kv`. count: how many of them count in
         the sums (0 for a stand-in); weight: the weight of this rank's loss in the step, count x world /
-        the step's clips on all ranks (DDP averages over ranks, so the gradient is the global mean; 1 alone)."""
+        the step's clips on all ranks (DDP averages over ranks, so the gradient is the global mean; 1 alone);
+        progress: how far through the run, 0..1 (the adversary's ramp)."""
         config, features, device = self.config, self.features, self.device
         x = torch.from_numpy(features.features_of(idx, kv))  # (B, frames, bins)
         x = spec_augment(x, features.augment, gen)  # (B, frames, bins)
@@ -426,7 +427,7 @@ class _Loop:
                                          label_smoothing=config.label_smoothing, mix=mix)
         if self.adversary is not None:
             source = torch.from_numpy(features.train_source[idx]).to(device)  # (B,)
-            adv, adv_correct, adv_seen = self.adversary.loss(y, source, self.progress)
+            adv, adv_correct, adv_seen = self.adversary.loss(y, source, progress)
             loss = loss + adv  # the head learns to tell; the reversed gradient teaches the model not to show
             if count:
                 sums["adv_correct"] += adv_correct
