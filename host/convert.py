@@ -136,7 +136,8 @@ def export_graph(model: torch.nn.Module, example: torch.Tensor, *, dynamic_batch
 
 def ptq_quantizer(*, qat: bool = False):
     """litert-torch's PT2E quantizer: static int8 activations, per-channel symmetric int8 weights."""
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    with quiet_converter():  # the first import loads TensorFlow, whose absl and oneDNN banners go to fd 2
+        from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
 
     return PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=qat))
 
@@ -156,9 +157,9 @@ def calibrate(graph, calibration: Iterable, *, batch_size: int = 64) -> int:
 
 def convert_float(model: torch.nn.Module, example: torch.Tensor, *, quiet: bool = True) -> bytes:
     """A float32 TFLite model of `model`, traced at `example`'s shape (batch 1)."""
-    import litert_torch
-
     with quiet_converter() if quiet else contextlib.nullcontext():
+        import litert_torch
+
         try:
             edge = litert_torch.convert(model.eval(), (example,))
         except Exception as exc:
@@ -203,10 +204,10 @@ def lower_int8(graph, example: torch.Tensor, quantizer, *, source: torch.nn.Modu
                quiet: bool = True) -> bytes:
     """Lower a converted (quantize/dequantize-annotated) PT2E graph to TFLite bytes. `source`, the
     float module, is used to name the layer when an op has no lowering."""
-    import litert_torch
-    from litert_torch.quantize.quant_config import QuantConfig
-
     with quiet_converter() if quiet else contextlib.nullcontext():
+        import litert_torch
+        from litert_torch.quantize.quant_config import QuantConfig
+
         try:
             edge = litert_torch.convert(graph, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
         except Exception as exc:
