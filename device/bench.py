@@ -38,7 +38,7 @@ def measure(bundle, *, seconds: float = 60.0, inferences: int = 500, hop_ms: flo
     """All the figures `bench` prints, as a dict (also used by scripts/bench_live.py)."""
     from .detection import DetectionConfig
     from .detector import Detector
-    from .features import StreamingFrontend, log_mel
+    from .features import log_mel
 
     config = DetectionConfig.from_bundle(bundle, hop_ms=hop_ms)
     fe = bundle.frontend
@@ -47,7 +47,9 @@ def measure(bundle, *, seconds: float = 60.0, inferences: int = 500, hop_ms: flo
     hop = round(config.hop_ms * fe.sample_rate / 1000)
 
     # Inference latency, on real windows of the bench audio.
-    windows = [log_mel(audio[s : s + fe.clip_samples], fe) for s in range(0, len(audio) - fe.clip_samples, fe.clip_samples)][:50]
+    featurize = (bundle.featurizer(num_threads=num_threads) if bundle.backbone is not None
+                 else lambda wave: log_mel(wave, fe))
+    windows = [featurize(audio[s : s + fe.clip_samples]) for s in range(0, len(audio) - fe.clip_samples, fe.clip_samples)][:50]
     for w in windows[:10]:
         model.predict(w)  # warm-up: first calls allocate
     latency = []
@@ -55,12 +57,52 @@ def measure(bundle, *, seconds: float = 60.0, inferences: int = 500, hop_ms: flo
         t0 = time.perf_counter()
         model.predict(windows[i % len(windows)])
         latency.append(time.perf_counter() - t0)
+    hops_per_s = 1000.0 / config.hop_ms
+    if bundle.backbone is not None:
+        features = _backbone_features(featurize, audio, fe.clip_samples, hop, hops_per_s)
+        features["kind"] = f"{bundle.backbone['name']} backbone"
+    else:
+        features = _frontend_features(audio, fe, hop, hops_per_s)
+        features["kind"] = "log-mel frontend"
 
-    # Features per hop, incremental and recompute-the-window, interleaved hop by hop so that both see
-    # the same machine load, timed in this thread's CPU time: what they cost, not how long the thread
-    # waited for a core on a busy machine.
+    # The whole detection path, fed in 20 ms blocks like the live listener; CPU time of this process.
+    detector = Detector(bundle, config, model=model)
+    block = round(0.02 * fe.sample_rate)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    detections = 0
+    for start in range(0, len(audio), block):
+        detections += len(detector.push(audio[start : start + block]))
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    audio_s = len(audio) / fe.sample_rate
+
+    return {
+        "bundle": str(bundle.path) if bundle.path else None,
+        "runtime": model.runtime,
+        "num_threads": num_threads,
+        "model_bytes": len(bundle.model_bytes),
+        "hop_ms": config.hop_ms,
+        "inference_ms": percentiles_ms(latency),
+        "features": features,
+        "detector": {
+            "audio_seconds": round(audio_s, 1),
+            "cpu_seconds": round(cpu, 3),
+            "core_percent": round(100 * cpu / audio_s, 3),
+            "realtime_factor": round(audio_s / wall, 1),
+            "feature_share": round(detector.feature_seconds / max(detector.feature_seconds + detector.model_seconds, 1e-12), 3),
+            "inferences": detector.inferences,
+            "detections": detections,
+        },
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def _frontend_features(audio: np.ndarray, fe, hop: int, hops_per_s: float) -> dict:
+    """Log-mel features per hop, incremental and recompute-the-window, interleaved hop by hop so that
+    both see the same machine load, timed in this thread's CPU time: what they cost, not how long the
+    thread waited for a core on a busy machine."""
+    from .features import StreamingFrontend, log_mel
+
     stream = StreamingFrontend(fe)
-    stream.push(audio[: fe.clip_samples])
     incremental, recompute = [], []
     for _ in range(3):  # several passes over the audio: enough calls for a stable mean
         stream.reset()
@@ -73,41 +115,23 @@ def measure(bundle, *, seconds: float = 60.0, inferences: int = 500, hop_ms: flo
             t2 = time.thread_time()
             incremental.append(t1 - t0)
             recompute.append(t2 - t1)
-
-    # The whole detection path, fed in 20 ms blocks like the live listener; CPU time of this process.
-    detector = Detector(bundle, config, model=model)
-    block = round(0.02 * fe.sample_rate)
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    detections = 0
-    for start in range(0, len(audio), block):
-        detections += len(detector.push(audio[start : start + block]))
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    audio_s = len(audio) / fe.sample_rate
-
-    hops_per_s = 1000.0 / config.hop_ms
     inc, rec = float(np.mean(incremental)), float(np.mean(recompute))
     return {
-        "bundle": str(bundle.path) if bundle.path else None,
-        "runtime": model.runtime,
-        "num_threads": num_threads,
-        "model_bytes": len(bundle.model_bytes),
-        "hop_ms": config.hop_ms,
-        "inference_ms": percentiles_ms(latency),
-        "features": {
-            "incremental_ms_per_hop": round(inc * 1000, 4),
-            "recompute_ms_per_hop": round(rec * 1000, 4),
-            "recompute_over_incremental": round(rec / inc, 2),
-            "incremental_core_percent": round(100 * inc * hops_per_s, 3),
-            "recompute_core_percent": round(100 * rec * hops_per_s, 3),
-        },
-        "detector": {
-            "audio_seconds": round(audio_s, 1),
-            "cpu_seconds": round(cpu, 3),
-            "core_percent": round(100 * cpu / audio_s, 3),
-            "realtime_factor": round(audio_s / wall, 1),
-            "feature_share": round(detector.feature_seconds / max(detector.feature_seconds + detector.model_seconds, 1e-12), 3),
-            "inferences": detector.inferences,
-            "detections": detections,
-        },
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "incremental_ms_per_hop": round(inc * 1000, 4),
+        "recompute_ms_per_hop": round(rec * 1000, 4),
+        "recompute_over_incremental": round(rec / inc, 2),
+        "incremental_core_percent": round(100 * inc * hops_per_s, 3),
+        "recompute_core_percent": round(100 * rec * hops_per_s, 3),
     }
+
+
+def _backbone_features(featurize, audio: np.ndarray, clip: int, hop: int, hops_per_s: float) -> dict:
+    """A backbone bundle's features per hop: the backbone's embeddings of the whole last clip (what its
+    listener computes each hop), in this thread's CPU time."""
+    per_hop = []
+    for end in range(clip + hop, len(audio), hop):
+        t0 = time.thread_time()
+        featurize(audio[end - clip : end])
+        per_hop.append(time.thread_time() - t0)
+    ms = float(np.mean(per_hop))
+    return {"ms_per_hop": round(ms * 1000, 4), "core_percent": round(100 * ms * hops_per_s, 3)}

@@ -11,8 +11,14 @@ File layout (all integers little-endian):
     version    u16       FORMAT_VERSION
     hlen       u32       length of the header
     header     hlen      UTF-8 JSON: metadata, and "sections": name -> {offset, size, sha256}
-    sections   ...       raw bytes (model.tflite, selftest.pcm16), offsets relative to their start
+    sections   ...       raw bytes (model.tflite, selftest.pcm16, backbone/<file>), offsets relative to their start
     checksum   32 bytes  sha256 of everything before it
+
+A bundle with a backbone (format 2; `tinyear.device.backbone`) also carries the pretrained network's
+TFLite files as sections `backbone/<file>` and a "backbone" header entry (name, numerics version, the
+spec's numbers, each file's sha256); its model is a head over the backbone's embeddings, so its
+features are `Backbone.features`, not the log-mel frames. Bundles without one are still written as
+format 1, byte for byte as before, so an older device reads every bundle it could read before.
 
 `read_bundle` refuses, with a line that says what to do: a file that is not a bundle, a truncated or
 damaged one (size and checksums), an unknown format version, a frontend fingerprint other than the one
@@ -31,12 +37,14 @@ import numpy as np
 
 from .detection import default_detection
 from .errors import BundleError
-from .features import FRONTEND_VERSION, FrontendConfig, fingerprint
+from .features import FRONTEND_VERSION, FrontendConfig, clip_features, fingerprint
 from .fileio import sha256_bytes
 from .runtime import OUTPUT_KINDS, Model
 
 MAGIC = b"TINYEAR\x00"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest format this code reads and writes
+PLAIN_FORMAT = 1  # what a bundle without a backbone is written as
+BACKBONE_PREFIX = "backbone/"
 _PREFIX = struct.Struct("<8sHI")  # magic, version, header length
 _CHECKSUM_BYTES = 32
 SUFFIX = ".tinyear"
@@ -66,6 +74,32 @@ class Bundle:
     output: str = "logits"  # what the model emits: one of runtime.OUTPUT_KINDS
     path: Path | None = None
     model_sha256: str = ""
+    backbone: dict | None = None  # the header's backbone entry, None for a plain log-mel bundle
+    backbone_models: dict = field(default_factory=dict)  # file name -> TFLite bytes
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        """The shape of one model input: the backbone's (windows, dim) or the frontend's (frames, bins)."""
+        if self.backbone is not None:
+            return (int(self.backbone["windows"]), int(self.backbone["dim"]))
+        return tuple(self.frontend.feature_shape)
+
+    def load_backbone(self, num_threads: int = 1, runtime: str | None = None):
+        """The bundle's backbone, ready to embed audio (`tinyear.device.backbone.Backbone`)."""
+        from .backbone import Backbone
+
+        if self.backbone is None:
+            raise BundleError(f"{self.path or 'bundle'}: has no backbone")
+        return Backbone(self.backbone["name"], self.backbone_models, normalize=self.backbone.get("normalize", "none"),
+                        num_threads=num_threads, runtime=runtime)
+
+    def featurizer(self, num_threads: int = 1, runtime: str | None = None):
+        """A function from one mono clip (float32 at the bundle's sample rate) to one model input: the
+        shared log-mel features, or the backbone's embeddings for a backbone bundle."""
+        if self.backbone is None:
+            return lambda wave: clip_features(wave, self.frontend)
+        net = self.load_backbone(num_threads=num_threads, runtime=runtime)
+        return lambda wave: net.features(np.asarray(wave, np.float32)[None], self.frontend)[0]
 
     @property
     def sample_rate(self) -> int:
@@ -85,10 +119,11 @@ class Bundle:
                 f"{where}: the model has {model.num_outputs} outputs but the bundle lists {len(self.labels)} labels; "
                 "re-export the bundle"
             )
-        expected = tuple(self.frontend.feature_shape)
+        expected = self.feature_shape
         if tuple(model.feature_shape) != expected:
             raise BundleError(
-                f"{where}: the model takes features of shape {tuple(model.feature_shape)} but its frontend makes "
+                f"{where}: the model takes features of shape {tuple(model.feature_shape)} but its "
+                f"{'backbone' if self.backbone is not None else 'frontend'} makes "
                 f"{expected}; re-export the bundle"
             )
         return model
@@ -104,8 +139,12 @@ def pack_bundle(
     provenance: dict | None = None,
     selftest: SelfTest | None = None,
     output: str = "logits",
+    backbone: dict | None = None,
+    backbone_models: dict | None = None,
 ) -> bytes:
-    """Serialise a bundle to bytes (see the module docstring for the layout)."""
+    """Serialise a bundle to bytes (see the module docstring for the layout). `backbone` names a
+    pretrained backbone (`{"name": one of tinyear.device.backbone.BACKBONES, "normalize": "none" or
+    "layer"}`, or a read bundle's whole entry) whose files `backbone_models` holds."""
     if not model_bytes:
         raise ValueError("empty model")
     if len(set(labels)) != len(labels) or not labels:
@@ -114,7 +153,7 @@ def pack_bundle(
         raise ValueError(f"output must be one of {OUTPUT_KINDS}, not {output!r}")
     sections: dict[str, bytes] = {"model": bytes(model_bytes)}
     header: dict = {
-        "format": FORMAT_VERSION,
+        "format": PLAIN_FORMAT,
         "labels": list(labels),
         "output": output,
         "frontend": frontend.to_dict(),
@@ -124,6 +163,21 @@ def pack_bundle(
         "metrics": metrics or {},
         "provenance": provenance or {},
     }
+    version = PLAIN_FORMAT
+    if backbone is not None:
+        from .backbone import describe
+
+        entry = describe(backbone["name"], backbone.get("normalize", "none"))
+        models = backbone_models or {}
+        missing = [f for f in entry["files"] if f not in models]
+        if missing:
+            raise ValueError(f"backbone {backbone}: no bytes for {missing}")
+        entry["sha256"] = {f: sha256_bytes(models[f]) for f in entry["files"]}
+        header["backbone"] = entry
+        for f in entry["files"]:
+            sections[BACKBONE_PREFIX + f] = bytes(models[f])
+        version = FORMAT_VERSION
+    header["format"] = version
     if selftest is not None:
         pcm = np.clip(np.round(np.asarray(selftest.audio, dtype=np.float64) * 32767.0), -32768, 32767).astype("<i2")
         sections["selftest"] = pcm.tobytes()
@@ -140,7 +194,7 @@ def pack_bundle(
         if header["total_size"] == total:
             break
         header["total_size"] = total
-    body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(blob)) + blob + b"".join(sections.values())
+    body = _PREFIX.pack(MAGIC, version, len(blob)) + blob + b"".join(sections.values())
     return body + bytes.fromhex(sha256_bytes(body))
 
 
@@ -162,7 +216,7 @@ def parse_bundle(data: bytes, source: str | Path = "bundle") -> Bundle:
         hint = " (it looks like a bare .tflite model; wrap it with tinyear export)" if data[4:8] == b"TFL3" else ""
         raise BundleError(f"{source}: not a tinyear bundle{hint}; expected a .tinyear file made by tinyear export")
     magic, version, hlen = _PREFIX.unpack_from(data)
-    if version != FORMAT_VERSION:
+    if version not in (PLAIN_FORMAT, FORMAT_VERSION):
         newer = "a newer" if version > FORMAT_VERSION else "an older"
         raise BundleError(
             f"{source}: bundle format {version} was written by {newer} tinyear; this tinyear-device reads format "
@@ -208,6 +262,10 @@ def parse_bundle(data: bytes, source: str | Path = "bundle") -> Bundle:
     if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
         raise BundleError(f"{source}: labels missing or malformed; re-export it with tinyear export")
 
+    backbone, backbone_models = header.get("backbone"), {}
+    if backbone is not None:
+        backbone_models = _check_backbone(backbone, payload, source)
+
     selftest = None
     if "selftest" in payload and "selftest" in header:
         audio = np.frombuffer(payload["selftest"], dtype="<i2").astype(np.float32) / 32767.0
@@ -223,4 +281,33 @@ def parse_bundle(data: bytes, source: str | Path = "bundle") -> Bundle:
         output=header.get("output", "logits"),
         path=Path(source) if not isinstance(source, Path) else source,
         model_sha256=sections["model"]["sha256"],
+        backbone=backbone,
+        backbone_models=backbone_models,
     )
+
+
+def _check_backbone(entry, payload: dict, source) -> dict:
+    """The backbone's model bytes from a bundle's sections, after checking that this device computes
+    the same embeddings: a known backbone, the same numerics version and spec, every file present."""
+    from .backbone import BACKBONE_VERSION, BACKBONES, NORMALIZE, describe
+
+    upgrade = "install the tinyear version that exported it on the device, or re-export it with this one"
+    if not isinstance(entry, dict) or entry.get("name") not in BACKBONES:
+        name = entry.get("name") if isinstance(entry, dict) else entry
+        raise BundleError(f"{source}: made for backbone {name!r}, which this tinyear does not know; {upgrade}")
+    if entry.get("normalize", "none") not in NORMALIZE:
+        raise BundleError(f"{source}: its backbone input is normalised as {entry.get('normalize')!r}, which this "
+                          f"tinyear does not know; {upgrade}")
+    ours = describe(entry["name"], entry.get("normalize", "none"))
+    if entry.get("version") != BACKBONE_VERSION or any(entry.get(k) != v for k, v in ours.items()
+                                                       if k not in ("files", "version")):
+        raise BundleError(f"{source}: made for {entry['name']} embeddings version {entry.get('version')}, but this "
+                          f"device computes version {BACKBONE_VERSION}; {upgrade}")
+    models = {}
+    for f in ours["files"]:
+        data = payload.get(BACKBONE_PREFIX + f)
+        if data is None or sha256_bytes(data) != (entry.get("sha256") or {}).get(f):
+            raise BundleError(f"{source}: its backbone file {f} is missing or fails its sha256; re-export it with "
+                              "tinyear export")
+        models[f] = data
+    return models

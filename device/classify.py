@@ -1,7 +1,8 @@
 """Classifying whole clips with a bundle: audio in, one probability per label out.
 
-`Classifier` pairs a verified bundle with its loaded model and the frontend the bundle names, so the
-only way to get scores is through the features the model was trained on. Clips that are not exactly
+`Classifier` pairs a verified bundle with its loaded model and the features the bundle names (the
+shared frontend, or the backbone a backbone bundle carries), so the only way to get scores is through
+the features the model was trained on. Clips that are not exactly
 one model window long are fitted by `features.fit_clip` (centred padding, or the loudest window).
 """
 
@@ -13,7 +14,6 @@ import numpy as np
 
 from .audio import check_finite, load_audio
 from .bundle import Bundle, read_bundle
-from .features import clip_features
 
 
 class Classifier:
@@ -23,11 +23,13 @@ class Classifier:
         self.bundle = bundle if isinstance(bundle, Bundle) else read_bundle(bundle)
         self.model = self.bundle.load_model(num_threads=num_threads, runtime=runtime)
         self.labels = self.bundle.labels
+        self._features = self.bundle.featurizer(num_threads=num_threads, runtime=runtime)
 
     def features(self, waveform: np.ndarray) -> np.ndarray:
-        """Mono float32 waveform at the bundle's sample rate -> (frames, bins) for one model input."""
+        """Mono float32 waveform at the bundle's sample rate -> one model input: (frames, bins), or a
+        backbone bundle's (windows, dim)."""
         check_finite(np.asarray(waveform))
-        return clip_features(waveform, self.bundle.frontend)
+        return self._features(waveform)
 
     def scores_from_features(self, features: np.ndarray) -> np.ndarray:
         """(frames, bins) or (batch, frames, bins) -> probabilities over labels, float32."""

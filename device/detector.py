@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .backbone import ClipStream
 from .bundle import Bundle
 from .detection import DetectionConfig
 from .features import StreamingFrontend, model_input
@@ -164,6 +165,11 @@ class Detector:
             self.model = model
         self._scorer = scorer
         self.frontend = StreamingFrontend(fe)
+        # A backbone bundle's features are the backbone's embeddings of the last clip of audio (ClipStream);
+        # otherwise the shared log-mel frames, each computed once, into the ring below.
+        self.clips = (ClipStream(bundle.load_backbone(num_threads=num_threads, runtime=runtime), fe,
+                                 round(self.config.hop_ms * fe.sample_rate / 1000.0))
+                      if bundle.backbone is not None else None)
         # Each frame is written twice, at i and i + N, so the last N frames are always one contiguous
         # slice ring[s : s + N] (oldest first) without copying: (2N, bins) float32.
         self._ring = np.zeros((2 * self.num_frames, self.num_bins), dtype=np.float32)
@@ -187,6 +193,8 @@ class Detector:
         `time_offset` seconds (default: where the stream had got to), so they stay monotonic."""
         self.time_offset = self.stream_seconds if time_offset is None else float(time_offset)
         self.frontend.reset()
+        if self.clips is not None:
+            self.clips.reset()
         self.gate.reset()
         self._frames = 0
         self._pending = []
@@ -199,6 +207,8 @@ class Detector:
 
     def _samples_for_next_run(self) -> int:
         """Samples since the reset needed to complete the frame at which the model runs next."""
+        if self.clips is not None:
+            return self.clips.next_run()
         n, f = self.num_frames, self._frames
         frames = n if f < n else f + self.hop_frames - (f - n) % self.hop_frames
         return (frames - 1) * self.frontend_config.hop_length + self.frontend_config.window_length
@@ -215,11 +225,34 @@ class Detector:
             return []
         chunk = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending = []
+        events = []
+        for end_sample, features in self._runs(chunk):
+            t1 = time.perf_counter()
+            probs = self._scorer(features)
+            self.model_seconds += time.perf_counter() - t1
+            self.inferences += 1
+            now = self.time_offset + end_sample / self.frontend_config.sample_rate
+            if self.score_log is not None:
+                self.score_log.append((now, np.asarray(probs, dtype=np.float32).reshape(-1).copy()))
+            event = self.gate.update(now, probs)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _runs(self, chunk: np.ndarray):
+        """(end sample since the reset, model input) for each model run `chunk` completes, lazily: a
+        frame window is a view of the ring, scored before the next frame overwrites it. Feature time is
+        counted in `feature_seconds`."""
+        if self.clips is not None:
+            t0 = time.perf_counter()
+            runs = self.clips.push(chunk)  # the backbone's embeddings of each completed clip
+            self.feature_seconds += time.perf_counter() - t0
+            yield from runs
+            return
         t0 = time.perf_counter()
         frames = self.frontend.push(chunk)  # (k, bins): only the frames these samples complete
         self.feature_seconds += time.perf_counter() - t0
         fe, n = self.frontend_config, self.num_frames
-        events = []
         for frame in frames:
             i = self._frames % n
             self._ring[i] = frame
@@ -227,19 +260,8 @@ class Detector:
             self._frames += 1
             if self._frames < n or (self._frames - n) % self.hop_frames:
                 continue
-            t1 = time.perf_counter()
-            probs = self._scorer(model_input(self.window(), fe))
-            self.model_seconds += time.perf_counter() - t1
-            self.inferences += 1
             # The deciding window ends with the last sample of its newest frame.
-            end_sample = (self._frames - 1) * fe.hop_length + fe.window_length
-            now = self.time_offset + end_sample / fe.sample_rate
-            if self.score_log is not None:
-                self.score_log.append((now, np.asarray(probs, dtype=np.float32).reshape(-1).copy()))
-            event = self.gate.update(now, probs)
-            if event is not None:
-                events.append(event)
-        return events
+            yield (self._frames - 1) * fe.hop_length + fe.window_length, model_input(self.window(), fe)
 
 
 def detect_array(detector: Detector, waveform: np.ndarray, chunk_samples: int = 1600, progress=None) -> list[Detection]:

@@ -49,8 +49,12 @@ def run(args) -> int:
     inf, feat, det = result["inference_ms"], result["features"], result["detector"]
     print(f"bundle      {args.bundle} ({result['model_bytes']:,} byte model, {result['runtime']}, {result['num_threads']} thread)")
     print(f"inference   p50 {inf['p50']:.3f} ms   p95 {inf['p95']:.3f} ms   p99 {inf['p99']:.3f} ms")
-    print(f"features    incremental {feat['incremental_ms_per_hop']:.3f} ms/hop, recompute window {feat['recompute_ms_per_hop']:.3f} ms/hop "
-          f"({feat['recompute_over_incremental']:.1f}x), hop {result['hop_ms']:g} ms")
+    if "ms_per_hop" in feat:  # a backbone bundle embeds the whole last clip each hop
+        print(f"features    {feat['kind']}: {feat['ms_per_hop']:.3f} ms/hop ({feat['core_percent']:.1f}% of one core), "
+              f"hop {result['hop_ms']:g} ms")
+    else:
+        print(f"features    incremental {feat['incremental_ms_per_hop']:.3f} ms/hop, recompute window "
+              f"{feat['recompute_ms_per_hop']:.3f} ms/hop ({feat['recompute_over_incremental']:.1f}x), hop {result['hop_ms']:g} ms")
     print(f"detector    {det['core_percent']:.2f}% of one core to keep up with real time "
           f"({det['realtime_factor']:.0f}x faster than real time; features {100 * det['feature_share']:.0f}% of it)")
     print(f"memory      peak RSS {result['peak_rss_mb']:.1f} MB")

@@ -32,6 +32,7 @@ def run(args) -> int:
         "runtime": model.runtime,
         "frontend": bundle.frontend.to_dict(),
         "frontend_fingerprint": bundle.fingerprint,
+        "backbone": None if bundle.backbone is None else {k: v for k, v in bundle.backbone.items() if k != "files"},
         "detection": bundle.detection,
         "metrics": bundle.metrics,
         "provenance": bundle.provenance,
@@ -47,6 +48,11 @@ def run(args) -> int:
     fe = bundle.frontend
     print(f"  frontend   {bundle.fingerprint}: {fe.sample_rate} Hz, {fe.window_ms:g}/{fe.hop_ms:g} ms window/hop, "
           f"{fe.num_mel_bins} mel bins {fe.lower_hz:g}-{fe.upper_hz:g} Hz, {fe.clip_ms:g} ms clip")
+    if bundle.backbone is not None:
+        bb = bundle.backbone
+        print(f"  backbone   {bb['name']} (version {bb['version']}, {sum(map(len, bundle.backbone_models.values())):,} bytes "
+              f"of float TFLite in the bundle): 1 s clip + {bb['pad_seconds']:g} s padding each side -> {bb['windows']} x "
+              f"{bb['dim']} embeddings, normalised per clip ({bb['normalize']}); the model is a head over them")
     d = bundle.detection
     print(f"  detection  threshold {d['threshold']}, smoothing {d['smoothing_ms']} ms, refractory {d['refractory_ms']} ms, hop {d['hop_ms']} ms"
           + (f", per class {d['per_class_threshold']}" if d.get("per_class_threshold") else ""))
