@@ -29,8 +29,11 @@ def write_bundle(
     provenance: dict | None = None,
     selftest: SelfTest | None = None,
     output: str = "logits",
+    backbone: dict | None = None,
+    backbone_models: dict | None = None,
 ) -> Path:
-    """Write a bundle file atomically; returns its path. Tool versions are added to provenance."""
+    """Write a bundle file atomically; returns its path. Tool versions are added to provenance.
+    `backbone`/`backbone_models`: a pretrained backbone the model is a head over, and its files."""
     path = Path(path)
     if path.suffix != SUFFIX:
         raise TinyearError(f"{path}: a bundle file name must end in {SUFFIX}")
@@ -43,6 +46,8 @@ def write_bundle(
         provenance={**(provenance or {}), "tools": tool_versions(*HOST_TOOLS)},
         selftest=selftest,
         output=output,
+        backbone=backbone,
+        backbone_models=backbone_models,
     )
     folder = path.parent if str(path.parent) else Path(".")
     try:

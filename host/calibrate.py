@@ -293,7 +293,8 @@ def write_calibrated(bundle, config: DetectionConfig, result: dict, path) -> Pat
     record["data"] = [Path(r).name for r in result["data"]]
     metrics = {**bundle.metrics, "detection_calibration": record}
     return write_bundle(path, bundle.model_bytes, bundle.labels, bundle.frontend, detection=detection,
-                        metrics=metrics, provenance=bundle.provenance, selftest=bundle.selftest, output=bundle.output)
+                        metrics=metrics, provenance=bundle.provenance, selftest=bundle.selftest, output=bundle.output,
+                        backbone=bundle.backbone, backbone_models=bundle.backbone_models)
 
 
 def format_report(result: dict) -> list[str]:

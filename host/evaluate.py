@@ -44,6 +44,16 @@ def batch_features(waves: np.ndarray, config: FrontendConfig, *, progress: bool 
     return out
 
 
+def featurize_all(waves: np.ndarray, featurize, *, progress: bool = True, desc: str = "features") -> np.ndarray:
+    """(N, samples) waveforms -> a stack of `featurize(clip)` (e.g. a backbone bundle's embeddings)."""
+    out = []
+    with progress_bar(len(waves), desc, enabled=progress, at_least=500) as bar:
+        for wave in waves:
+            out.append(featurize(wave))
+            bar.update(1)
+    return np.stack(out).astype(np.float32) if out else np.zeros((0,), np.float32)
+
+
 def frontend_of(meta: dict) -> FrontendConfig:
     """The FrontendConfig of a run's meta (`load_run` gives it as "frontend_config"; "frontend" is the dict)."""
     config = meta.get("frontend_config")
@@ -66,9 +76,17 @@ class Scorer:
     frontend: FrontendConfig
     _predict: object = field(repr=False, default=None)
     info: dict = field(default_factory=dict)
+    featurize: object = field(repr=False, default=None)  # one clip -> one input; None: the shared frontend
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         return self._predict(features)
+
+    def features(self, waves: np.ndarray, *, progress: bool = True, desc: str = "features") -> np.ndarray:
+        """(N, samples) waveforms -> the model's inputs: the shared frontend's features, or a backbone
+        bundle's embeddings."""
+        if self.featurize is None:
+            return batch_features(waves, self.frontend, progress=progress, desc=desc)
+        return featurize_all(waves, self.featurize, progress=progress, desc=desc)
 
 
 def load_scorer(path: str | Path, *, num_threads: int = 1) -> Scorer:
@@ -92,7 +110,8 @@ def load_scorer(path: str | Path, *, num_threads: int = 1) -> Scorer:
     if bundle.output != "logits":
         raise TinyearError(f"{path}: the model outputs {bundle.output}, not logits; re-export it with tinyear export")
     return Scorer(kind, path, list(bundle.labels), bundle.frontend, model.predict,
-                  info={"model_bytes": len(bundle.model_bytes), "model_sha256": bundle.model_sha256})
+                  info={"model_bytes": len(bundle.model_bytes), "model_sha256": bundle.model_sha256},
+                  featurize=bundle.featurizer(num_threads=num_threads) if bundle.backbone is not None else None)
 
 
 # -- data --------------------------------------------------------------------------------------------------
@@ -265,7 +284,7 @@ def evaluate(model_path, data, *, split: str = "auto", out_dir: str | Path | Non
     scorer = scorer or load_scorer(model_path)
     split, why = choose_split(data, split)
     eval_set = load_eval_set(data, scorer.labels, split, seed=seed, config=scorer.frontend, progress=progress)
-    features = batch_features(eval_set.waves, scorer.frontend, progress=progress, desc=f"{split} features")
+    features = scorer.features(eval_set.waves, progress=progress, desc=f"{split} features")
     predicted = scorer.logits(features).argmax(axis=1)
     result = {
         "model": str(scorer.path), "kind": scorer.kind, "data": eval_set.roots, "split": split,

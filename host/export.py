@@ -115,13 +115,15 @@ SELFTEST_PER_CLASS = 64
 """Most validation clips of each class the self-test clip is looked for in."""
 
 
-def _selftest(model_bytes: bytes, labels: list[str], waves: np.ndarray, y: np.ndarray, config: FrontendConfig):
+def _selftest(model_bytes: bytes, labels: list[str], waves: np.ndarray, y: np.ndarray, config: FrontendConfig,
+              features=None):
     """One validation clip the int8 model gets right, stored as 16-bit PCM: expected probabilities are
     computed on exactly that audio. The most confident keyword clip among the first of each class (up to
     PER_CLASS): a keyword clip shows keyword labels in the wrong order, which a silence clip would not.
     A model that gets no keyword clip right but some `_unknown_`/`_silence_` clip (a smoke test's
     two-epoch model) stores that one. Refuses when it gets no clip right at all: the clip's label must
-    be its top label here and on the device."""
+    be its top label here and on the device. `features` maps a clip to the model's input (default: the
+    shared frontend's `clip_features` with `config`; a backbone bundle's embeddings)."""
     from tinyear.device.bundle import SelfTest
     from tinyear.device.features import clip_features
     from tinyear.device.runtime import Model, softmax
@@ -129,12 +131,13 @@ def _selftest(model_bytes: bytes, labels: list[str], waves: np.ndarray, y: np.nd
     from .data import SILENCE, UNKNOWN
 
     model = Model(model_bytes)
+    features = features or (lambda audio: clip_features(audio, config))
     best, tried = None, 0
     said = {}  # keyword class -> the model's top labels for its clips
     for c in range(len(labels)):
         for i in np.flatnonzero(y == c)[:SELFTEST_PER_CLASS]:
             audio = (np.clip(np.round(waves[i].astype(np.float64) * 32767.0), -32768, 32767) / 32767.0).astype(np.float32)
-            probs = softmax(model.predict(clip_features(audio, config)))
+            probs = softmax(model.predict(features(audio)))
             keyword = labels[c] not in (UNKNOWN, SILENCE)
             tried += 1
             if keyword:
@@ -180,6 +183,12 @@ def export_run(run_dir, out, options: ExportOptions = ExportOptions()) -> dict:
     from .bundle import write_bundle
     from .verify import format_report, verify_int8
 
+    from .backbone import is_backbone_run
+
+    if is_backbone_run(Path(run_dir)):  # a head over a pretrained backbone: the bundle carries the backbone
+        from .headexport import export_backbone_run
+
+        return export_backbone_run(run_dir, out, options)
     started = time.time()
     out = Path(out)
     if out.suffix != ".tinyear":

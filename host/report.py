@@ -100,12 +100,13 @@ def compare(
     import torch
 
     from .convert import convert_float
-    from .evaluate import batch_features, classification_metrics, frontend_of, load_eval_set
+    from .evaluate import batch_features, classification_metrics, featurize_all, frontend_of, load_eval_set
     from .runs import load_run
     from .students import count_macs, count_params
 
     rows: list[Row] = []
     scorers, tflites, converted = {}, {}, {}
+    bundle_features = None
     labels = frontend = None
     # the teacher slot takes any run folder (a student can teach too); the student slots insist on students
     for name, where, kind in (("teacher", teacher, None), ("baseline student", baseline, "student"),
@@ -140,6 +141,8 @@ def compare(
         model = b.load_model(num_threads=1)
         tflites["int8 bundle"] = b.model_bytes
         scorers["int8 bundle"] = model.predict
+        if b.backbone is not None:  # a head over a backbone: scored on the backbone's embeddings of the clips
+            bundle_features = b.featurizer(num_threads=1)
         rows.append(Row("int8 bundle", "int8", params=b.metrics.get("params"), macs=b.metrics.get("macs"),
                         size_bytes=len(b.model_bytes), source=str(bundle)))
     if not rows:
@@ -152,10 +155,15 @@ def compare(
 
     for set_name, (data, split) in eval_sets.items():
         eval_set = load_eval_set(data, labels, split, config=frontend, progress=progress)
-        features = batch_features(eval_set.waves, frontend, progress=progress, desc=f"{set_name} features")
+        features = (batch_features(eval_set.waves, frontend, progress=progress, desc=f"{set_name} features")
+                    if any(r.name not in wave_scorers and (r.name != "int8 bundle" or bundle_features is None) for r in rows)
+                    else None)
         for row in rows:
             if row.name in wave_scorers:
                 predicted = wave_scorers[row.name](eval_set.waves).argmax(axis=1)
+            elif row.name == "int8 bundle" and bundle_features is not None:
+                inputs = featurize_all(eval_set.waves, bundle_features, progress=progress, desc=f"{set_name} embeddings")
+                predicted = scorers[row.name](inputs).argmax(axis=1)
             else:
                 predicted = scorers[row.name](features).argmax(axis=1)
             row.accuracy[set_name] = classification_metrics(eval_set.labels, predicted, labels)["accuracy"]

@@ -5,6 +5,8 @@ A thin shell over `tinyear.host.distill.train_teacher` (the same loop `tinyear d
 
 from __future__ import annotations
 
+from tinyear.device.cliutil import positive_int
+
 from ..trainconfig import TEACHER_RECIPE
 from ._trainopts import how_to_resume as INTERRUPTED  # what Ctrl-C's line adds
 from ._trainopts import (add_data_arguments, add_loop_arguments, command_line, data_options, launch, report,
@@ -49,6 +51,9 @@ def add_arguments(parser) -> None:
                         help="train a head over this frozen pretrained backbone instead of the CNN")
     parser.add_argument("--head-epochs", type=int, default=HeadConfig().epochs, metavar="N",
                         help=f"with --backbone: epochs of the head (default {HeadConfig().epochs})")
+    parser.add_argument("--head-members", type=positive_int, default=HeadConfig().members, metavar="K",
+                        help=f"with --backbone: heads trained from K seeds and averaged, exported as one int8 model "
+                             f"(default {HeadConfig().members})")
 
 
 def run(args) -> int:
@@ -58,7 +63,7 @@ def run(args) -> int:
         from tinyear.host.backbone_spec import HeadConfig
 
         info = train_backbone_teacher(args.data, args.out, backbone=args.backbone, data=data,
-                                      config=HeadConfig(epochs=args.head_epochs, seed=args.seed), force=args.force,
+                                      config=HeadConfig(epochs=args.head_epochs, seed=args.seed, members=args.head_members), force=args.force,
                                       progress=not args.quiet, command=command_line())
         report(info, args)
         return 0
