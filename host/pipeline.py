@@ -94,6 +94,18 @@ class PipelineConfig:
     streams (`tinyear calibrate`); None: keep the default thresholds."""
     quick: bool = False
     """The `--quick` smoke test (`quick_config`): its numbers show the kit works, not what a model can do."""
+    ship: str = "auto"
+    """What the bundle runs: "student" (the int8 student over the shared log-mels), "backbone" (an int8
+    head over the speech_embedding backbone, which the bundle carries), or "auto": the backbone for your
+    own words from text alone (`words` without `data`) when its wheel is installed, else the student. On
+    people, a head over the backbone trained on synthetic wake phrases finds 99-100% of them where a
+    student distilled from it finds almost none (docs/BENCHMARKS.md, "Your own words")."""
+    other_speech: tuple[str, ...] = ()
+    """Folders of real speech with none of the keywords (e.g. ../shared/data/speech-commands-mini-train
+    for your own words): their validation clips join the calibration stream as other speech, so the
+    thresholds meet the budget on people talking, not only on synthetic words."""
+    near_miss: int = 0
+    """Synthetic near-miss `_unknown_` clips per keyword (`tinyear synth --near-miss`; 0: none)."""
 
 
 # --data too: a thin word gets 100 synthetic clips (not the other words' median, ~600 for the shared
@@ -273,7 +285,8 @@ class _Pipeline:
         self.keywords, self.labels = keywords, tuple(k.label for k in keywords)
         self.given = list(teachers) if teachers else None
         self.progress, self.jobs, self.command, self.nproc = progress, jobs, command, nproc
-        self.steps = _Steps(7 + (config.fa_per_hour is not None), progress)
+        self.ship = resolve_ship(config, data)
+        self.steps = _Steps((7 if self.ship == "student" else 5) + (config.fa_per_hour is not None), progress)
         self.paths = {**{name: out / name for name in RUN_FOLDERS}, "bundle": out / BUNDLE_NAME,
                       "report": out / REPORT_NAME, "backbone": out / BACKBONE_FOLDER}
 
@@ -284,6 +297,9 @@ class _Pipeline:
         what = (f"synthesizing the {'default ' if config.words is None else ''}keyword set ({', '.join(self.labels)})"
                 if self.data is None else f"filling what {self.data} lacks ({', '.join(self.labels)})")
         self.roots = self.steps.run("data", what, self.make_data)
+        if self.ship == "backbone":
+            self.run_backbone()
+            return
         if self.given:
             self.teacher_specs = self.given
             self.steps.run("teacher", f"using the given teacher{'s' if len(self.given) > 1 else ''} "
@@ -314,6 +330,45 @@ class _Pipeline:
                                                     self.evaluate)
         self.steps.run("report", "writing the report", self.report)
 
+    def run_backbone(self) -> None:
+        """The steps after the data when the bundle runs the backbone: the head (three seeds averaged),
+        its int8 export with the backbone's files, calibration, evaluation, report. No student."""
+        from . import runs
+        from .backbone import HEAD_FILE
+
+        c, paths = self.config, self.paths
+        self.teacher_info = self.steps.run(
+            "head", f"training the head over the {c.backbone} backbone that the bundle runs", self.train_head,
+            runs.run_state(paths["backbone"]) == "finished")
+        self.teacher_specs = [str(paths["backbone"])]
+        self.teacher_choice = {"chosen": "backbone", "validation": {"backbone": _val(self.teacher_info) / 100},
+                               "specs": self.teacher_specs, "ship": "backbone"}
+        self.student_info = self.baseline_info = None
+        self.shipped, self.shipped_name = "backbone", "backbone head"
+        self.export_info = self.steps.run("export", f"exporting the head to int8, with the {c.backbone} backbone, "
+                                          "and verifying it", self.export,
+                                          _bundle_is_from(paths["bundle"], paths["backbone"], HEAD_FILE))
+        if c.fa_per_hour is not None:
+            self.steps.run("calibrate", f"calibrating thresholds to {c.fa_per_hour:g} false accepts/hour on "
+                           "validation streams", self.calibrate, self._calibrated())
+        self.rows, self.confusions = self.steps.run("evaluate", "comparing the float head and the int8 bundle",
+                                                    self.evaluate)
+        self.steps.run("report", "writing the report", self.report)
+
+    def train_head(self, skip: bool) -> dict:
+        from . import runs
+        from .backbone import train_backbone_teacher
+        from .backbone_spec import HeadConfig
+        from .trainconfig import DataOptions
+
+        if skip:
+            return json.loads((self.paths["backbone"] / runs.RUN_JSON).read_text())
+        c = self.config
+        data = DataOptions(roots=tuple(self.roots), words=self.labels, variants=c.variants, data_seed=c.seed,
+                           jobs=self.jobs)
+        return train_backbone_teacher(self.roots, self.paths["backbone"], backbone=c.backbone, data=data,
+                                      config=HeadConfig(seed=c.seed), progress=self.progress, command=self.command)
+
     # -- 1. data --------------------------------------------------------------------------------------------
 
     def make_data(self, skip: bool) -> list[str]:
@@ -323,7 +378,8 @@ class _Pipeline:
         config = self.config
         if self.data is None:
             target = self.out / "data" / "synth"
-            synthesize(target, self.keywords, per_word=config.per_word, seed=config.seed, jobs=self.jobs, progress=self.progress)
+            synthesize(target, self.keywords, per_word=config.per_word, near_miss=config.near_miss, seed=config.seed,
+                       jobs=self.jobs, progress=self.progress)
             return [str(target)]
         target = self.out / "data" / "fill"
         dataset = fill_missing(self.data, target, self.keywords, min_per_word=config.min_real_per_word,
@@ -384,7 +440,8 @@ class _Pipeline:
             from .backbone_spec import HeadConfig
             from .trainconfig import DataOptions
 
-            data = DataOptions(roots=tuple(self.roots), variants=c.variants, data_seed=c.seed, jobs=self.jobs)
+            data = DataOptions(roots=tuple(self.roots), words=self.labels, variants=c.variants, data_seed=c.seed,
+                               jobs=self.jobs)
             head = train_backbone_teacher(self.roots, self.paths["backbone"], backbone=c.backbone, data=data,
                                           config=HeadConfig(seed=c.seed), progress=self.progress, command=self.command)
             choice["validation"]["backbone"] = _val(head) / 100
@@ -431,7 +488,8 @@ class _Pipeline:
             print("tinyear: the baseline student beat the distilled one on the validation split "
                   f"({_val(self.baseline_info):.1f}% vs {_val(self.student_info):.1f}%), so the bundle gets the baseline",
                   file=sys.stderr)
-        result = export_run(self.paths[self.shipped], bundle,
+        source = self.paths["backbone"] if self.shipped == "backbone" else self.paths[self.shipped]
+        result = export_run(source, bundle,
                             ExportOptions(calibration=self.config.calibration, qat=self.config.qat,
                                           progress=self.progress))
         if self.progress:
@@ -454,7 +512,8 @@ class _Pipeline:
 
         if not skip:
             try:
-                result = calibrate(self.paths["bundle"], self.roots, fa_per_hour=self.config.fa_per_hour,
+                result = calibrate(self.paths["bundle"], [*self.roots, *self.config.other_speech],
+                                   fa_per_hour=self.config.fa_per_hour,
                                    seed=self.config.seed, fit=True, progress=self.progress)
                 lines = format_report(result)
             except (BudgetNotMet, TinyearError) as exc:  # the bundle keeps its thresholds; the run goes on
@@ -479,9 +538,10 @@ class _Pipeline:
 
         paths, eval_sets = self.paths, self.eval_sets()
         cnn = self.teacher_choice["chosen"] == "cnn"  # a run folder of features; else teachers of waveforms
-        rows = compare(teacher=paths["teacher"] if cnn else None, baseline=paths["baseline"], student=paths["student"],
-                       bundle=paths["bundle"], eval_sets=eval_sets, progress=self.progress,
-                       teacher_specs=None if cnn else self.teacher_specs)
+        students = self.shipped != "backbone"
+        rows = compare(teacher=paths["teacher"] if cnn else None, baseline=paths["baseline"] if students else None,
+                       student=paths["student"] if students else None, bundle=paths["bundle"], eval_sets=eval_sets,
+                       progress=self.progress, teacher_specs=None if cnn else self.teacher_specs)
         confusions = {}
         for set_name, (where, split) in eval_sets.items():
             folder = self.out / EVAL_FOLDER / set_name.split(" ")[0]
@@ -511,8 +571,27 @@ def pick_shipped(student_info: dict, baseline_info: dict) -> str:
     return "baseline" if _val(baseline_info) > _val(student_info) else "student"
 
 
-def _bundle_is_from(bundle: Path, run_dir: Path) -> bool:
-    """Whether `bundle` exists and was exported from `run_dir`'s current checkpoint."""
+def resolve_ship(config: PipelineConfig, data) -> str:
+    """"student" or "backbone": what the bundle runs (`PipelineConfig.ship`; "auto" decides here)."""
+    if config.ship not in ("auto", "student", "backbone"):
+        raise TinyearError(f"--ship {config.ship}: choose auto, student or backbone")
+    if config.ship == "student":
+        return "student"
+    from .backbone import MISSING, available
+
+    if config.ship == "backbone":
+        if not config.backbone:
+            raise TinyearError("--ship backbone needs the backbone; leave out --no-backbone")
+        if not available(config.backbone):
+            raise TinyearError(f"--ship backbone: {MISSING}")
+        return "backbone"
+    return "backbone" if config.words is not None and data is None and config.backbone and available(config.backbone) \
+        else "student"
+
+
+def _bundle_is_from(bundle: Path, run_dir: Path, checkpoint: str | None = None) -> bool:
+    """Whether `bundle` exists and was exported from `run_dir`'s current checkpoint (best.pt, or the
+    file named)."""
     if not bundle.exists():
         return False
     from tinyear.device.bundle import read_bundle
@@ -524,6 +603,6 @@ def _bundle_is_from(bundle: Path, run_dir: Path) -> bool:
         run = read_bundle(bundle).provenance.get("run") or {}
     except Exception:  # an unreadable bundle is redone
         return False
-    best = run_dir / BEST
+    best = run_dir / (checkpoint or BEST)
     return (run.get("dir") == str(run_dir.resolve()) and best.exists()
             and run.get("checkpoint_sha256") == sha256_file(best))

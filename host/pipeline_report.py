@@ -33,15 +33,24 @@ def write_report(path: Path, rows, confusions, teacher_info, student_info, basel
     bundle_row = next(r for r in rows if r.name == "int8 bundle")
     recipe = ("synthetic speech only (espeak-ng and flite, `tinyear synth`), the embedded default" if data is None else
               f"real clips from `{data}`, with what they lack filled by synthetic speech")
+    if shipped == "backbone":
+        made = (f"- Bundle: `{bundle.name}`, {m.get('model_bytes', 0):,} byte int8 head ({bundle_row.params or 0:,} "
+                f"parameters, {config.backbone} embeddings in) and the {config.backbone} backbone's float TFLite files "
+                f"({m.get('backbone_bytes', 0):,} bytes), which the device runs before the head: your own words from "
+                "text alone carry to people this way, a student over log-mels does not (docs/BENCHMARKS.md).")
+    else:
+        made = (f"- Bundle: `{bundle.name}`, {m.get('model_bytes', 0):,} byte int8 model of the "
+                f"{'distilled' if shipped == 'student' else 'baseline'} student ({config.student}, "
+                f"{bundle_row.params or 0:,} parameters, {(bundle_row.macs or 0) / 1e6:.2f} M MACs)"
+                + ("." if shipped == "student" else
+                   f": the baseline beat the distilled student on the validation split ({val_percent(baseline_info):.1f}% vs "
+                   f"{val_percent(student_info):.1f}%), so distillation did not pay with this teacher "
+                   f"({val_percent(teacher_info):.1f}% on validation)."))
+    trained = (("backbone head", teacher_info),) if shipped == "backbone" else (
+        ("teacher", teacher_info), ("distilled student", student_info), ("baseline student", baseline_info))
     sections = [
         ("What was made", "\n".join([
-            f"- Bundle: `{bundle.name}`, {m.get('model_bytes', 0):,} byte int8 model of the "
-            f"{'distilled' if shipped == 'student' else 'baseline'} student ({config.student}, "
-            f"{bundle_row.params or 0:,} parameters, {(bundle_row.macs or 0) / 1e6:.2f} M MACs)"
-            + ("." if shipped == "student" else
-               f": the baseline beat the distilled student on the validation split ({val_percent(baseline_info):.1f}% vs "
-               f"{val_percent(student_info):.1f}%), so distillation did not pay with this teacher "
-               f"({val_percent(teacher_info):.1f}% on validation)."),
+            made,
             f"- Data: {recipe}.",
             f"- Int8: float {m.get('float_accuracy')}% -> int8 {m.get('int8_accuracy')}% on the validation split "
             f"(drop {m.get('accuracy_drop_points')} points, top-1 agreement {m.get('agreement_percent')}%), "
@@ -59,8 +68,7 @@ def write_report(path: Path, rows, confusions, teacher_info, student_info, basel
             f"{info.get('epochs_run')}, validation accuracy {100 * info['metrics']['validation']['accuracy']:.1f}%"
             f"{'' if name != 'distilled student' else f' (alpha {config.alpha}, T {config.temperature}, {config.kd_loss})'}, "
             f"{format_seconds(info.get('wall_seconds', 0))}"
-            for name, info in (("teacher", teacher_info), ("distilled student", student_info),
-                               ("baseline student", baseline_info))
+            for name, info in trained
         ) + "\n\nValidation accuracy chose every checkpoint; the test split and real speech were only measured."),
         ("Per class (int8 bundle)", "\n".join(per_class_table(confusions))),
         ("Time", "| step | wall time |\n|---|---|\n" + "\n".join(f"| {k} | {format_seconds(v)} |" for k, v in times.items())

@@ -112,7 +112,7 @@ def test_pipeline_trains_both_teachers_and_keeps_the_better_on_validation(defaul
     assert set(choice["validation"]) == {"cnn", "backbone"}
     for name, folder in (("cnn", "teacher"), ("backbone", "teacher-backbone")):
         run = json.loads((out / folder / "run.json").read_text())
-        assert choice["validation"][name] == run["metrics"]["validation"]["accuracy"]
+        assert choice["validation"][name] == pytest.approx(run["metrics"]["validation"]["accuracy"], abs=1e-12)
     expected = "backbone" if choice["validation"]["backbone"] > choice["validation"]["cnn"] else "cnn"
     assert choice["chosen"] == expected
     student = json.loads((out / "student" / "run.json").read_text())
@@ -139,3 +139,40 @@ def test_pipeline_with_given_teacher_skips_the_teacher_step(default_pipeline, tm
     # a teacher that names nothing is one line, before any work
     bad = tinyear("pipeline", *QUICK, "--teacher", tmp_path / "nothing", "--out", tmp_path / "bad")
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_pipeline_words_from_text_ship_a_backbone_bundle(tmp_path):
+    """--words without --data: the bundle runs an int8 head over the backbone it carries (ship auto)."""
+    out = tmp_path / "words"
+    done = tinyear("pipeline", "--quick", "--words", "red", "green", "--per-word", "24", "--no-real-test", "--json",
+                   "--out", out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["bundle_student"] == "backbone head" and summary["teacher"]["ship"] == "backbone"
+    assert [r["name"] for r in summary["rows"]] == ["teacher", "int8 bundle"]
+    assert not (out / "student").exists() and not (out / "baseline").exists()
+    assert "[2/6] training the head over the speech-embedding backbone" in done.stderr
+    assert "absl::InitializeLog" not in done.stderr and "oneDNN" not in done.stderr  # the converter's banners
+    from tinyear.device import read_bundle
+
+    bundle = read_bundle(out / "keywords.tinyear")
+    assert bundle.backbone["name"] == "speech-embedding" and bundle.labels == ["red", "green", "_unknown_", "_silence_"]
+    assert bundle.provenance["student"]["arch"] == "backbone-head"
+    assert bundle.metrics["int8_accuracy"] > 0 and bundle.metrics["backbone_bytes"] > 1_000_000
+    selftest = subprocess.run([sys.executable, "-m", "tinyear.device.cli", "selftest", out / "keywords.tinyear"],
+                              capture_output=True, text=True)
+    assert selftest.returncode == 0 and "self-test passed" in selftest.stdout, selftest.stdout + selftest.stderr
+    report = (out / "report.md").read_text()
+    assert "int8 head" in report and "speech-embedding backbone's float TFLite files" in report
+    # the head run is an ordinary backbone teacher run, and tinyear export turns it into the same kind of bundle
+    again = tmp_path / "again.tinyear"
+    exported = tinyear("export", out / "teacher-backbone", "--out", again, "--json")
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert read_bundle(again).model_sha256 == read_bundle(out / "keywords.tinyear").model_sha256
+
+
+def test_ship_backbone_without_the_backbone_is_one_line(tmp_path):
+    done = tinyear("pipeline", "--quick", "--ship", "backbone", "--no-backbone", "--out", tmp_path / "x")
+    assert done.returncode != 0 and done.stderr.strip().splitlines() == [
+        "tinyear: error: --ship backbone needs the backbone; leave out --no-backbone"]
+    assert not (tmp_path / "x").exists()
