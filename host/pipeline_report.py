@@ -86,8 +86,8 @@ def write_report(path: Path, rows, confusions, teacher_info, student_info, basel
                if (out / name / CURVES).exists()]
     return write_markdown(path, "tinyear pipeline report", rows, sections=sections, images=images,
                           footer="Accuracy in percent. Latency: median single-thread LiteRT invoke, all models measured "
-                                 "side by side in one run. Real speech: Speech Commands v2 test, public part "
-                                 "(evaluation only).")
+                                 "side by side in one run (a backbone bundle's: the backbone and the head). Real speech: "
+                                 + ("none" if real_test is None else f"`{Path(real_test).name}`") + " (evaluation only).")
 
 
 def calibration_line(m: dict) -> str:

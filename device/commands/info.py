@@ -46,8 +46,11 @@ def run(args) -> int:
     print(f"  input      {info['input']['dtype']} {tuple(model.feature_shape)} scale {model.input_scale:.5g} zero point {model.input_zero_point}")
     print(f"  output     {bundle.output}, {info['output']['dtype']} scale {model.output_scale:.5g} zero point {model.output_zero_point}")
     fe = bundle.frontend
-    print(f"  frontend   {bundle.fingerprint}: {fe.sample_rate} Hz, {fe.window_ms:g}/{fe.hop_ms:g} ms window/hop, "
-          f"{fe.num_mel_bins} mel bins {fe.lower_hz:g}-{fe.upper_hz:g} Hz, {fe.clip_ms:g} ms clip")
+    if bundle.backbone is None:
+        print(f"  frontend   {bundle.fingerprint}: {fe.sample_rate} Hz, {fe.window_ms:g}/{fe.hop_ms:g} ms window/hop, "
+              f"{fe.num_mel_bins} mel bins {fe.lower_hz:g}-{fe.upper_hz:g} Hz, {fe.clip_ms:g} ms clip")
+    else:
+        print(f"  audio      {fe.sample_rate} Hz, {fe.clip_ms:g} ms clip (the backbone makes the features)")
     if bundle.backbone is not None:
         bb = bundle.backbone
         print(f"  backbone   {bb['name']} (version {bb['version']}, {sum(map(len, bundle.backbone_models.values())):,} bytes "
