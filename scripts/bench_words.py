@@ -424,7 +424,9 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     words = [w.replace("_", " ") for w in args.words]
     if args.bundle:
-        trained = {"bundles": {Path(b).name: b for b in args.bundle}}
+        names = [Path(b).name for b in args.bundle]  # a name given twice (runs/*/keywords.tinyear) gets its folder
+        trained = {"bundles": {(f"{Path(b).parent.name}/{n}" if names.count(n) > 1 else n): b
+                               for b, n in zip(args.bundle, names)}}
     else:
         trained = train(out, words, per_word=args.per_word, near_miss=args.near_miss, student=args.student,
                         epochs=args.epochs, teachers=args.teachers, fa_per_hour=args.fa_per_hour,
