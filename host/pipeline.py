@@ -349,6 +349,11 @@ class _Pipeline:
                                           "and verifying it", self.export,
                                           _bundle_is_from(paths["bundle"], paths["backbone"], HEAD_FILE))
         if c.fa_per_hour is not None:
+            if not c.other_speech and self.progress:
+                print("tinyear: note: no --other-speech, so the thresholds are calibrated among synthetic words only "
+                      "and fire more often on people (9.3% of other phrases against 1.1%, docs/BENCHMARKS.md); give "
+                      "real speech without your words, e.g. --other-speech ../shared/data/speech-commands-mini-train",
+                      file=sys.stderr)
             self.steps.run("calibrate", f"calibrating thresholds to {c.fa_per_hour:g} false accepts/hour on "
                            "validation streams", self.calibrate, self._calibrated())
         self.rows, self.confusions = self.steps.run("evaluate", "comparing the float head and the int8 bundle",
