@@ -39,7 +39,7 @@ def export_backbone_run(run_dir, out, options) -> dict:
     from .backbone import HEAD_FILE, SpeechEmbedding, load_head, split_embeddings
     from .bundle import write_bundle
     from .convert import convert_int8
-    from .export import _say, _selftest, load_data
+    from .bundleparts import load_data, pick_selftest, say
     from .verify import format_report, pick_spread, verify_int8
 
     started = time.time()
@@ -84,12 +84,12 @@ def export_backbone_run(run_dir, out, options) -> dict:
         a, b = head(torch.from_numpy(raw_val)), model(torch.from_numpy(val_x[:64]))
     if not torch.allclose(a, b, atol=1e-3, rtol=1e-3):
         raise TinyearError(f"{run_dir}: the folded head differs from the trained one by {float((a - b).abs().max()):.3g}")
-    _say(f"converting the head to int8 (calibration: {len(pick)} training clips' embeddings)", options.progress)
+    say(f"converting the head to int8 (calibration: {len(pick)} training clips' embeddings)", options.progress)
     model_bytes = convert_int8(model, torch.from_numpy(train_x[pick[:1]]), [train_x[pick]])
-    _say("verifying (float vs int8 on the validation split, TFLite Micro vs LiteRT)", options.progress)
+    say("verifying (float vs int8 on the validation split, TFLite Micro vs LiteRT)", options.progress)
     verification = verify_int8(model, model_bytes, val_x, val_y, tflm_samples=options.tflm_samples)
     val_waves, val_y2 = dataset.arrays("validation", DEFAULT_CONFIG, progress=False)
-    selftest = _selftest(model_bytes, labels, val_waves, val_y2, DEFAULT_CONFIG,
+    selftest = pick_selftest(model_bytes, labels, val_waves, val_y2, DEFAULT_CONFIG,
                          features=lambda audio: layer_normalize(net.features(audio[None], DEFAULT_CONFIG))[0])
     v = verification["validation"]
     params = sum(p.numel() for p in head.parameters() if p.requires_grad)  # trained values (the merged layers' zeros not counted)
