@@ -219,8 +219,8 @@ def parse_bundle(data: bytes, source: str | Path = "bundle") -> Bundle:
     if version not in (PLAIN_FORMAT, FORMAT_VERSION):
         newer = "a newer" if version > FORMAT_VERSION else "an older"
         raise BundleError(
-            f"{source}: bundle format {version} was written by {newer} tinyear; this tinyear-device reads format "
-            f"{FORMAT_VERSION}: install the tinyear version that exported it on the device (pip install -U 'tinyear[device]')"
+            f"{source}: bundle format {version} was written by {newer} tinyear; this tinyear-device reads formats "
+            f"{PLAIN_FORMAT}-{FORMAT_VERSION}: install the tinyear version that exported it on the device (pip install -U 'tinyear[device]')"
         )
     if len(data) < _PREFIX.size + hlen + _CHECKSUM_BYTES:
         raise BundleError(f"{source}: truncated ({len(data)} bytes, shorter than its own header); {again}")

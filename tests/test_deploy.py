@@ -419,27 +419,28 @@ def test_tampered_bundle_is_refused_and_the_device_is_unchanged(device, deployed
 
 @pytest.mark.slow
 def test_bundle_the_device_cannot_read_is_rolled_back(device, deployed, tiny_bundles, tmp_path, monkeypatch, capsys):
-    """A newer workstation (format 2) deploys to a device whose tinyear reads format 1: the device
+    """A newer workstation (format 3) deploys to a device whose tinyear reads formats 1 and 2: the device
     rejects the staged bundle, the deploy removes it, and the device keeps its bundle and environment."""
     import tinyear.device.bundle as bundle_module
     from tinyear.host.cli import main
 
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     b = read_bundle(tiny_bundles["float"])
-    monkeypatch.setattr(bundle_module, "FORMAT_VERSION", 2)
+    monkeypatch.setattr(bundle_module, "FORMAT_VERSION", 3)
+    monkeypatch.setattr(bundle_module, "PLAIN_FORMAT", 3)
     future = tmp_path / "future.tinyear"
     future.write_bytes(pack_bundle(b.model_bytes, b.labels, b.frontend, selftest=b.selftest, output=b.output))
-    assert future.read_bytes()[8:10] == (2).to_bytes(2, "little")
+    assert future.read_bytes()[8:10] == (3).to_bytes(2, "little")
     before = snapshot(device["dir"])
     for extra in ([], ["--bundle-only"]):
         argv = ["deploy", str(future), "--to", "tinyear-test-device:~/tinyear", "--ssh-config", str(device["config"]), *extra]
         code = main(argv)
         err = capsys.readouterr().err
         with open(TRANSCRIPT, "a") as f:
-            f.write(f"$ tinyear {' '.join(argv)}    # in-process, as a workstation whose tinyear writes format 2\n{err}(exit {code})\n\n")
+            f.write(f"$ tinyear {' '.join(argv)}    # in-process, as a workstation whose tinyear writes format 3\n{err}(exit {code})\n\n")
         assert code == 1
         line = [ln for ln in err.splitlines() if ln.startswith("tinyear: error:")]
-        assert len(line) == 1 and "bundle format 2 was written by a newer tinyear" in line[0], err
+        assert len(line) == 1 and "bundle format 3 was written by a newer tinyear" in line[0], err
         assert "the device keeps its previous bundle" in line[0]
         assert "verifying on the device ... failed" in err
         assert snapshot(device["dir"]) == before
