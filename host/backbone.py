@@ -119,6 +119,42 @@ def split_embeddings(backbone: SpeechEmbedding, dataset, split: str, *, cache_di
     return x, y
 
 
+def augmented_embeddings(backbone: SpeechEmbedding, dataset, variants: int, *, seed: int = 0, cache_dir=None,
+                         progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings (N * variants, windows, dim), labels) of `variants` augmented copies of each training
+    clip (the students' waveform augmentation, `augment.Augmenter` with its defaults and the dataset's
+    noise: noise, shift, reverb, gain, ...), cached like `split_embeddings`. The same seed gives the
+    same copies as a student's variants (`featcache`'s rng per clip and variant)."""
+    from tinyear.device.features import fit_clip
+
+    from .augment import AugmentConfig, Augmenter
+    from .featcache import waveform_augment_settings
+
+    waves, y = dataset.arrays("train", DEFAULT_CONFIG, progress=False)
+    config = AugmentConfig()
+    folder = cache_root(cache_dir or getattr(dataset, "cache_dir", None), "backbone")
+    name = cache_key({"dataset": dataset.fingerprint(), "split": "train", "n": len(y), "variants": variants,
+                      "seed": seed, "augment": waveform_augment_settings(config), **backbone.identity()})[:20]
+    path = folder / f"aug-{name}.npy" if folder is not None else None
+    shape = (len(y) * variants, backbone.spec.windows, backbone.spec.dim)
+    if path is not None and path.exists():
+        try:
+            x = np.load(path)
+            if x.shape == shape:
+                return x, np.tile(y, variants)
+        except (OSError, ValueError):
+            pass
+    augmenter = Augmenter(config, dataset.noise, DEFAULT_CONFIG.sample_rate, seed=seed)
+    copies = np.stack([fit_clip(augmenter(w, np.random.default_rng([seed, i, k])), DEFAULT_CONFIG)
+                       for k in range(variants) for i, w in enumerate(waves)]) if len(y) else waves[:0]
+    x = embed(backbone, copies, progress=progress, desc="augmented embeddings")
+    if path is not None:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, x)
+    return x, np.tile(y, variants)
+
+
 # -- the head -------------------------------------------------------------------------------------------
 
 
@@ -286,7 +322,12 @@ def train_backbone_teacher(data_roots, out, *, backbone: str = "speech-embedding
            for split in ("train", "validation", "test")}
     if not len(emb["train"][1]) or not len(emb["validation"][1]):
         raise TinyearError(f"{', '.join(map(str, data.roots))}: the backbone head needs training and validation clips")
-    head, best_epoch, rows = train_head(*emb["train"], *emb["validation"], len(labels), config, progress)
+    train_x, train_y = emb["train"]
+    if config.variants:  # augmented copies beside the clean clips
+        aug_x, aug_y = augmented_embeddings(net, dataset, config.variants, seed=data.data_seed,
+                                            cache_dir=data.cache_dir, progress=progress)
+        train_x, train_y = np.concatenate([train_x, aug_x]), np.concatenate([train_y, aug_y])
+    head, best_epoch, rows = train_head(train_x, train_y, *emb["validation"], len(labels), config, progress)
     member_epochs = best_epoch if isinstance(best_epoch, list) else [best_epoch]
     best_epoch = member_epochs[0]
     metrics = {}

@@ -25,6 +25,9 @@ class HeadConfig:
     """Gaussian noise added to the normalised training embeddings (times their std): a cheap
     augmentation, since the backbone is frozen."""
     seed: int = 0
+    variants: int = 0
+    """Augmented copies of each training clip embedded beside the clean one (`backbone.augmented_embeddings`:
+    the students' waveform augmentation); 0: clean clips only."""
     members: int = 3
     """Heads trained from seeds seed, seed + 1, ... and averaged (`backbone.HeadEnsemble`): on real wake
     phrases three averaged fire about half as often on other phrases as one at the same threshold."""

@@ -176,3 +176,22 @@ def test_ship_backbone_without_the_backbone_is_one_line(tmp_path):
     assert done.returncode != 0 and done.stderr.strip().splitlines() == [
         "tinyear: error: --ship backbone needs the backbone; leave out --no-backbone"]
     assert not (tmp_path / "x").exists()
+
+
+def test_augmented_embeddings_are_cached_copies_of_the_training_clips(tones, tmp_path):
+    from tinyear.host.backbone import augmented_embeddings, split_embeddings
+    from tinyear.host.data import load_dataset
+
+    net = SpeechEmbedding()
+    dataset = load_dataset([tones], list(WORDS), quiet=True)
+    clean, y = split_embeddings(net, dataset, "train", cache_dir=tmp_path)
+    x, ya = augmented_embeddings(net, dataset, 2, seed=3, cache_dir=tmp_path)
+    assert x.shape == (2 * len(y), *clean.shape[1:]) and list(ya) == list(y) * 2
+    assert np.abs(x[: len(y)] - clean).mean() > 1e-3  # augmented, not the clean clips again
+    assert np.abs(x[: len(y)] - x[len(y):]).mean() > 1e-3  # two different copies
+    cached = list((tmp_path / "backbone").glob("aug-*.npy"))
+    assert len(cached) == 1
+    again, _ = augmented_embeddings(net, dataset, 2, seed=3, cache_dir=tmp_path)
+    np.testing.assert_array_equal(again, x)
+    other, _ = augmented_embeddings(net, dataset, 2, seed=4, cache_dir=tmp_path)
+    assert np.abs(other - x).mean() > 1e-3 and len(list((tmp_path / "backbone").glob("aug-*.npy"))) == 2

@@ -51,6 +51,9 @@ def add_arguments(parser) -> None:
                         help="train a head over this frozen pretrained backbone instead of the CNN")
     parser.add_argument("--head-epochs", type=int, default=HeadConfig().epochs, metavar="N",
                         help=f"with --backbone: epochs of the head (default {HeadConfig().epochs})")
+    parser.add_argument("--head-variants", type=int, default=HeadConfig().variants, metavar="K",
+                        help="with --backbone: also K augmented copies of each training clip (noise, reverb, shift, "
+                             f"gain, as the students'), embedded once and cached (default {HeadConfig().variants})")
     parser.add_argument("--head-members", type=positive_int, default=HeadConfig().members, metavar="K",
                         help=f"with --backbone: heads trained from K seeds and averaged, exported as one int8 model "
                              f"(default {HeadConfig().members})")
@@ -59,11 +62,16 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     data = data_options(args)  # bad --words refused before torch loads
     if args.backbone:
+        from tinyear.device.errors import TinyearError
         from tinyear.host.backbone import train_backbone_teacher
         from tinyear.host.backbone_spec import HeadConfig
 
+        if args.head_variants < 0:
+            raise TinyearError(f"--head-variants {args.head_variants}: give 0 or more augmented copies")
+
         info = train_backbone_teacher(args.data, args.out, backbone=args.backbone, data=data,
-                                      config=HeadConfig(epochs=args.head_epochs, seed=args.seed, members=args.head_members), force=args.force,
+                                      config=HeadConfig(epochs=args.head_epochs, seed=args.seed, members=args.head_members,
+                                                        variants=args.head_variants), force=args.force,
                                       progress=not args.quiet, command=command_line())
         report(info, args)
         return 0
