@@ -83,14 +83,12 @@ class Backbone:
                  runtime: str | None = None):
         from .runtime import find_interpreter
 
-        if normalize not in NORMALIZE:
-            raise BundleError(f"backbone {name}: unknown normalisation {normalize!r}; upgrade tinyear on the device")
-        self.normalize = normalize
-
         if name not in BACKBONES:
             raise BundleError(f"unknown backbone {name!r} (this tinyear knows {', '.join(BACKBONES)}); "
                               "upgrade tinyear on the device")
-        self.name, self.spec = name, BACKBONES[name]
+        if normalize not in NORMALIZE:
+            raise BundleError(f"backbone {name}: unknown normalisation {normalize!r}; upgrade tinyear on the device")
+        self.name, self.spec, self.normalize = name, BACKBONES[name], normalize
         missing = [f for f in self.spec.files if f not in models]
         if missing:
             raise BundleError(f"backbone {name}: no {', '.join(missing)}; re-export the bundle")

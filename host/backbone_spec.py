@@ -29,5 +29,5 @@ class HeadConfig:
     """Augmented copies of each training clip embedded beside the clean one (`backbone.augmented_embeddings`:
     the students' waveform augmentation); 0: clean clips only."""
     members: int = 3
-    """Heads trained from seeds seed, seed + 1, ... and averaged (`backbone.HeadEnsemble`): on real wake
-    phrases three averaged fire about half as often on other phrases as one at the same threshold."""
+    """Heads trained from seeds seed, seed + 1, ... and averaged (`backbone.HeadEnsemble`): steadier than
+    one (docs/BENCHMARKS.md, "Your own words ... on the device")."""
