@@ -7,7 +7,9 @@ validation accuracy teaches; or teachers given with --teacher, no training) -> d
 the student with the higher validation accuracy -> per-class thresholds calibrated to a false-accept
 budget on validation streams (`calibrate`; the bundle keeps its defaults if the budget cannot be met)
 -> comparison on the synthetic test split and on real speech when it is available -> a Markdown report
-with plots, and the bundle.
+with plots, and the bundle. When the bundle is to run the backbone (`PipelineConfig.ship`; by default
+for your own words from text alone), the steps are data -> the head over the backbone -> its int8 export
+with the backbone's files -> calibration -> comparison -> report, and no student is trained.
 
 Each step writes its result so that its presence means it finished (a run's `run.json`, the bundle,
 the report: all written last and atomically), and a rerun skips what is finished and resumes an
@@ -361,6 +363,8 @@ class _Pipeline:
         self.steps.run("report", "writing the report", self.report)
 
     def train_head(self, skip: bool) -> dict:
+        """The head over the backbone (`backbone.train_backbone_teacher`, which returns a finished run as
+        it is): the model a backbone bundle runs, or the second teacher beside the CNN."""
         from . import runs
         from .backbone import train_backbone_teacher
         from .backbone_spec import HeadConfig
@@ -441,14 +445,7 @@ class _Pipeline:
             if self.progress:
                 print(f"tinyear: {note}", file=sys.stderr)
         elif c.backbone:
-            from .backbone import train_backbone_teacher
-            from .backbone_spec import HeadConfig
-            from .trainconfig import DataOptions
-
-            data = DataOptions(roots=tuple(self.roots), words=self.labels, variants=c.variants, data_seed=c.seed,
-                               jobs=self.jobs)
-            head = train_backbone_teacher(self.roots, self.paths["backbone"], backbone=c.backbone, data=data,
-                                          config=HeadConfig(seed=c.seed), progress=self.progress, command=self.command)
+            head = self.train_head(skip=False)  # a finished head run is read back, not retrained
             choice["validation"]["backbone"] = _val(head) / 100
             if _val(head) > _val(cnn):
                 choice["chosen"] = "backbone"
