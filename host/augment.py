@@ -18,6 +18,7 @@ Imports numpy, scipy.fft and soxr; torch only inside `spec_augment`. Never impor
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -27,6 +28,8 @@ import scipy.fft
 
 # The switches that change waveforms (SpecAugment works on features, on the fly).
 WAVEFORM_SWITCHES = ("noise", "shift", "gain", "reverb", "speed", "eq", "clipping")
+ON_THE_FLY = {"spec_augment", "time_masks", "time_mask_frames", "freq_masks", "freq_mask_bins"}
+"""The AugmentConfig fields applied to features at training time, not to the cached waveforms."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,6 +124,16 @@ class AugmentConfig:
         """Every switch off, except those passed (e.g. `AugmentConfig.off(noise=True)`)."""
         switches = dict.fromkeys((*WAVEFORM_SWITCHES, "spec_augment"), False)
         return cls(**{**switches, **on})
+
+
+def waveform_augment_settings(config: AugmentConfig) -> dict:
+    """The AugmentConfig fields that change waveforms (what a cache of augmented clips is keyed by),
+    without SpecAugment's (`featcache`, `backbone.augmented_embeddings`)."""
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ON_THE_FLY}
+    if not config.clipping:  # added later: while off it changes nothing, so old cache keys stay valid
+        for k in ("clipping", "clip_prob", "clip_drive_db"):
+            settings.pop(k)
+    return settings
 
 
 def impulse_response(rt60_s: float, drr_db: float, sample_rate: int, rng: np.random.Generator) -> np.ndarray:

@@ -127,8 +127,7 @@ def augmented_embeddings(backbone: SpeechEmbedding, dataset, variants: int, *, s
     same copies as a student's variants (`featcache`'s rng per clip and variant)."""
     from tinyear.device.features import fit_clip
 
-    from .augment import AugmentConfig, Augmenter
-    from .featcache import waveform_augment_settings
+    from .augment import AugmentConfig, Augmenter, waveform_augment_settings
 
     waves, y = dataset.arrays("train", DEFAULT_CONFIG, progress=False)
     config = AugmentConfig()

@@ -28,7 +28,6 @@ Never imports the training loop.
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing
 import os
 import sys
@@ -42,14 +41,13 @@ from tinyear.device.errors import TinyearError
 from tinyear.device.features import DEFAULT_CONFIG, FrontendConfig, fingerprint, fit_clip, log_mel, model_input
 from tinyear.device.fileio import atomic_path
 
-from .augment import WAVEFORM_SWITCHES, AugmentConfig, Augmenter
+from .augment import WAVEFORM_SWITCHES, AugmentConfig, Augmenter, waveform_augment_settings
 from .data import SOURCES
 from .cache import cache_root, folder_bytes, key as cache_key
 from .progress import bar as progress_bar
 
 FEATCACHE_VERSION = 1
 # SpecAugment runs on the fly on feature batches, so its settings do not change cached features.
-_ON_THE_FLY = {"spec_augment", "time_masks", "time_mask_frames", "freq_masks", "freq_mask_bins"}
 
 
 def cache_folder(dataset, override: str | Path | None = None) -> Path | None:
@@ -61,15 +59,6 @@ def cache_folder(dataset, override: str | Path | None = None) -> Path | None:
 
 def _key(obj) -> str:
     return cache_key(obj)[:20]
-
-
-def waveform_augment_settings(config: AugmentConfig) -> dict:
-    """The AugmentConfig fields that change waveforms (the cache key), without SpecAugment's."""
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in _ON_THE_FLY}
-    if not config.clipping:  # added later: while off it changes nothing, so old cache keys stay valid
-        for k in ("clipping", "clip_prob", "clip_drive_db"):
-            settings.pop(k)
-    return settings
 
 
 @dataclass

@@ -91,7 +91,7 @@ def test_gain_stays_in_range(noise):
 
 
 def test_clipping_drives_the_peak_into_the_rails_and_off_changes_nothing(noise):
-    from tinyear.host.featcache import waveform_augment_settings
+    from tinyear.host.augment import waveform_augment_settings
 
     x = word_like(np.random.default_rng(3))
     on = Augmenter(AugmentConfig.off(gain=True, gain_db=(0.0, 0.0), clipping=True, clip_prob=1.0,
