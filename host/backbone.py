@@ -238,20 +238,24 @@ class HeadEnsemble(nn.Module):
         return nn.Sequential(nn.Flatten(), first, nn.ReLU(), second, nn.ReLU(), last).eval().requires_grad_(False)
 
 
+def train_heads(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, classes: int,
+                config: HeadConfig = HeadConfig(), progress: bool = False):
+    """`config.members` heads from seeds config.seed, config.seed + 1, ... (`train_head` each): (the head,
+    or a `HeadEnsemble` of them, [each one's best epoch], all their log rows)."""
+    import dataclasses
+
+    trained = [train_head(x, y, xv, yv, classes, dataclasses.replace(config, seed=config.seed + i), progress)
+               for i in range(config.members)]
+    head = trained[0][0] if len(trained) == 1 else HeadEnsemble([t[0] for t in trained]).eval()
+    return head, [t[1] for t in trained], [row for t in trained for row in t[2]]
+
+
 def train_head(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, classes: int,
                config: HeadConfig = HeadConfig(), progress: bool = False):
-    """Train the head on (N, windows, dim) embeddings; returns (head at its best validation epoch, best
-    epoch, log rows). Validation accuracy picks the epoch. With `config.members` > 1, a `HeadEnsemble`
-    of that many heads (and a list of best epochs)."""
+    """Train one head on (N, windows, dim) embeddings; returns (head at its best validation epoch, best
+    epoch, log rows). Validation accuracy picks the epoch; `config.members` is for `train_heads`."""
     from .train import accuracy_metrics
 
-    if config.members > 1:  # each member as a head of its own, seeds config.seed, config.seed + 1, ...
-        import dataclasses
-
-        trained = [train_head(x, y, xv, yv, classes, dataclasses.replace(config, members=1, seed=config.seed + i),
-                              progress) for i in range(config.members)]
-        ensemble = HeadEnsemble([t[0] for t in trained]).eval()
-        return ensemble, [t[1] for t in trained], [row for t in trained for row in t[2]]
     torch.manual_seed(config.seed)
     head = EmbeddingHead(classes, x.shape[1], x.shape[2], config.hidden, config.dropout, act="relu")
     opt = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -327,8 +331,7 @@ def train_backbone_teacher(data_roots, out, *, backbone: str = "speech-embedding
         aug_x, aug_y = augmented_embeddings(net, dataset, config.variants, seed=data.data_seed,
                                             cache_dir=data.cache_dir, progress=progress)
         train_x, train_y = np.concatenate([train_x, aug_x]), np.concatenate([train_y, aug_y])
-    head, best_epoch, rows = train_head(train_x, train_y, *emb["validation"], len(labels), config, progress)
-    member_epochs = best_epoch if isinstance(best_epoch, list) else [best_epoch]
+    head, member_epochs, rows = train_heads(train_x, train_y, *emb["validation"], len(labels), config, progress)
     best_epoch = member_epochs[0]
     metrics = {}
     with torch.no_grad():
@@ -394,13 +397,11 @@ class BackboneTeacherModule(nn.Module):
         return self.head(torch.from_numpy(x).to(device))  # (B, labels)
 
 
-def load_backbone_teacher(spec: str, options: dict | None = None):
-    """A backbone run folder (`tinyear teacher DATA --backbone NAME`) as a Teacher; option threads=N."""
-    from .teacher_base import Teacher, file_identity, reject_options
-
-    options = options or {}
-    reject_options(spec, options, ("threads",))
-    folder = Path(spec)
+def read_head_run(folder, threads: int = 1):
+    """(head.pt's payload, the trained head or ensemble, the installed backbone) of a finished backbone
+    run folder, checked: finished, readable, a backbone head, trained over these very model files. One
+    line (TinyearError) for each way it is not."""
+    folder = Path(folder)
     if not (folder / runs.RUN_JSON).is_file():
         raise TinyearError(f"{folder}: half-finished backbone run (no {runs.RUN_JSON}); run tinyear teacher "
                            "--backbone again into it with --force")
@@ -410,12 +411,22 @@ def load_backbone_teacher(spec: str, options: dict | None = None):
         raise TinyearError(f"{folder / HEAD_FILE}: not a readable backbone head ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or payload.get("kind") != RUN_KIND:
         raise TinyearError(f"{folder / HEAD_FILE}: not a tinyear backbone head")
-    net = SpeechEmbedding(payload["backbone"], threads=int(options.get("threads", 1)))
+    net = SpeechEmbedding(payload["backbone"], threads=threads)
     if net.identity()["files"] != payload["identity"]["files"]:
         raise TinyearError(f"{folder}: its head was trained over other {payload['backbone']} model files than the "
                            "installed pyopen-wakeword's; retrain it (tinyear teacher --backbone ... --force)")
+    return payload, load_head(payload), net
+
+
+def load_backbone_teacher(spec: str, options: dict | None = None):
+    """A backbone run folder (`tinyear teacher DATA --backbone NAME`) as a Teacher; option threads=N."""
+    from .teacher_base import Teacher, file_identity, reject_options
+
+    options = options or {}
+    reject_options(spec, options, ("threads",))
+    folder = Path(spec)
+    payload, head, net = read_head_run(folder, threads=int(options.get("threads", 1)))
     labels = list(payload["labels"])
-    head = load_head(payload)
     return Teacher(kind=RUN_KIND, source=str(folder), labels=labels, module=BackboneTeacherModule(net, head.eval()),
                    identity=file_identity([folder / HEAD_FILE], labels, json.dumps(net.identity(), sort_keys=True)),
                    info={"backbone": payload["backbone"], "metrics": payload.get("metrics", {})})

@@ -36,7 +36,7 @@ def export_backbone_run(run_dir, out, options) -> dict:
     import torch
 
     from . import runs
-    from .backbone import HEAD_FILE, SpeechEmbedding, load_head, split_embeddings
+    from .backbone import HEAD_FILE, read_head_run, split_embeddings
     from .bundle import write_bundle
     from .convert import convert_int8
     from .bundleparts import load_data, pick_selftest, say
@@ -49,21 +49,10 @@ def export_backbone_run(run_dir, out, options) -> dict:
     if options.qat:
         raise TinyearError(f"{run_dir}: --qat fine-tunes a student; a backbone head is exported with post-training "
                            "quantization (leave out --qat)")
-    if not (run_dir / runs.RUN_JSON).is_file():
-        raise TinyearError(f"{run_dir}: half-finished backbone run (no {runs.RUN_JSON}); run tinyear teacher --backbone "
-                           "again into it with --force")
-    info = json.loads((run_dir / runs.RUN_JSON).read_text())
-    try:
-        payload = torch.load(run_dir / HEAD_FILE, map_location="cpu", weights_only=False)
-    except Exception as exc:  # zip/pickle errors come in many types
-        raise TinyearError(f"{run_dir / HEAD_FILE}: not a readable backbone head ({type(exc).__name__})") from None
-    head = load_head(payload)
-    model = head.deployable()  # refuses the first heads' LayerNorm recipe in one line
+    payload, head, net = read_head_run(run_dir)
+    model = head.deployable()  # refuses the first heads' GELU recipe in one line
     name = payload["backbone"]
-    net = SpeechEmbedding(name)
-    if net.identity()["files"] != payload["identity"]["files"]:
-        raise TinyearError(f"{run_dir}: its head was trained over other {name} model files than the installed "
-                           "pyopen-wakeword's; retrain it (tinyear teacher --backbone ... --force)")
+    info = json.loads((run_dir / runs.RUN_JSON).read_text())
     labels = list(payload["labels"])
     recorded = (info.get("options") or {}).get("data") or {}
     meta = {"labels": labels, "run_dir": str(run_dir),

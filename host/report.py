@@ -165,16 +165,18 @@ def compare(
                                                                                         labels)
         rows.insert(0, row)
 
+    own_inputs = {"int8 bundle": bundle_features} if bundle_features is not None else {}  # rows not on log-mels
+    on_frames = [r.name for r in rows if r.name not in wave_scorers and r.name not in own_inputs]
     for set_name, (data, split) in eval_sets.items():
         eval_set = load_eval_set(data, labels, split, config=frontend, progress=progress)
-        features = (batch_features(eval_set.waves, frontend, progress=progress, desc=f"{set_name} features")
-                    if any(r.name not in wave_scorers and (r.name != "int8 bundle" or bundle_features is None) for r in rows)
-                    else None)
+        if on_frames:
+            features = batch_features(eval_set.waves, frontend, progress=progress, desc=f"{set_name} features")
         for row in rows:
             if row.name in wave_scorers:
                 predicted = wave_scorers[row.name](eval_set.waves).argmax(axis=1)
-            elif row.name == "int8 bundle" and bundle_features is not None:
-                inputs = featurize_all(eval_set.waves, bundle_features, progress=progress, desc=f"{set_name} embeddings")
+            elif row.name in own_inputs:
+                inputs = featurize_all(eval_set.waves, own_inputs[row.name], progress=progress,
+                                       desc=f"{set_name} embeddings")
                 predicted = scorers[row.name](inputs).argmax(axis=1)
             else:
                 predicted = scorers[row.name](features).argmax(axis=1)
@@ -184,7 +186,7 @@ def compare(
     if bundle_features is not None:  # a backbone bundle runs the backbone too: its time and files count
         latencies["int8 bundle"] = round(latencies["int8 bundle"] + _clip_ms(bundle_features), 4)
         bundle_row = next(r for r in rows if r.name == "int8 bundle")
-        bundle_row.size_bytes += b.metrics.get("backbone_bytes") or sum(map(len, b.backbone_models.values()))
+        bundle_row.size_bytes += sum(map(len, b.backbone_models.values()))
         bundle_row.note = "with the backbone it carries (float TFLite): size and latency are both together"
     for row in rows:
         row.latency_ms = latencies.get(row.name, wave_latency.get(row.name))
