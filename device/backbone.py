@@ -110,8 +110,9 @@ class Backbone:
     def _run(self, interp, x: np.ndarray) -> np.ndarray:
         shape = tuple(x.shape)
         if self._shapes.get(id(interp)) != shape:
-            interp.resize_tensor_input(interp.get_input_details()[0]["index"], list(shape))
-            interp.allocate_tensors()
+            with quiet_fd():  # allocating creates the XNNPACK delegate, which LiteRT announces on fd 2
+                interp.resize_tensor_input(interp.get_input_details()[0]["index"], list(shape))
+                interp.allocate_tensors()
             self._shapes[id(interp)] = shape
         interp.set_tensor(interp.get_input_details()[0]["index"], x)
         interp.invoke()

@@ -164,15 +164,16 @@ class Detector:
         else:
             self.model = model
         self._scorer = scorer
-        self.frontend = StreamingFrontend(fe)
         # A backbone bundle's features are the backbone's embeddings of the last clip of audio (ClipStream);
-        # otherwise the shared log-mel frames, each computed once, into the ring below.
+        # otherwise the shared log-mel frames, each computed once by the frontend, into the ring below.
         self.clips = (ClipStream(bundle.load_backbone(num_threads=num_threads, runtime=runtime), fe,
                                  round(self.config.hop_ms * fe.sample_rate / 1000.0))
                       if bundle.backbone is not None else None)
+        self.frontend = StreamingFrontend(fe) if self.clips is None else None
         # Each frame is written twice, at i and i + N, so the last N frames are always one contiguous
         # slice ring[s : s + N] (oldest first) without copying: (2N, bins) float32.
-        self._ring = np.zeros((2 * self.num_frames, self.num_bins), dtype=np.float32)
+        self._ring = (np.zeros((2 * self.num_frames, self.num_bins), dtype=np.float32) if self.clips is None
+                      else np.zeros((0, self.num_bins), dtype=np.float32))
         self.gate = DecisionGate(self.labels, self.config)
         self.time_offset = 0.0
         self.inferences = 0
@@ -192,16 +193,18 @@ class Detector:
         """Forget all audio (after a gap, e.g. a reconnected microphone). Event times continue from
         `time_offset` seconds (default: where the stream had got to), so they stay monotonic."""
         self.time_offset = self.stream_seconds if time_offset is None else float(time_offset)
-        self.frontend.reset()
         if self.clips is not None:
             self.clips.reset()
+        else:
+            self.frontend.reset()
         self.gate.reset()
         self._frames = 0
         self._pending = []
         self.samples_seen = 0
 
     def window(self) -> np.ndarray:
-        """The model input the ring holds now: (num_frames, bins) float32, oldest frame first (a view)."""
+        """The model input the ring holds now: (num_frames, bins) float32, oldest frame first (a view); a
+        plain bundle's only (a backbone bundle keeps audio, in `clips`)."""
         start = self._frames % self.num_frames
         return self._ring[start : start + self.num_frames]
 
