@@ -46,6 +46,7 @@ from .fileio import sha256_bytes
 # A reordering of float64 sums that moves results by at most one float32 ulp (far below any int8 input
 # step) is not a change of numerics; the golden test's 1e-5 tolerance holds it to that.
 FRONTEND_VERSION = 1
+LEVEL_NORM_MAX_DB = 60.0  # the most a window's level may be moved (`FrontendConfig.level_norm_db`)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,8 +106,8 @@ class FrontendConfig:
             problems.append("log_floor must be positive")
         if self.clip_ms < self.window_ms:
             problems.append("clip_ms must be at least one window long")
-        if not 0.0 <= self.level_norm_db <= 60.0:
-            problems.append("level_norm_db must be between 0 (off) and 60 dB")
+        if not 0.0 <= self.level_norm_db <= LEVEL_NORM_MAX_DB:
+            problems.append(f"level_norm_db must be between 0 (off) and {LEVEL_NORM_MAX_DB:g} dB")
         if problems:
             raise ValueError("invalid FrontendConfig: " + "; ".join(problems))
 

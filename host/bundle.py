@@ -55,3 +55,13 @@ def write_bundle(
         return atomic_write_bytes(path, data)
     except OSError as exc:
         raise TinyearError(f"{folder}: cannot write there ({exc.strerror}); choose another --out") from None
+
+
+def rewrite_bundle(bundle, path: str | Path, *, detection: dict | None = None, metrics: dict | None = None) -> Path:
+    """Write a read `Bundle` again at `path` with its detection settings and/or metrics replaced and
+    everything else (model, labels, frontend, backbone, self-test, provenance) as it was."""
+    return write_bundle(path, bundle.model_bytes, bundle.labels, bundle.frontend,
+                        detection=bundle.detection if detection is None else detection,
+                        metrics=bundle.metrics if metrics is None else metrics, provenance=bundle.provenance,
+                        selftest=bundle.selftest, output=bundle.output, backbone=bundle.backbone,
+                        backbone_models=bundle.backbone_models)

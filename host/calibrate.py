@@ -285,16 +285,14 @@ def _possible(candidates, trace, keywords, hours) -> list[dict]:
 
 def write_calibrated(bundle, config: DetectionConfig, result: dict, path) -> Path:
     """Rewrite `bundle` at `path` with `config`'s detection values and the calibration record."""
-    from .bundle import write_bundle
+    from .bundle import rewrite_bundle
 
     detection = {**bundle.detection, **config.to_dict()}
     record = {k: result[k] for k in ("fa_per_hour_budget", "stream", "false_accepts_allowed", "missing_keywords", "tried")}
     record["after"] = {k: v for k, v in result["after"].items() if k != "per_label"}
     record["data"] = [Path(r).name for r in result["data"]]
     metrics = {**bundle.metrics, "detection_calibration": record}
-    return write_bundle(path, bundle.model_bytes, bundle.labels, bundle.frontend, detection=detection,
-                        metrics=metrics, provenance=bundle.provenance, selftest=bundle.selftest, output=bundle.output,
-                        backbone=bundle.backbone, backbone_models=bundle.backbone_models)
+    return rewrite_bundle(bundle, path, detection=detection, metrics=metrics)
 
 
 def format_report(result: dict) -> list[str]:

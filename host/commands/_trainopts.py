@@ -125,8 +125,7 @@ def data_options(args):
         raise TinyearError("--mix-variants and --window-variants must be 0 or more")
     if args.gain_db is not None and (args.no_augment or args.gain_db[0] > args.gain_db[1]):
         raise TinyearError("--gain-db LO HI needs LO <= HI and augmentation on (not --no-augment)")
-    if not 0.0 <= args.level_norm <= 60.0:
-        raise TinyearError(f"--level-norm {args.level_norm:g}: give 0 (off) to 60 dB, e.g. 30")
+    check_level_norm(args.level_norm)
     if args.clip_prob and args.no_augment:
         raise TinyearError("--clip-prob needs augmentation on (not --no-augment)")
     augment = AugmentConfig.off() if args.no_augment else AugmentConfig(
@@ -181,3 +180,11 @@ def how_to_resume(args) -> str:
         again = "run the same command again to resume" if args.resume else "add --resume to the same command to resume"
         return f"{again} (from the last finished epoch)"
     return "no epoch had finished; run the same command again to start over"
+
+
+def check_level_norm(db: float) -> None:
+    """--level-norm in range (the frontend's own limit), else one line."""
+    from tinyear.device.features import LEVEL_NORM_MAX_DB
+
+    if not 0.0 <= db <= LEVEL_NORM_MAX_DB:
+        raise TinyearError(f"--level-norm {db:g}: give 0 (off) to {LEVEL_NORM_MAX_DB:g} dB, e.g. 30")

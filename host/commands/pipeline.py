@@ -119,6 +119,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from tinyear.device.errors import TinyearError
     from tinyear.host import dist
+    from tinyear.host.commands._trainopts import check_level_norm
     from tinyear.host.pipeline import PipelineConfig, quick_config, run_pipeline
 
     if dist.launched():
@@ -140,8 +141,8 @@ def run(args) -> int:
         raise TinyearError("--near-miss must be 0 or more")
     if args.window_variants is not None and args.window_variants < 0:
         raise TinyearError("--window-variants must be 0 or more")
-    if args.level_norm is not None and not 0.0 <= args.level_norm <= 60.0:
-        raise TinyearError(f"--level-norm {args.level_norm:g}: give 0 (off) to 60 dB, e.g. 30")
+    if args.level_norm is not None:
+        check_level_norm(args.level_norm)
     if args.qat:
         overrides["qat"] = True
     if args.fold_unknown:
