@@ -36,8 +36,10 @@ def write_report(path: Path, rows, confusions, teacher_info, student_info, basel
     if shipped == "backbone":
         made = (f"- Bundle: `{bundle.name}`, {m.get('model_bytes', 0):,} byte int8 head ({bundle_row.params or 0:,} "
                 f"parameters, {config.backbone} embeddings in) and the {config.backbone} backbone's float TFLite files "
-                f"({m.get('backbone_bytes', 0):,} bytes), which the device runs before the head: your own words from "
-                "text alone carry to people this way, a student over log-mels does not (docs/BENCHMARKS.md).")
+                f"({m.get('backbone_bytes', 0):,} bytes), which the device runs before the head"
+                + (": synthetic speech carries to people this way, a student over log-mels trained on it much less "
+                   "(docs/BENCHMARKS.md)" if data is None else "")
+                + "; `--ship student` makes the small student instead, for a microcontroller.")
     else:
         made = (f"- Bundle: `{bundle.name}`, {m.get('model_bytes', 0):,} byte int8 model of the "
                 f"{'distilled' if shipped == 'student' else 'baseline'} student ({config.student}, "

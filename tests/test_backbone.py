@@ -5,6 +5,7 @@ CNN and the backbone head on validation, and taking given teachers with --teache
 Needs the `backbone` extra (pyopen-wakeword, for its model files); skipped with a message without it.
 """
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -101,7 +102,7 @@ QUICK = ("--quick", "--per-word", "20", "--teacher-epochs", "2", "--student-epoc
 @pytest.fixture(scope="module")
 def default_pipeline(tmp_path_factory):
     out = tmp_path_factory.mktemp("pipe") / "default"
-    done = tinyear("pipeline", *QUICK, "--out", out)
+    done = tinyear("pipeline", *QUICK, "--ship", "student", "--out", out)
     assert done.returncode == 0, done.stderr[-3000:]
     return out, json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -169,6 +170,28 @@ def test_pipeline_words_from_text_ship_a_backbone_bundle(tmp_path):
     exported = tinyear("export", out / "teacher-backbone", "--out", again, "--json")
     assert exported.returncode == 0, exported.stderr[-2000:]
     assert read_bundle(again).model_sha256 == read_bundle(out / "keywords.tinyear").model_sha256
+
+
+def test_ship_auto_picks_the_backbone_for_synthetic_speech_alone(monkeypatch):
+    """auto: the backbone where the data is synthetic only (default set, words from text), the student with
+    real data or given teachers; a given teacher with --ship backbone is a contradiction, refused."""
+    from tinyear.device.errors import TinyearError
+    from tinyear.host import backbone
+    from tinyear.host.pipeline import PipelineConfig, resolve_ship
+
+    monkeypatch.setattr(backbone, "available", lambda name: True)
+    auto = PipelineConfig()
+    assert resolve_ship(auto, None) == "backbone"
+    assert resolve_ship(dataclasses.replace(auto, words=("red",)), None) == "backbone"
+    assert resolve_ship(auto, "data/real") == "student"
+    assert resolve_ship(auto, None, ["runs/teacher"]) == "student"
+    assert resolve_ship(dataclasses.replace(auto, backbone=None), None) == "student"
+    assert resolve_ship(dataclasses.replace(auto, ship="student"), None) == "student"
+    assert resolve_ship(dataclasses.replace(auto, ship="backbone"), "data/real") == "backbone"
+    with pytest.raises(TinyearError, match="leave out one of them"):
+        resolve_ship(dataclasses.replace(auto, ship="backbone"), None, ["runs/teacher"])
+    monkeypatch.setattr(backbone, "available", lambda name: False)
+    assert resolve_ship(auto, None) == "student"  # without the wheel: the student, as before
 
 
 def test_ship_backbone_without_the_backbone_is_one_line(tmp_path):

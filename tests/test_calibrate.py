@@ -241,7 +241,7 @@ def test_pipeline_step_calibrates_the_bundle_and_reports_it(bundle, tones, tmp_p
     out = tmp_path / "run"
     out.mkdir()
     shutil.copy(bundle, out / BUNDLE_NAME)
-    job = _Pipeline(out, None, PipelineConfig(fa_per_hour=20.0), None, keywords, progress=False, jobs=1, command="")
+    job = _Pipeline(out, None, PipelineConfig(fa_per_hour=20.0, ship="student"), None, keywords, progress=False, jobs=1, command="")
     job.roots, job.export_info = [str(tones)], {"metrics": {}}
     assert job.steps.total == 8 and not job._calibrated()
     job.calibrate(skip=False)  # 30 minutes asked; the tone set's validation split allows fewer: fitted
@@ -251,5 +251,5 @@ def test_pipeline_step_calibrates_the_bundle_and_reports_it(bundle, tones, tmp_p
     assert job._calibrated()
     assert _calibration_line(cal and job.export_info["metrics"]).startswith("- Detection: per-class thresholds calibrated to 20")
     assert _calibration_line({}) == "- Detection: default thresholds (not calibrated)."
-    assert _Pipeline(out, None, PipelineConfig(fa_per_hour=None), None, keywords, progress=False,
+    assert _Pipeline(out, None, PipelineConfig(fa_per_hour=None, ship="student"), None, keywords, progress=False,
                      jobs=1, command="").steps.total == 7
