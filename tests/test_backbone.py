@@ -107,8 +107,25 @@ def default_pipeline(tmp_path_factory):
     return out, json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_pipeline_trains_both_teachers_and_keeps_the_better_on_validation(default_pipeline):
+def test_synthetic_speech_alone_the_backbone_head_teaches_and_the_distilled_student_ships(default_pipeline):
+    """--ship student on the synthetic default: no CNN contest, the head teaches, the distilled student ships
+    whatever the synthetic validation split says (what carries to people, it cannot see)."""
     out, summary = default_pipeline
+    choice = summary["teacher"]
+    assert choice["chosen"] == "backbone" and set(choice["validation"]) == {"backbone"} and "rule" in choice
+    assert not (out / "teacher").exists()
+    student = json.loads((out / "student" / "run.json").read_text())
+    assert student["teacher"]["source"] == str((out / "teacher-backbone").resolve())
+    assert summary["bundle_student"] == "distilled"
+    assert [r["name"] for r in summary["rows"]] == ["teacher", "baseline student", "distilled student", "int8 bundle"]
+    assert "head teaches and the distilled student ships" in (out / "report.md").read_text()
+
+
+def test_pipeline_with_data_trains_both_teachers_and_keeps_the_better_on_validation(tones, tmp_path):
+    out = tmp_path / "data"
+    done = tinyear("pipeline", *QUICK, "--data", tones, "--out", out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
     choice = summary["teacher"]
     assert set(choice["validation"]) == {"cnn", "backbone"}
     for name, folder in (("cnn", "teacher"), ("backbone", "teacher-backbone")):

@@ -18,7 +18,9 @@ Run every workstation step in order and write a report and a bundle:
                real set and synthesize only what it lacks: thin words, _unknown_, _silence_)
   2. teacher   train the built-in large CNN and, when the backbone extra is installed, a head over
                the pretrained speech_embedding; the one better on the validation split teaches
-               (--teacher PATH: distill from the given teachers instead, no teacher training)
+               (--teacher PATH: distill from the given teachers instead, no teacher training; on
+               synthetic speech alone the head teaches and step 5 takes the distilled student: a
+               synthetic validation split cannot see what carries to people)
   3. student   distill the student from the teacher (cached teacher outputs)
   4. baseline  the same student on labels alone: what distillation has to beat
   5. export    the student that did better on the validation split (the distilled one, unless the
