@@ -12,27 +12,29 @@ INTERRUPTED = "run the same command again to resume"
 
 HELP = "the main job: data, teacher, distilled student, baseline, int8 export, evaluation, report"
 DESCRIPTION = """\
-Run every workstation step in order and write a report and a bundle:
+Run every workstation step in order and write a report and a bundle. What the bundle runs (--ship):
+
+  backbone  the default for synthetic speech alone (the default set, or your own words from text: no
+            --data), when the backbone extra is installed: a head over the frozen speech_embedding
+            (three seeds averaged), exported to int8 with the backbone's own files in the bundle. On
+            the real ten keywords 81%, where a student trained on the same synthetic speech gets
+            67-71%; it costs 3.8 MB and ~5 ms a 100 ms hop (a Pi, not a microcontroller)
+  student   the default with --data, or --ship student: a ~30 KB int8 student over the shared
+            log-mel features, distilled from a teacher; also runs on a microcontroller
 
   1. data      synthesize the default keyword set with espeak-ng/flite (or, with --data, use that
                real set and synthesize only what it lacks: thin words, _unknown_, _silence_)
-  2. teacher   train the built-in large CNN and, when the backbone extra is installed, a head over
-               the pretrained speech_embedding; the one better on the validation split teaches
-               (--teacher PATH: distill from the given teachers instead, no teacher training; on
-               synthetic speech alone the head teaches and step 5 takes the distilled student: a
-               synthetic validation split cannot see what carries to people)
+  2. teacher   backbone: train the head, which is the model (steps 3-4 are skipped).
+               student: train the built-in large CNN and, with the backbone extra, the head; the one
+               better on the validation split teaches (--teacher PATH: the given teachers instead, no
+               teacher training). On synthetic speech alone the head teaches without that contest and
+               step 5 takes the distilled student: a synthetic validation split cannot see what
+               carries to people (the head's students are 4-5 points ahead on real clips)
   3. student   distill the student from the teacher (cached teacher outputs)
   4. baseline  the same student on labels alone: what distillation has to beat
-  5. export    the student that did better on the validation split (the distilled one, unless the
-               baseline beat it) to full-integer int8 TFLite (litert-torch PT2E), verified: float vs
-               int8, TFLite Micro
-
-Synthetic speech alone (the default set, or your own words from text: no --data) goes another way
-when the backbone extra is installed (--ship auto; --ship student/backbone to choose): a head over the
-frozen speech_embedding (three seeds averaged) is the model, exported to int8 with the backbone's own
-files in the bundle, so steps 2-4 train only that head. A tiny student trained on synthetic speech does
-not carry to people (67% on the real ten keywords), this does (81%); it costs 3.8 MB and ~5 ms a
-100 ms hop. --ship student makes the ~30 KB student, for a microcontroller.
+  5. export    the head, or the student that did better on the validation split (the distilled one,
+               unless the baseline beat it), to full-integer int8 TFLite (litert-torch PT2E),
+               verified: float vs int8, TFLite Micro
   5b. calibrate per-class thresholds for --fa-per-hour false accepts/hour (default 5) on validation
                streams built from the data (tinyear calibrate); --no-calibrate keeps the defaults
   6. evaluate  teacher, baseline, student and bundle side by side: accuracy on the test split and on
@@ -45,6 +47,7 @@ too: it fills thin words with 100 synthetic clips): a smoke test, and its output
 
 examples:
   tinyear pipeline                                     # synthetic speech, into runs/default
+  tinyear pipeline --ship student --out runs/mcu       # the ~30 KB student, for a microcontroller
   tinyear pipeline --quick --out runs/quick
   tinyear pipeline --words "lights on" "lights off" lamp=[[l'amp]] --out runs/home   # your own words
   tinyear pipeline --words computer jarvis snowboy --other-speech ../shared/data/speech-commands-mini-train
