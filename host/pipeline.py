@@ -292,6 +292,16 @@ class _Pipeline:
         self.given = list(teachers) if teachers else None
         self.progress, self.jobs, self.command, self.nproc = progress, jobs, command, nproc
         self.ship = resolve_ship(config, data, self.given)
+        # Whether the teacher step trains the backbone head (set, and its wheel is installed).
+        self.backbone_wanted = bool(config.backbone) and _backbone_available(config.backbone)
+        # A student from synthetic speech alone, no given teacher: the head teaches without a contest and
+        # the distilled student ships (`pick_shipped`). The synthetic validation split cannot see what
+        # carries to people, and on real clips it misjudges both choices: on speech-commands-mini-train
+        # (real, never trained on here; the public test played no part) students of the default set
+        # taught by the head beat their baselines by 2.5-5.8 points over 3 seeds while scoring 2 points
+        # lower on synthetic validation, and the CNN wins that validation over the head
+        # (docs/BENCHMARKS.md, "A student taught by the backbone").
+        self.head_teaches = self.ship == "student" and data is None and not self.given and self.backbone_wanted
         self.steps = _Steps((7 if self.ship == "student" else 5) + (config.fa_per_hour is not None), progress)
         self.paths = {**{name: out / name for name in RUN_FOLDERS}, "bundle": out / BUNDLE_NAME,
                       "report": out / REPORT_NAME, "backbone": out / BACKBONE_FOLDER}
@@ -326,7 +336,7 @@ class _Pipeline:
         # The bundle gets the student with the higher VALIDATION accuracy: the distilled one unless the
         # baseline beat it (then distillation did not pay with this teacher, and the report says so); on
         # synthetic speech alone with the backbone teaching, the distilled one (`pick_shipped`).
-        self.shipped = pick_shipped(self.student_info, self.baseline_info, self._synthetic_backbone())
+        self.shipped = pick_shipped(self.student_info, self.baseline_info, self.head_teaches)
         self.shipped_name = "distilled" if self.shipped == "student" else "baseline"
         self.export_info = self.steps.run("export", f"exporting the {self.shipped_name} student to int8 and verifying it",
                                           self.export, _bundle_is_from(paths["bundle"], paths[self.shipped]))
@@ -417,27 +427,11 @@ class _Pipeline:
         return launch(self.nproc, fn, self.roots, run_dir, data=data, resume=runs.run_state(run_dir) == "resume",
                       progress=self.progress, command=self.command, **kw)
 
-    def _backbone_wanted(self) -> bool:
-        """Whether the teacher step also trains the backbone head (set, and its wheel is installed)."""
-        from .backbone import available
-
-        return bool(self.config.backbone) and available(self.config.backbone)
-
-    def _synthetic_backbone(self) -> bool:
-        """Synthetic speech alone, no given teacher, and the backbone installed: then the backbone head
-        teaches without a contest and the distilled student ships. The synthetic validation split cannot
-        see what carries to people, and on real clips it misjudges both choices: on speech-commands-mini-
-        train (real, never trained on here; the public test played no part) students of the default set
-        taught by the head beat their baselines by 2.5-5.8 points over 3 seeds while scoring 2 points
-        lower on synthetic validation, and the CNN wins that validation over the head (docs/BENCHMARKS.md,
-        "A student taught by the backbone")."""
-        return self.data is None and not self.given and self._backbone_wanted()
-
     def _teacher_title(self) -> str:
         c = self.config
-        if self._synthetic_backbone():
+        if self.head_teaches:
             return f"training the teacher ({c.backbone} head: on synthetic speech alone it teaches what carries to people)"
-        if self._backbone_wanted():
+        if self.backbone_wanted:
             return f"training the teachers ({c.teacher_arch}, {c.backbone} head) and keeping the better one"
         return f"training the teacher ({c.teacher_arch})"
 
@@ -445,9 +439,9 @@ class _Pipeline:
         from . import runs
 
         head_done = runs.run_state(self.paths["backbone"]) == "finished"
-        if self._synthetic_backbone():
+        if self.head_teaches:
             return head_done
-        return runs.run_state(self.paths["teacher"]) == "finished" and (not self._backbone_wanted() or head_done)
+        return runs.run_state(self.paths["teacher"]) == "finished" and (not self.backbone_wanted or head_done)
 
     def train_teacher(self, skip: bool) -> dict:
         """The CNN, then the backbone head when it can be had; the one with the higher validation
@@ -455,7 +449,7 @@ class _Pipeline:
         from .distill import train_teacher
 
         c = self.config
-        if self._synthetic_backbone():
+        if self.head_teaches:
             head = self.train_head(skip=False)  # a finished head run is read back, not retrained
             self.teacher_specs = [str(self.paths["backbone"])]
             self.teacher_choice = {"chosen": "backbone", "validation": {"backbone": _val(head) / 100},
@@ -465,7 +459,7 @@ class _Pipeline:
         cnn = self._train(self.paths["teacher"], skip, train_teacher, arch=c.teacher_arch, config=cfg)
         choice = {"chosen": "cnn", "validation": {"cnn": _val(cnn) / 100}}
         self.teacher_specs, info = [str(self.paths["teacher"])], cnn
-        if c.backbone and not self._backbone_wanted():
+        if c.backbone and not self.backbone_wanted:
             note = f"the {c.backbone} backbone is not installed (pip install 'tinyear[backbone]'): the built-in CNN teaches"
             choice["note"] = note
             if self.progress:
@@ -584,7 +578,7 @@ class _Pipeline:
                             self.baseline_info, self.export_info, self.steps.times, self.config, self.data,
                             self.real_test, self.shipped, bundle=self.paths["bundle"], run_folders=RUN_FOLDERS,
                             smoke_test=SMOKE_TEST if self.config.quick else None,
-                            synthetic_backbone=self.ship == "student" and self._synthetic_backbone())
+                            synthetic_backbone=self.head_teaches)
 
 
 def _spec_path(spec: str) -> str:
@@ -594,10 +588,16 @@ def _spec_path(spec: str) -> str:
     return teacher_kind(split_options(spec)[0])[1]
 
 
+def _backbone_available(name: str) -> bool:
+    from .backbone import available  # torch comes with it: imported only when a backbone is asked for
+
+    return available(name)
+
+
 def pick_shipped(student_info: dict, baseline_info: dict, synthetic_backbone: bool = False) -> str:
     """"student" (distilled) or "baseline": the one with the higher validation accuracy, ties to the
     distilled student; with `synthetic_backbone` (synthetic speech alone, the backbone head teaching:
-    `_Pipeline._synthetic_backbone`) the distilled one. Test and real-speech numbers play no part."""
+    `_Pipeline.head_teaches`) the distilled one. Test and real-speech numbers play no part."""
     if synthetic_backbone:
         return "student"
     return "baseline" if _val(baseline_info) > _val(student_info) else "student"
