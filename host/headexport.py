@@ -81,7 +81,7 @@ def export_backbone_run(run_dir, out, options) -> dict:
     selftest = pick_selftest(model_bytes, labels, val_waves, val_y2, DEFAULT_CONFIG,
                          features=lambda audio: layer_normalize(net.features(audio[None], DEFAULT_CONFIG))[0])
     v = verification["validation"]
-    params = sum(p.numel() for p in head.parameters() if p.requires_grad)  # trained values (the merged layers' zeros not counted)
+    params = sum(p.numel() for p in head.parameters() if p.requires_grad)  # trained values
     metrics = {
         "float_accuracy": v["float_accuracy"], "int8_accuracy": v["int8_accuracy"],
         "accuracy_drop_points": v["accuracy_drop_points"], "agreement_percent": v["agreement_percent"],

@@ -107,6 +107,33 @@ def test_int8_head_tracks_the_float_head(net, head, model_bytes):
     assert got.shape == want.shape and np.abs(got - want).max() < 0.1  # a few int8 output steps
 
 
+def test_an_ensemble_of_heads_converts_side_by_side_without_stored_zeros(net):
+    """Three heads averaged: deployable() is the ensemble's function on normalised input, and the int8
+    model holds each member's weights once (fully connected layers and adds), not a block-diagonal
+    middle layer whose zeros a merged MLP would store."""
+    from tinyear.device.runtime import Model
+    from tinyear.host.backbone import HeadEnsemble, SummedHeads
+    from tinyear.host.convert import convert_int8
+
+    torch.manual_seed(1)
+    heads = [EmbeddingHead(len(LABELS), hidden=64, act="relu").eval() for _ in range(3)]
+    ensemble = HeadEnsemble(heads).eval()
+    x = net(_waves(8, seed=5))
+    xn = layer_normalize(x)
+    model = ensemble.deployable()
+    assert isinstance(model, SummedHeads) and len(model.parts) == 3
+    with torch.no_grad():
+        want = ensemble(torch.from_numpy(x)).numpy()
+        got = model(torch.from_numpy(xn)).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+    one = convert_int8(heads[0].deployable(), torch.from_numpy(xn[:1]), [xn])
+    three = convert_int8(model, torch.from_numpy(xn[:1]), [xn])
+    # three members' weights (int8) and little else: a merged MLP would add a 192 x 192 middle layer of
+    # which two thirds are zeros (24,576 bytes) on top of what three separate heads hold
+    assert len(three) < 3 * len(one) + 4096
+    assert np.abs(Model(three).predict(xn) - got).max() < 0.15  # a few int8 output steps
+
+
 def test_the_bundle_is_format_2_with_the_backbone_inside(bundle_bytes, net, model_bytes):
     b = parse_bundle(bundle_bytes)
     assert b.backbone["name"] == "speech-embedding" and b.backbone["normalize"] == "layer"
