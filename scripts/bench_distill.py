@@ -53,19 +53,19 @@ _REAL_CACHE: dict = {}
 
 
 def real_speech(words, frontend):
-    """Features and labels of the real test set (all of it, in the 'test' split)."""
+    """Model inputs and labels of the real test set (all of it, in the 'test' split), made by the
+    frontend's own clip_features (level normalisation included where the run has it), one set per
+    frontend."""
+    from tinyear.device.features import clip_features, fingerprint
     from tinyear.host.data import load_dataset
-    from tinyear.host.featcache import build_features
 
-    if "x" not in _REAL_CACHE:
+    key = (tuple(words), fingerprint(frontend), frontend.level_norm_db)
+    if key not in _REAL_CACHE:
         ds = load_dataset(REAL_TEST, words, only_split="test", unknown_ratio=None, silence_ratio=None, quiet=True)
-        # eval_splits only: the train split of an only_split="test" set is empty, so give it 1 variant of nothing
         x, y = ds.arrays("test", frontend, progress=False)
-        from tinyear.device.features import log_mel
-
-        feats = np.stack([log_mel(w, frontend) for w in x])
-        _REAL_CACHE.update(x=feats, y=y, labels=list(ds.labels))
-    return _REAL_CACHE["x"], _REAL_CACHE["y"], _REAL_CACHE["labels"]
+        feats = np.stack([clip_features(w, frontend) for w in x])
+        _REAL_CACHE[key] = (feats, y, list(ds.labels))
+    return _REAL_CACHE[key]
 
 
 def score(run_dir: Path) -> dict:

@@ -11,6 +11,11 @@ docs/BENCHMARKS.md.
     python scripts/bench_teachers.py --recipe real --teachers none kwt1 dscnn-l ensemble --seeds 0
     python scripts/bench_teachers.py --table
 
+Runs trained by hand (`tinyear distill ... --out RUN`) are scored the same way with `--score RUN ...
+--recipe NAME`: the teacher is read from each run's run.json, and all of speech-commands-mini-train (real
+clips of 8 of the 10 words and 260 other words, used by no synthetic-recipe training) is scored beside
+the public part; the student's int8 latency is measured once per architecture.
+
 Teachers: `none` (the baseline), `cnn` (a run folder of `tinyear teacher`, --cnn-run), `kwt1`
 (../shared/teachers/kwt1/model.tflite), `dscnn-l` (../shared/teachers/dscnn-l/model.pb, needs the
 tensorflow extra), `ensemble` (both, `_silence_` from the labels), `backbone` (a speech_embedding
@@ -91,7 +96,7 @@ def student_latency(run_dir: Path) -> float:
     from tinyear.device.bundle import read_bundle
 
     b = read_bundle(bundle)
-    model = Model(b.model, num_threads=1)
+    model = Model(b.model_bytes, num_threads=1)
     x = np.zeros((1, *model.feature_shape), np.float32)
     for _ in range(20):
         model.predict(x)
@@ -101,6 +106,59 @@ def student_latency(run_dir: Path) -> float:
         model.predict(x)
         times.append(time.perf_counter() - t0)
     return 1000 * float(np.median(times))
+
+
+MINI_TRAIN = SHARED / "data" / "speech-commands-mini-train"
+
+
+def teacher_name(info: dict) -> str:
+    """The teacher of a finished run, as this script names it, from its run.json."""
+    spec = (info.get("options") or {}).get("teacher")
+    specs = [] if spec is None else [spec] if isinstance(spec, str) else list(spec)
+    names = " ".join(map(str, specs))
+    if not specs:
+        return "none"
+    if "kwt1" in names and "dscnn-l" in names:
+        return "ensemble"
+    if "kwt1" in names or "dscnn-l" in names:
+        return "kwt1" if "kwt1" in names else "dscnn-l"
+    return "backbone" if all((Path(x.split(",")[0]) / "head.pt").exists() for x in specs) else "cnn"
+
+
+def score_runs(runs: list[str], recipe: str, results: Path, command: str) -> None:
+    """Score finished run folders (public part, all of mini-train) and append one student line each."""
+    import torch
+
+    from tinyear.host.evaluate import evaluate, load_scorer
+
+    latency: dict = {}
+    done = set()
+    if results.exists():
+        done = {json.loads(x).get("run") for x in results.read_text().splitlines() if x.strip()}
+    for run in runs:
+        run_dir = Path(run)
+        if str(run_dir) in done:
+            continue
+        info = json.loads((run_dir / "run.json").read_text())
+        real = score(run_dir)
+        scorer = load_scorer(run_dir)
+        mini = evaluate(run_dir, [str(MINI_TRAIN)], split="all", progress=False, scorer=scorer)
+        student = info["name"]
+        if student not in latency:
+            torch.set_num_threads(1)
+            latency[student] = student_latency(run_dir)
+        train = info["options"]["train"]
+        line = {"row": "student", "recipe": recipe, "teacher": teacher_name(info), "student": student,
+                "seed": train["seed"], "tag": "", "params": info["params"], "run": str(run_dir),
+                "validation_accuracy": info["metrics"]["validation"]["accuracy"],
+                "real_accuracy": real["accuracy"], "real_per_class": real["per_class"],
+                "mini_train_accuracy": mini["accuracy"] / 100, "int8_ms": latency[student],
+                "wall_seconds": info["wall_seconds"], "alpha": train["alpha"],
+                "synthetic_alpha": train.get("synthetic_alpha"), "command": command, "run_command": info.get("command")}
+        with open(results, "a") as f:
+            f.write(json.dumps(line) + "\n")
+        print(f"{recipe} {student} <- {line['teacher']} seed {line['seed']}: val {line['validation_accuracy']:.3f} "
+              f"mini-train {line['mini_train_accuracy']:.3f} real {line['real_accuracy']:.3f}", flush=True)
 
 
 def main() -> None:
@@ -123,11 +181,17 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
     parser.add_argument("--results", default=str(ROOT / "runs" / "bench-teachers" / "results.jsonl"))
     parser.add_argument("--teachers-only", action="store_true", help="measure the teachers themselves, train nothing")
+    parser.add_argument("--score", nargs="+", metavar="RUN", help="score finished run folders instead of training")
     parser.add_argument("--table", action="store_true")
     args = parser.parse_args()
     results = Path(args.results)
     if args.table:
         print(render_table(results))
+        return
+    if args.score:
+        results.parent.mkdir(parents=True, exist_ok=True)
+        score_runs(args.score, args.recipe or "given", results,
+                   " ".join(["python scripts/bench_teachers.py", *sys.argv[1:]]))
         return
     if not args.recipe:
         parser.error("--recipe is required (or --table)")
@@ -185,6 +249,12 @@ def main() -> None:
                       f"real {line['real_accuracy']:.3f} ({time.time() - t0:.0f} s)", flush=True)
 
 
+def mini(rs: list[dict]) -> str:
+    """Mean ± std of the mini-train column, blank where the runs were not scored on it."""
+    vals = [r["mini_train_accuracy"] for r in rs if r.get("mini_train_accuracy") is not None]
+    return ms(vals) if len(vals) == len(rs) else ""
+
+
 def render_table(path: Path) -> str:
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
     teachers = {r["teacher"]: r for r in rows if r.get("row") == "teacher"}
@@ -193,8 +263,8 @@ def render_table(path: Path) -> str:
         if r.get("row") == "student":
             groups.setdefault((r["recipe"], r["student"], r["teacher"], r.get("tag", "")), {})[r["seed"]] = r
 
-    out = ["| recipe | student | teacher | seeds | val acc | real speech | on / off / _unknown_ (real) | "
-           "teacher real | teacher ms | student int8 ms | speed ratio |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| recipe | student | teacher | seeds | val acc | mini-train (real) | real speech | on / off / _unknown_ (real) | "
+           "teacher real | teacher ms | student int8 ms | speed ratio |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (recipe, student, teacher, tag), by_seed in sorted(groups.items()):
         rs = list(by_seed.values())
         def pc(label, rs=rs):
@@ -205,7 +275,7 @@ def render_table(path: Path) -> str:
         t_ms = "" if not t else f"{t['ms_per_clip']:.2f}"
         ratio = "" if not t else f"{t['ms_per_clip'] / s_ms:.0f}x"
         out.append(f"| {recipe} | {student} | {teacher}{tag} | {len(rs)} | {ms([r['validation_accuracy'] for r in rs])} | "
-                   f"{ms([r['real_accuracy'] for r in rs])} | {100 * pc('on'):.0f} / {100 * pc('off'):.0f} / "
+                   f"{mini(rs)} | {ms([r['real_accuracy'] for r in rs])} | {100 * pc('on'):.0f} / {100 * pc('off'):.0f} / "
                    f"{100 * pc('_unknown_'):.0f} | {t_acc} | {t_ms} | {s_ms:.3f} | {ratio} |")
     return "\n".join(out)
 
