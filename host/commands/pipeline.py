@@ -18,7 +18,7 @@ Run every workstation step in order and write a report and a bundle. What the bu
             --data), when the backbone extra is installed: a head over the frozen speech_embedding
             (three seeds averaged), exported to int8 with the backbone's own files in the bundle. On
             the real ten keywords 81%, where a student trained on the same synthetic speech gets
-            67-71%; it costs 3.8 MB and ~5 ms a 100 ms hop (a Pi, not a microcontroller)
+            67-71%; it costs 3.4 MB and ~5 ms a 100 ms hop (a Pi, not a microcontroller)
   student   the default with --data, or --ship student: a ~30 KB int8 student over the shared
             log-mel features, distilled from a teacher; also runs on a microcontroller
 
