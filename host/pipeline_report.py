@@ -20,12 +20,12 @@ def val_percent(info: dict) -> float:
 
 def write_report(path: Path, rows, confusions, teacher_info, student_info, baseline_info, export_info,
                  times: dict, config, data, real_test, shipped: str = "student", *, bundle: Path,
-                 run_folders: tuple = (), smoke_test: str | None = None, synthetic_backbone: bool = False) -> Path:
+                 run_folders: tuple = (), smoke_test: str | None = None, taught_by_rule: str | None = None) -> Path:
     """The report at `path`: the comparison table, the plots, what each step did and how long it took.
     `config` is the run's PipelineConfig; `shipped` names the student in the bundle ("student" or
     "baseline"); `run_folders` are the run folders beside the report whose training curves it shows;
-    `synthetic_backbone`: the backbone head taught and the distilled student shipped by rule (synthetic
-    speech alone), whatever the validation split said."""
+    `taught_by_rule`: who taught when the distilled student shipped by rule (synthetic speech alone, a
+    teacher that has heard people), whatever the validation split said; None otherwise."""
     from .report import plot_comparison, write_markdown
     from .runs import CURVES
 
@@ -46,10 +46,10 @@ def write_report(path: Path, rows, confusions, teacher_info, student_info, basel
         made = (f"- Bundle: `{bundle.name}`, {m.get('model_bytes', 0):,} byte int8 model of the "
                 f"{'distilled' if shipped == 'student' else 'baseline'} student ({config.student}, "
                 f"{bundle_row.params or 0:,} parameters, {(bundle_row.macs or 0) / 1e6:.2f} M MACs)"
-                + ((f": on synthetic speech alone the {config.backbone} head teaches and the distilled student "
-                    f"ships whatever the synthetic validation split says (here {val_percent(student_info):.1f}% vs "
-                    f"{val_percent(baseline_info):.1f}% for the baseline): on real clips such students beat their "
-                    "baselines (docs/BENCHMARKS.md).") if synthetic_backbone else
+                + ((f": on synthetic speech alone {taught_by_rule} teach{'' if taught_by_rule.endswith('s') else 'es'} "
+                    f"and the distilled student ships whatever the synthetic validation split says (here "
+                    f"{val_percent(student_info):.1f}% vs {val_percent(baseline_info):.1f}% for the baseline): on real "
+                    "clips such students beat their baselines (docs/BENCHMARKS.md).") if taught_by_rule else
                    "." if shipped == "student" else
                    f": the baseline beat the distilled student on the validation split ({val_percent(baseline_info):.1f}% vs "
                    f"{val_percent(student_info):.1f}%), so distillation did not pay with this teacher "

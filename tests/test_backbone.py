@@ -142,7 +142,7 @@ def test_pipeline_with_data_trains_both_teachers_and_keeps_the_better_on_validat
 def test_pipeline_with_given_teacher_skips_the_teacher_step(default_pipeline, tmp_path):
     given = default_pipeline[0] / "teacher-backbone"
     out = tmp_path / "given"
-    done = tinyear("pipeline", *QUICK, "--teacher", given, "--out", out)
+    done = tinyear("pipeline", *QUICK, "--teacher", given, "--teacher-class", "_silence_=labels", "--out", out)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert "no teacher training" in done.stderr
@@ -151,12 +151,22 @@ def test_pipeline_with_given_teacher_skips_the_teacher_step(default_pipeline, tm
     assert recorded["settings"]["teachers"] == [str(given.resolve())]
     assert summary["teacher"]["chosen"] == "given" and summary["teacher"]["specs"] == [str(given.resolve())]
     student = json.loads((out / "student" / "run.json").read_text())
-    assert student["teacher"]["kind"] == "backbone" and student["teacher"]["source"] == str(given.resolve())
+    # --teacher-class passed through to distill: the given teacher, wrapped with _silence_ from the labels
+    assert student["options"]["teacher_classes"] == ["_silence_=labels"]
+    teacher = student["teacher"]
+    assert teacher["kind"] == "ensemble" and teacher["class_sources"] == {"_silence_": "labels"}
+    assert [(m["kind"], m["source"]) for m in teacher["members"]] == [("backbone", str(given.resolve()))]
     assert [r["name"] for r in summary["rows"]] == ["teacher", "baseline student", "distilled student", "int8 bundle"]
-    assert "given (teacher-backbone)" in (out / "report.md").read_text()
-    # a teacher that names nothing is one line, before any work
+    # synthetic speech alone, a given teacher: the distilled student ships whatever synthetic validation says
+    assert summary["bundle_student"] == "distilled"
+    report = (out / "report.md").read_text()
+    assert "given (teacher-backbone)" in report and "the given teacher teaches and the distilled student ships" in report
+    # a teacher that names nothing is one line, before any work; so is --teacher-class without a teacher
     bad = tinyear("pipeline", *QUICK, "--teacher", tmp_path / "nothing", "--out", tmp_path / "bad")
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
+    bad = tinyear("pipeline", *QUICK, "--teacher-class", "_silence_=labels", "--out", tmp_path / "bad2")
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "give a --teacher" in bad.stderr
+    assert not (tmp_path / "bad2").exists()
 
 
 def test_pipeline_words_from_text_ship_a_backbone_bundle(tmp_path):
