@@ -156,7 +156,7 @@ def _check_settings(out: Path, record: dict, force: bool) -> None:
     except (OSError, ValueError):
         old = None
     if old is not None:  # a setting added since that run was recorded had its default then
-        defaults = {**asdict(PipelineConfig()), "teachers": None}
+        defaults = json.loads(json.dumps({**asdict(PipelineConfig()), "teachers": None}))  # tuples as recorded: lists
         old = {**{k: v for k, v in defaults.items() if k not in old}, **old}
     if old is not None and old != record:
         changed = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))

@@ -113,3 +113,21 @@ def test_out_that_cannot_be_a_folder(tmp_path):
     proc = tinyear("pipeline", "--quick", "--out", blocker / "run")
     assert proc.returncode == 1 and "cannot write there" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_a_run_recorded_before_a_setting_existed_still_resumes(tmp_path):
+    """pipeline.json written before a setting was added (here the tuple-valued ones) holds it at its
+    default: resuming is not refused as "other settings" (a tuple default and the recorded list match)."""
+    import json
+    from dataclasses import asdict
+
+    from tinyear.device.errors import TinyearError
+    from tinyear.host.pipeline import PipelineConfig, _check_settings
+
+    record = json.loads(json.dumps({**asdict(PipelineConfig()), "data": None, "teachers": None}))
+    old = {k: v for k, v in record.items() if k not in ("teacher_classes", "other_speech")}
+    (tmp_path / "pipeline.json").write_text(json.dumps({"settings": old, "finished": False}))
+    _check_settings(tmp_path, record, force=False)  # no error
+    changed = {**record, "teacher_classes": ["_silence_=labels"]}
+    with pytest.raises(TinyearError, match="teacher_classes"):
+        _check_settings(tmp_path, changed, force=False)
