@@ -297,8 +297,6 @@ class _Pipeline:
         self.ship = resolve_ship(config, data, self.given)
         # Whether the teacher step trains the backbone head (set, and its wheel is installed).
         self.backbone_wanted = bool(config.backbone) and _backbone_available(config.backbone)
-        # A student from synthetic speech alone, no given teacher: the head teaches without a contest.
-        self.head_teaches = self.ship == "student" and data is None and not self.given and self.backbone_wanted
         # On synthetic speech alone, a teacher that has heard people (that head, or the teachers given: the
         # pretrained KWT-1 and DS-CNN-L) teaches and the distilled student ships (`pick_shipped`). The
         # synthetic validation split cannot see what carries to people and misjudges that choice every
@@ -308,6 +306,8 @@ class _Pipeline:
         # head (docs/BENCHMARKS.md, "A student taught by the backbone", "Pretrained teachers on synthetic
         # speech alone"). A CNN trained on the same synthetic speech taught nothing there: give none.
         self.taught_by_rule = self.ship == "student" and data is None and (bool(self.given) or self.backbone_wanted)
+        # ... and with no teacher given, that is the head: it teaches without a contest with the CNN.
+        self.head_teaches = self.taught_by_rule and not self.given
         self.steps = _Steps((7 if self.ship == "student" else 5) + (config.fa_per_hour is not None), progress)
         self.paths = {**{name: out / name for name in RUN_FOLDERS}, "bundle": out / BUNDLE_NAME,
                       "report": out / REPORT_NAME, "backbone": out / BACKBONE_FOLDER}
@@ -588,12 +588,12 @@ class _Pipeline:
                             taught_by_rule=self._rule_teacher())
 
     def _rule_teacher(self) -> str | None:
-        """Who taught a student shipped by the synthetic-speech rule, for the report (None: no rule)."""
+        """Who taught a student shipped by the synthetic-speech rule, as the report's words (None: no rule)."""
         if not self.taught_by_rule:
             return None
         if self.given:
-            return f"the given teacher{'s' if len(self.given) > 1 else ''}"
-        return f"the {self.config.backbone} head"
+            return "the given teachers teach" if len(self.given) > 1 else "the given teacher teaches"
+        return f"the {self.config.backbone} head teaches"
 
 
 def _spec_path(spec: str) -> str:

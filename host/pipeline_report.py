@@ -25,7 +25,8 @@ def write_report(path: Path, rows, confusions, teacher_info, student_info, basel
     `config` is the run's PipelineConfig; `shipped` names the student in the bundle ("student" or
     "baseline"); `run_folders` are the run folders beside the report whose training curves it shows;
     `taught_by_rule`: who taught when the distilled student shipped by rule (synthetic speech alone, a
-    teacher that has heard people), whatever the validation split said; None otherwise."""
+    teacher that has heard people), whatever the validation split said, as words ("the given teacher
+    teaches"); None otherwise."""
     from .report import plot_comparison, write_markdown
     from .runs import CURVES
 
@@ -46,7 +47,7 @@ def write_report(path: Path, rows, confusions, teacher_info, student_info, basel
         made = (f"- Bundle: `{bundle.name}`, {m.get('model_bytes', 0):,} byte int8 model of the "
                 f"{'distilled' if shipped == 'student' else 'baseline'} student ({config.student}, "
                 f"{bundle_row.params or 0:,} parameters, {(bundle_row.macs or 0) / 1e6:.2f} M MACs)"
-                + ((f": on synthetic speech alone {taught_by_rule} teach{'' if taught_by_rule.endswith('s') else 'es'} "
+                + ((f": on synthetic speech alone {taught_by_rule} "
                     f"and the distilled student ships whatever the synthetic validation split says (here "
                     f"{val_percent(student_info):.1f}% vs {val_percent(baseline_info):.1f}% for the baseline): on real "
                     "clips such students beat their baselines (docs/BENCHMARKS.md).") if taught_by_rule else
