@@ -75,11 +75,22 @@ def _load_data(options: DataOptions, progress: bool):
                         quiet=not progress)
 
 
-def _evaluate(model, features_eval: dict, labels, device) -> dict:
+def _evaluate(model, features, labels, device) -> dict:
+    """Metrics of each evaluation split, with the accuracy on each source of clips beside
+    ("by_source": {"real" | "synthetic" | "noise": {"accuracy", "count"}}; the pipeline's choice of the
+    shipped student reads it, `tinyear.host.pipeline_report.choice_accuracy`)."""
+    from .data import SOURCES
+
     out = {}
-    for split, (x, y) in features_eval.items():
+    for split, (x, y) in features.eval.items():
         if len(y):
-            m = accuracy_metrics(predict(model, x, device), y, labels)
+            logits = predict(model, x, device)
+            m = accuracy_metrics(logits, y, labels)
+            source = (features.eval_source or {}).get(split)
+            if source is not None and len(source) == len(y):
+                right = logits.argmax(axis=1) == y
+                m["by_source"] = {name: {"accuracy": float(right[source == k].mean()), "count": int((source == k).sum())}
+                                  for k, name in enumerate(SOURCES) if (source == k).any()}
             out[split] = m
     return out
 
@@ -210,7 +221,7 @@ def _train_run(out: Path, data: DataOptions, config: TrainConfig, dev: torch.dev
     distributed = dist.describe(dev)
     if not main:
         return dist.broadcast(None)
-    metrics = _evaluate(model, features.eval, labels, dev)
+    metrics = _evaluate(model, features, labels, dev)
     info = {
         "kind": kind, "name": arch_name, "command": command, "labels": labels,
         "options": {"train": asdict(config), "data": {**asdict(data), "augment": dataclasses.asdict(data.augment)},

@@ -76,6 +76,7 @@ class FeatureSet:
     augment: AugmentConfig
     seed: int
     train_source: np.ndarray | None = None  # (N,) int: index into SOURCES of each training clip
+    eval_source: dict | None = None  # split -> (M,) int: index into SOURCES of each clip of eval[split]
     waves: np.ndarray | None = None  # (N, samples) clean training waveforms, for variant_waves
     augmenter: Augmenter | None = None
     cache: Path | None = None
@@ -363,17 +364,22 @@ def build_features(dataset, *, variants: int = 4, augment: AugmentConfig | None 
                                          f"{split} features", progress)
         computed |= made
         evals[split] = (feats[0], y)
-    source = np.array([SOURCES.index(c.source) if c.source in SOURCES else len(SOURCES)
-                       for c in dataset.clips_in("train")], dtype=np.int64)
+    source = _source_codes(dataset, "train")
     if progress:
         where = f"{folder} ({folder_bytes(folder) / 2**20:,.0f} MB in all)" if folder else "nowhere (no writable cache folder)"
         print(f"tinyear: features {'computed and ' if computed else ''}cached in {where}", file=sys.stderr)
     return FeatureSet(labels=list(dataset.labels), train=train, train_y=np.asarray(train_y), eval=evals, key=key,
-                      train_source=source,
+                      train_source=source, eval_source={split: _source_codes(dataset, split) for split in evals},
                       frontend=frontend, augment=augment, seed=seed, waves=waves if keep_waves else None,
                       augmenter=augmenter, cache=folder, mix=mix, mix_partner=partner, mix_lam=lam, mix_key=mix_key,
                       win=win, win_plan=plan, win_augmenter=win_augmenter, win_key=win_key, noise=list(dataset.noise),
                       seconds=time.perf_counter() - start if computed else 0.0)
+
+
+def _source_codes(dataset, split: str) -> np.ndarray:
+    """(N,) int64: each clip of `split` as an index into SOURCES (len(SOURCES) for an unknown source)."""
+    return np.array([SOURCES.index(c.source) if c.source in SOURCES else len(SOURCES)
+                     for c in dataset.clips_in(split)], dtype=np.int64)
 
 
 # -- teacher outputs ------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from tinyear.device.fileio import atomic_write_text
 
 from .defaults import PIPELINE_STUDENT
 from .progress import Steps
-from .pipeline_report import val_percent as _val, write_report
+from .pipeline_report import choice_accuracies, val_percent as _val, write_report
 from .trainconfig import TrainConfig, teacher_config
 
 PIPELINE_JSON = "pipeline.json"
@@ -514,9 +514,9 @@ class _Pipeline:
         from .export import ExportOptions, export_run
 
         if self.progress and self.shipped == "baseline":
-            print("tinyear: the baseline student beat the distilled one on the validation split "
-                  f"({_val(self.baseline_info):.1f}% vs {_val(self.student_info):.1f}%), so the bundle gets the baseline",
-                  file=sys.stderr)
+            student, baseline, basis = choice_accuracies(self.student_info, self.baseline_info)
+            print(f"tinyear: the baseline student beat the distilled one on {basis} "
+                  f"({baseline:.1f}% vs {student:.1f}%), so the bundle gets the baseline", file=sys.stderr)
         source = self.paths["backbone"] if self.shipped == "backbone" else self.paths[self.shipped]
         result = export_run(source, bundle,
                             ExportOptions(calibration=self.config.calibration, qat=self.config.qat,
@@ -610,12 +610,14 @@ def _backbone_available(name: str) -> bool:
 
 
 def pick_shipped(student_info: dict, baseline_info: dict, taught_by_rule: bool = False) -> str:
-    """"student" (distilled) or "baseline": the one with the higher validation accuracy, ties to the
-    distilled student; with `taught_by_rule` (synthetic speech alone, a teacher that has heard people:
+    """"student" (distilled) or "baseline": the one with the higher validation accuracy, read on the
+    recorded clips alone where real clips were filled with synthetic ones (`choice_accuracies`), ties to
+    the distilled student; with `taught_by_rule` (synthetic speech alone, a teacher that has heard people:
     `_Pipeline.taught_by_rule`) the distilled one. Test and real-speech numbers play no part."""
     if taught_by_rule:
         return "student"
-    return "baseline" if _val(baseline_info) > _val(student_info) else "student"
+    student, baseline, _ = choice_accuracies(student_info, baseline_info)
+    return "baseline" if baseline > student else "student"
 
 
 def resolve_ship(config: PipelineConfig, data, teachers=None) -> str:

@@ -55,7 +55,11 @@ def test_pipeline_makes_report_and_bundle(quick_run):
     # the bundle holds the student that did better on the validation split, and the report names it
     runs = {"distilled": out / "student", "baseline": out / "baseline"}
     val = {k: json.loads((d / "run.json").read_text())["metrics"]["validation"]["accuracy"] for k, d in runs.items()}
-    expected = "baseline" if val["baseline"] > val["distilled"] else "distilled"
+    expected = "baseline" if val["baseline"] > val["distilled"] else "distilled"  # synthetic only: the whole split
+    by_source = json.loads((out / "student" / "run.json").read_text())["metrics"]["validation"]["by_source"]
+    count = json.loads((out / "student" / "run.json").read_text())["metrics"]["validation"]["count"]
+    assert "synthetic" in by_source and "real" not in by_source
+    assert sum(s["count"] for s in by_source.values()) == count
     assert summary["bundle_student"] == expected
     assert f"int8 model of the {expected} student" in report
 
@@ -85,6 +89,35 @@ def test_pick_shipped_goes_by_validation_only():
     assert pick_shipped(info(0.90, 0.50), info(0.89, 0.99)) == "student"  # test accuracy plays no part
     assert pick_shipped(info(0.88, 0.99), info(0.90, 0.50)) == "baseline"
     assert pick_shipped(info(0.90, 0.80), info(0.90, 0.90)) == "student"  # ties go to the distilled student
+
+
+def test_real_clips_filled_with_synthetic_ones_are_chosen_on_the_recorded_clips():
+    from tinyear.host.pipeline import pick_shipped
+    from tinyear.host.pipeline_report import RECORDED_MIN, choice_accuracies
+
+    def info(whole, real, synthetic, noise=(1.0, 50), real_count=400):
+        by = {"real": {"accuracy": real, "count": real_count}, "synthetic": {"accuracy": synthetic, "count": 200},
+              "noise": {"accuracy": noise[0], "count": noise[1]}}
+        return {"metrics": {"validation": {"accuracy": whole, "by_source": by}}}
+
+    # The taught student loses the whole split (its synthetic clips) and wins on people: it ships.
+    taught, baseline = info(0.914, 0.95, 0.80), info(0.943, 0.93, 0.97)
+    student_pct, baseline_pct, basis = choice_accuracies(taught, baseline)
+    assert basis == "the validation split's 450 recorded clips"  # people and recorded silence, not synthetic
+    assert student_pct == pytest.approx(100 * (0.95 * 400 + 50) / 450)
+    assert baseline_pct == pytest.approx(100 * (0.93 * 400 + 50) / 450)
+    assert pick_shipped(taught, baseline) == "student"
+    assert pick_shipped(baseline, taught) == "baseline"
+    # Too few clips of people to read alone: the whole split decides.
+    few = RECORDED_MIN - 1
+    assert choice_accuracies(info(0.914, 0.95, 0.80, real_count=few), info(0.943, 0.93, 0.97, real_count=few))[2] \
+        == "the validation split"
+    assert pick_shipped(info(0.914, 0.95, 0.80, real_count=few), info(0.943, 0.93, 0.97, real_count=few)) == "baseline"
+    # No synthetic clips (all real), or a run recorded before runs kept accuracy per source: the whole split.
+    all_real = {"metrics": {"validation": {"accuracy": 0.9, "by_source": {"real": {"accuracy": 0.9, "count": 500}}}}}
+    assert choice_accuracies(all_real, all_real)[2] == "the validation split"
+    old = {"metrics": {"validation": {"accuracy": 0.95}}}
+    assert choice_accuracies(info(0.914, 0.95, 0.80), old) == (pytest.approx(91.4), pytest.approx(95.0), "the validation split")
 
 
 def test_rerun_skips_finished_steps(quick_run):
