@@ -109,10 +109,14 @@ def session(device: str = "auto"):
     if launched() and dev.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         # the cores of this machine shared among its processes, not each process taking all of them
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, _env_int("LOCAL_WORLD_SIZE", 1))))
+    ok = False
     try:
         yield dev
+        ok = True
     finally:
         if joined and tdist.is_initialized():
+            if ok:  # leave together: a rank tearing gloo down while another still talks to it can abort
+                tdist.barrier()  # ("terminate called without an active exception", seen once in CI)
             tdist.destroy_process_group()
 
 
