@@ -78,7 +78,7 @@ def _load_data(options: DataOptions, progress: bool):
 def _evaluate(model, features, labels, device) -> dict:
     """Metrics of each evaluation split, with the accuracy on each source of clips beside
     ("by_source": {"real" | "synthetic" | "noise": {"accuracy", "count"}}; the pipeline's choice of the
-    shipped student reads it, `tinyear.host.pipeline_report.choice_accuracy`)."""
+    shipped student reads it, `tinyear.host.pipeline_report.choice_accuracies`)."""
     from .data import SOURCES
 
     out = {}

@@ -56,10 +56,9 @@ def test_pipeline_makes_report_and_bundle(quick_run):
     runs = {"distilled": out / "student", "baseline": out / "baseline"}
     val = {k: json.loads((d / "run.json").read_text())["metrics"]["validation"]["accuracy"] for k, d in runs.items()}
     expected = "baseline" if val["baseline"] > val["distilled"] else "distilled"  # synthetic only: the whole split
-    by_source = json.loads((out / "student" / "run.json").read_text())["metrics"]["validation"]["by_source"]
-    count = json.loads((out / "student" / "run.json").read_text())["metrics"]["validation"]["count"]
-    assert "synthetic" in by_source and "real" not in by_source
-    assert sum(s["count"] for s in by_source.values()) == count
+    validation = json.loads((out / "student" / "run.json").read_text())["metrics"]["validation"]
+    assert "synthetic" in validation["by_source"] and "real" not in validation["by_source"]
+    assert sum(s["count"] for s in validation["by_source"].values()) == validation["count"]
     assert summary["bundle_student"] == expected
     assert f"int8 model of the {expected} student" in report
 
