@@ -126,7 +126,8 @@ def teacher_name(info: dict) -> str:
 
 
 def score_runs(runs: list[str], recipe: str, results: Path, command: str) -> None:
-    """Score finished run folders (public part, all of mini-train) and append one student line each."""
+    """Score finished run folders (public part, and all of mini-train unless the run trained on it) and
+    append one student line each."""
     import torch
 
     from tinyear.host.evaluate import evaluate, load_scorer
@@ -142,7 +143,9 @@ def score_runs(runs: list[str], recipe: str, results: Path, command: str) -> Non
         info = json.loads((run_dir / "run.json").read_text())
         real = score(run_dir)
         scorer = load_scorer(run_dir)
-        mini = evaluate(run_dir, [str(MINI_TRAIN)], split="all", progress=False, scorer=scorer)
+        roots = {Path(r).resolve() for r in info["options"]["data"]["roots"]}
+        trained_on_mini = MINI_TRAIN.resolve() in roots  # then it is not held out: leave the column blank
+        mini = None if trained_on_mini else evaluate(run_dir, [str(MINI_TRAIN)], split="all", progress=False, scorer=scorer)
         student = info["name"]
         if student not in latency:
             torch.set_num_threads(1)
@@ -152,13 +155,14 @@ def score_runs(runs: list[str], recipe: str, results: Path, command: str) -> Non
                 "seed": train["seed"], "tag": "", "params": info["params"], "run": str(run_dir),
                 "validation_accuracy": info["metrics"]["validation"]["accuracy"],
                 "real_accuracy": real["accuracy"], "real_per_class": real["per_class"],
-                "mini_train_accuracy": mini["accuracy"] / 100, "int8_ms": latency[student],
+                "mini_train_accuracy": None if mini is None else mini["accuracy"] / 100, "int8_ms": latency[student],
                 "wall_seconds": info["wall_seconds"], "alpha": train["alpha"],
                 "synthetic_alpha": train.get("synthetic_alpha"), "command": command, "run_command": info.get("command")}
         with open(results, "a") as f:
             f.write(json.dumps(line) + "\n")
         print(f"{recipe} {student} <- {line['teacher']} seed {line['seed']}: val {line['validation_accuracy']:.3f} "
-              f"mini-train {line['mini_train_accuracy']:.3f} real {line['real_accuracy']:.3f}", flush=True)
+              f"mini-train {'(trained on)' if mini is None else format(line['mini_train_accuracy'], '.3f')} "
+              f"real {line['real_accuracy']:.3f}", flush=True)
 
 
 def main() -> None:
