@@ -30,7 +30,7 @@ def _recorded(info: dict) -> tuple[float, int] | None:
     by = info["metrics"]["validation"].get("by_source") or {}
     if by.get("real", {}).get("count", 0) < RECORDED_MIN or not by.get("synthetic", {}).get("count"):
         return None
-    parts = [by[k] for k in ("real", "noise") if k in by]
+    parts = [part for source, part in by.items() if source != "synthetic"]  # people and recorded noise
     count = sum(p["count"] for p in parts)
     return 100.0 * sum(p["accuracy"] * p["count"] for p in parts) / count, count
 
@@ -81,6 +81,7 @@ def write_report(path: Path, rows, confusions, teacher_info, student_info, basel
                 + "; `--ship student` makes the small student instead, for a microcontroller.")
     else:
         choice = choice_accuracies(student_info, baseline_info)
+        tied = choice[0] == choice[1]
         made = (f"- Bundle: `{bundle.name}`, {m.get('model_bytes', 0):,} byte int8 model of the "
                 f"{'distilled' if shipped == 'student' else 'baseline'} student ({config.student}, "
                 f"{bundle_row.params or 0:,} parameters, {(bundle_row.macs or 0) / 1e6:.2f} M MACs)"
@@ -88,8 +89,8 @@ def write_report(path: Path, rows, confusions, teacher_info, student_info, basel
                     f"and the distilled student ships whatever the synthetic validation split says (here "
                     f"{val_percent(student_info):.1f}% vs {val_percent(baseline_info):.1f}% for the baseline): on real "
                     "clips such students beat their baselines (docs/BENCHMARKS.md).") if taught_by_rule else
-                   f": it {'tied' if choice[0] == choice[1] else 'beat'} the baseline on {choice[2]} ({choice[0]:.1f}% vs "
-                   f"{choice[1]:.1f}%{'; ties go to the distilled student' if choice[0] == choice[1] else ''})."
+                   f": it {'tied' if tied else 'beat'} the baseline on {choice[2]} ({choice[0]:.1f}% vs "
+                   f"{choice[1]:.1f}%{'; ties go to the distilled student' if tied else ''})."
                    if shipped == "student" else
                    f": the baseline beat the distilled student on {choice[2]} ({choice[1]:.1f}% vs "
                    f"{choice[0]:.1f}%), so distillation did not pay with this teacher "
