@@ -53,6 +53,10 @@ class ExportOptions:
     seed: int = 0
     """Seed of the calibration sample."""
 
+    unknown_offset: float | None = None
+    """Added to the `_unknown_` logit before conversion (`tinyear.host.offset`); None: chosen on the
+    validation split, 0: none."""
+
     progress: bool = True
 
 
@@ -95,11 +99,13 @@ def export_run(run_dir, out, options: ExportOptions = ExportOptions()) -> dict:
         raise TinyearError("the dataset's validation split is empty, so the int8 model cannot be verified; "
                            "give a dataset with validation clips (--data)")
     val_x = batch_features(val_waves, config, progress=options.progress, desc="validation features")
+    model, offset = _unknown_offset(model, labels, dataset, val_x, val_y, options)
     model_bytes, calibration, qat_record = _convert(model, meta, dataset, config, options, calib)
     say("verifying (float vs int8 on the validation split, TFLite Micro vs LiteRT)", options.progress)
     verification = verify_int8(model, model_bytes, val_x, val_y, qat=options.qat, tflm_samples=options.tflm_samples)
     selftest = pick_selftest(model_bytes, labels, val_waves, val_y, config)
     metrics = _metrics(model, meta, config, verification, calibration, qat_record, options)
+    metrics["unknown_offset"] = offset.record()
     detection = (meta.get("run") or {}).get("detection") or meta.get("detection") or None
     path = write_bundle(out, model_bytes, labels, config, detection=detection, metrics=metrics,
                         provenance=_provenance(run_dir, meta, dataset, options), selftest=selftest)
@@ -126,6 +132,23 @@ def _load_student(run_dir):
         raise TinyearError(f"{run_dir}: trained on frontend {meta['frontend_fingerprint']}, but this tinyear computes "
                            f"{frontend_fingerprint(config)} for that config; retrain with this version")
     return model, meta, config
+
+
+def _unknown_offset(model, labels, dataset, val_x, val_y, options: ExportOptions):
+    """(the model to convert, its `offset.OffsetChoice`): the `_unknown_` offset chosen on the validation
+    split (or as given) and folded into the model's last layer."""
+    from .offset import OffsetChoice, choose_offset, fold_offset
+    from .verify import float_logits
+
+    if options.unknown_offset is not None:
+        choice = OffsetChoice(float(options.unknown_offset), "given (--unknown-offset)", None, None, {})
+    else:
+        sources = [c.source for c in dataset.clips_in("validation")]
+        choice = choose_offset(float_logits(model, val_x), val_y, labels, sources)
+        if choice.offset:
+            say(f"_unknown_ offset {choice.offset:g}, chosen on {choice.chosen_on} "
+                f"({choice.accuracy_before:.1f}% -> {choice.accuracy_after:.1f}%, float)", options.progress)
+    return fold_offset(model, labels, choice.offset), choice
 
 
 def _convert(model, meta: dict, dataset, config: FrontendConfig, options: ExportOptions, calib):

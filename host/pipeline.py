@@ -87,6 +87,8 @@ class PipelineConfig:
     validation accuracy teaches ("" for the CNN alone; skipped, in one line, when its wheel is missing)."""
     calibration: int = 500
     qat: bool = False
+    unknown_offset: float | None = None
+    """Added to the `_unknown_` logit at export (`tinyear.host.offset`); None: chosen on validation, 0: none."""
     seed: int = 0
     words: tuple[str, ...] | None = None
     """The keywords as given (`--words`: words, phrases, [[phonemes]], name=...); None: the ten Speech
@@ -520,7 +522,7 @@ class _Pipeline:
         source = self.paths["backbone"] if self.shipped == "backbone" else self.paths[self.shipped]
         result = export_run(source, bundle,
                             ExportOptions(calibration=self.config.calibration, qat=self.config.qat,
-                                          progress=self.progress))
+                                          unknown_offset=self.config.unknown_offset, progress=self.progress))
         if self.progress:
             for line in result["report"]:
                 print(f"  {line}", file=sys.stderr)

@@ -10,12 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .choice import recorded_rule_applies
 from .progress import format_seconds
-
-
-# The fewest clips of people the validation split must hold for the choice of the shipped student to read
-# its recorded clips alone (`choice_accuracies`).
-RECORDED_MIN = 100
 
 
 def val_percent(info: dict) -> float:
@@ -25,10 +21,10 @@ def val_percent(info: dict) -> float:
 
 def _recorded(info: dict) -> tuple[float, int] | None:
     """A run's accuracy on the validation split's recorded clips (people, and silence cut from recorded
-    noise) and their count, where the split also holds synthetic clips and at least RECORDED_MIN clips of
-    people; None otherwise (or for a run recorded before runs kept accuracy per source)."""
+    noise) and their count, where the split also holds synthetic clips and at least `choice.RECORDED_MIN` clips
+    of people; None otherwise (or for a run recorded before runs kept accuracy per source)."""
     by = info["metrics"]["validation"].get("by_source") or {}
-    if by.get("real", {}).get("count", 0) < RECORDED_MIN or not by.get("synthetic", {}).get("count"):
+    if not recorded_rule_applies(by.get("real", {}).get("count", 0), by.get("synthetic", {}).get("count", 0)):
         return None
     parts = [part for source, part in by.items() if source != "synthetic"]  # people and recorded noise
     count = sum(p["count"] for p in parts)
@@ -52,6 +48,17 @@ def choice_accuracies(student_info: dict, baseline_info: dict) -> tuple[float, f
     if s is None or b is None or s[1] != b[1]:
         return val_percent(student_info), val_percent(baseline_info), "the validation split"
     return s[0], b[0], f"the validation split's {s[1]:,} recorded clips"
+
+
+def offset_line(metrics: dict) -> list[str]:
+    """The report's line on the export's `_unknown_` offset (`tinyear.host.offset`), when it moved."""
+    o = metrics.get("unknown_offset") or {}
+    if not o.get("offset"):
+        return []
+    how = (f", chosen on {o['chosen_on']} ({o['accuracy_before']:.1f}% -> {o['accuracy_after']:.1f}% float)"
+           if o.get("accuracy_before") is not None else f" ({o.get('chosen_on')})")
+    return [f"- `_unknown_` offset: {o['offset']:g} added to its logit before the int8 conversion{how}; "
+            "the validation accuracies above include it."]
 
 
 def write_report(path: Path, rows, confusions, teacher_info, student_info, baseline_info, export_info,
@@ -104,6 +111,7 @@ def write_report(path: Path, rows, confusions, teacher_info, student_info, basel
             f"- Int8: float {m.get('float_accuracy')}% -> int8 {m.get('int8_accuracy')}% on the validation split "
             f"(drop {m.get('accuracy_drop_points')} points, top-1 agreement {m.get('agreement_percent')}%), "
             f"{m.get('quantization', 'ptq').upper()}.",
+            *offset_line(m),
             calibration_line(m),
             f"- Microcontroller-ready (TFLite Micro output bit-identical to LiteRT): "
             f"{'yes, arena ' + format(m.get('tflm_arena_bytes') or 0, ',') + ' bytes' if m.get('microcontroller_ready') else 'no'}.",

@@ -148,6 +148,8 @@ def test_export_writes_a_verified_int8_bundle(exported):
     assert v["tflm"]["bit_exact"] is True and m["microcontroller_ready"] is True
     assert 1000 < v["tflm"]["arena_bytes"] < 1_000_000
     assert m["calibration"]["clips"] == 40 and m["calibration"]["split"] == "train"
+    # the _unknown_ offset: chosen by default; the tone data has no _unknown_ clips, so it stays 0
+    assert m["unknown_offset"]["offset"] == 0.0 and "no _unknown_ clips" in m["unknown_offset"]["chosen_on"]
     # provenance: student, data fingerprint, tools
     p = bundle.provenance
     assert p["student"]["arch"] == "DSCNN" and p["data"]["fingerprint"].startswith("data-")
@@ -165,6 +167,32 @@ def test_export_prints_microcontroller_ready_in_text_mode(exported, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "microcontroller-ready" in proc.stdout
     assert "top-1 agreement float vs int8" in proc.stdout and out.exists()
+
+
+@pytest.mark.slow
+def test_export_takes_a_given_unknown_offset_and_refuses_a_negative_one(exported, tmp_path):
+    """--unknown-offset X moves the int8 model's _unknown_ score up on every clip (folded into its last
+    layer); a negative or unreadable value is one line, and no bundle."""
+    from tinyear.device.bundle import read_bundle
+    from tinyear.host.data import load_dataset
+    from tinyear.host.evaluate import batch_features
+
+    out = tmp_path / "offset.tinyear"
+    proc = tinyear("export", exported["run"], "--out", out, "--calibration", "40", "--tflm-samples", "8",
+                   "--unknown-offset", "3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "_unknown_ offset 3 (given (--unknown-offset))" in proc.stdout
+    moved, plain = read_bundle(out), read_bundle(exported["path"])
+    assert moved.metrics["unknown_offset"]["offset"] == 3.0
+    waves, _ = load_dataset(exported["data"], TONES, quiet=True).arrays("validation", progress=False)
+    x = batch_features(waves, moved.frontend, progress=False)
+    u = moved.labels.index("_unknown_")
+    shift = moved.load_model().predict(x)[:, u] - plain.load_model().predict(x)[:, u]
+    assert shift.min() > 1.5 and abs(float(np.median(shift)) - 3.0) < 0.75  # int8 steps round it
+    for bad in ("-1", "lots"):
+        out_bad = tmp_path / f"bad{bad}.tinyear"
+        refused = tinyear("export", exported["run"], "--out", out_bad, "--unknown-offset", bad)
+        assert "give auto or a number" in error_line(refused) and not out_bad.exists()
 
 
 @pytest.mark.slow

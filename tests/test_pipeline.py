@@ -91,8 +91,9 @@ def test_pick_shipped_goes_by_validation_only():
 
 
 def test_real_clips_filled_with_synthetic_ones_are_chosen_on_the_recorded_clips():
+    from tinyear.host.choice import RECORDED_MIN
     from tinyear.host.pipeline import pick_shipped
-    from tinyear.host.pipeline_report import RECORDED_MIN, choice_accuracies
+    from tinyear.host.pipeline_report import choice_accuracies
 
     def info(whole, real, synthetic, noise=(1.0, 50), real_count=400):
         by = {"real": {"accuracy": real, "count": real_count}, "synthetic": {"accuracy": synthetic, "count": 200},

@@ -23,10 +23,17 @@ TFLite Micro interpreter, whose outputs must be bit-identical to LiteRT's refere
 tensor arena it needs ("microcontroller-ready" is printed only when that holds). A model with an op
 that stays float is refused, naming the op and the layer.
 
+The _unknown_ offset: a model hears far more other words in a room than its training data held, and
+calls unfamiliar short words keywords. Before converting, a constant (0 to 4) is added to the
+_unknown_ logit, the one that scores best on the validation split's recorded clips (the whole split
+when it has no synthetic clips or fewer than 100 of people); 0 unless something beats it. The bundle's
+metrics keep the choice; --unknown-offset 0 turns it off, a number sets it.
+
 examples:
   tinyear export runs/student --out keywords.tinyear
   tinyear export runs/student --out keywords.tinyear --calibration 1000 --data data/synth
   tinyear export runs/student --out keywords-qat.tinyear --qat --qat-epochs 3
+  tinyear export runs/student --out keywords.tinyear --unknown-offset 0      # no _unknown_ offset
 """
 
 
@@ -49,6 +56,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--tflm-samples", type=positive_int, default=50, metavar="N",
                         help="validation inputs compared between TFLite Micro and LiteRT")
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration sample")
+    parser.add_argument("--unknown-offset", default="auto", metavar="auto|X",
+                        help="added to the _unknown_ logit before converting: auto (chosen on the validation "
+                             "split; the default), 0 (none) or a number")
     add_json_option(parser, "one JSON object: the bundle path and every metric")
 
 
@@ -56,12 +66,13 @@ def run(args) -> int:
     from dataclasses import replace
 
     from tinyear.host.export import ExportOptions, export_run
+    from tinyear.host.offset import parse_offset
     from tinyear.host.qat import QatConfig
 
     options = ExportOptions(calibration=args.calibration, qat=args.qat,
                             qat_config=replace(QatConfig(), epochs=args.qat_epochs, lr=args.qat_lr),
                             data=tuple(args.data or ()), tflm_samples=args.tflm_samples, seed=args.seed,
-                            progress=not args.json)
+                            unknown_offset=parse_offset(args.unknown_offset), progress=not args.json)
     result = export_run(args.run, args.out, options)
     if args.json:
         print_json({k: v for k, v in result.items() if k != "report"})
@@ -73,6 +84,9 @@ def run(args) -> int:
     for name, met in (("agreement", v["targets"]["agreement_met"]), ("accuracy drop", v["targets"]["drop_met"])):
         if not met:
             print(f"warning: the int8 model misses the {name} target; try --calibration with more clips or --qat")
+    offset = m.get("unknown_offset") or {}
+    if offset.get("offset"):
+        print(f"_unknown_ offset {offset['offset']:g} ({offset['chosen_on']})")
     print(f"wrote {result['bundle']} ({result['bundle_bytes']:,} bytes; {m['quantization'].upper()}, "
           f"{len(result['labels'])} labels, self-test clip '{(result['selftest'] or {}).get('label', 'none')}') "
           f"in {result['seconds']:.0f} s")

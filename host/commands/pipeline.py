@@ -118,6 +118,9 @@ def add_arguments(parser) -> None:
                         help=f"N synthetic near-miss _unknown_ clips per keyword (tinyear synth --help; default "
                              f"{d.near_miss})")
     parser.add_argument("--qat", action="store_true", help="quantization-aware fine-tune before int8 conversion")
+    parser.add_argument("--unknown-offset", default=None, metavar="auto|X",
+                        help="added to the student's _unknown_ logit at export: auto (default: chosen on the "
+                             "validation split, tinyear export --help), 0 (none) or a number")
     parser.add_argument("--seed", type=int, default=None, help="seed of data, training and calibration (default 0)")
     parser.add_argument("--jobs", type=positive_int, default=None, help="processes for synthesis and features "
                         "(default: all cores)")
@@ -160,6 +163,10 @@ def run(args) -> int:
         check_level_norm(args.level_norm)
     if args.qat:
         overrides["qat"] = True
+    if args.unknown_offset is not None:
+        from tinyear.host.offset import parse_offset
+
+        overrides["unknown_offset"] = parse_offset(args.unknown_offset)
     if args.fold_unknown:
         overrides["fold_unknown"] = True
     if args.no_calibrate and args.fa_per_hour is not None:
