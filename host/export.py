@@ -53,9 +53,9 @@ class ExportOptions:
     seed: int = 0
     """Seed of the calibration sample."""
 
-    unknown_offset: float | None = None
+    unknown_offset: float | None = 0.0
     """Added to the `_unknown_` logit before conversion (`tinyear.host.offset`); None: chosen on the
-    validation split, 0: none."""
+    validation split ("auto"); 0, the default: none."""
 
     progress: bool = True
 
@@ -141,13 +141,15 @@ def _unknown_offset(model, labels, dataset, val_x, val_y, options: ExportOptions
     from .verify import float_logits
 
     if options.unknown_offset is not None:
-        choice = OffsetChoice(float(options.unknown_offset), "given (--unknown-offset)", None, None, {})
+        choice = OffsetChoice(float(options.unknown_offset),
+                              "given (--unknown-offset)" if options.unknown_offset else "none (the default)")
     else:
         sources = [c.source for c in dataset.clips_in("validation")]
         choice = choose_offset(float_logits(model, val_x), val_y, labels, sources)
         if choice.offset:
-            say(f"_unknown_ offset {choice.offset:g}, chosen on {choice.chosen_on} "
-                f"({choice.accuracy_before:.1f}% -> {choice.accuracy_after:.1f}%, float)", options.progress)
+            say(f"_unknown_ offset {choice.offset:g}: the best fit to {choice.chosen_on} (float student: "
+                f"log-loss {choice.nll_before:.3f} -> {choice.nll_after:.3f}, accuracy {choice.accuracy_before:.1f}% -> "
+                f"{choice.accuracy_after:.1f}%)", options.progress)
     return fold_offset(model, labels, choice.offset), choice
 
 

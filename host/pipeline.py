@@ -87,7 +87,7 @@ class PipelineConfig:
     validation accuracy teaches ("" for the CNN alone; skipped, in one line, when its wheel is missing)."""
     calibration: int = 500
     qat: bool = False
-    unknown_offset: float | None = None
+    unknown_offset: float | None = 0.0
     """Added to the `_unknown_` logit at export (`tinyear.host.offset`); None: chosen on validation, 0: none."""
     seed: int = 0
     words: tuple[str, ...] | None = None

@@ -55,8 +55,9 @@ def offset_line(metrics: dict) -> list[str]:
     o = metrics.get("unknown_offset") or {}
     if not o.get("offset"):
         return []
-    how = (f", chosen on {o['chosen_on']} ({o['accuracy_before']:.1f}% -> {o['accuracy_after']:.1f}% float)"
-           if o.get("accuracy_before") is not None else f" ({o.get('chosen_on')})")
+    how = (f", the best fit to {o['chosen_on']} (float student: log-loss {o['nll_before']:.3f} -> "
+           f"{o['nll_after']:.3f}, accuracy {o['accuracy_before']:.1f}% -> {o['accuracy_after']:.1f}%)"
+           if o.get("nll_before") is not None else f" ({o.get('chosen_on')})")
     return [f"- `_unknown_` offset: {o['offset']:g} added to its logit before the int8 conversion{how}; "
             "the validation accuracies above include it."]
 

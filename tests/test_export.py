@@ -148,8 +148,8 @@ def test_export_writes_a_verified_int8_bundle(exported):
     assert v["tflm"]["bit_exact"] is True and m["microcontroller_ready"] is True
     assert 1000 < v["tflm"]["arena_bytes"] < 1_000_000
     assert m["calibration"]["clips"] == 40 and m["calibration"]["split"] == "train"
-    # the _unknown_ offset: chosen by default; the tone data has no _unknown_ clips, so it stays 0
-    assert m["unknown_offset"]["offset"] == 0.0 and "no _unknown_ clips" in m["unknown_offset"]["chosen_on"]
+    # no _unknown_ offset unless asked for
+    assert m["unknown_offset"] == {**m["unknown_offset"], "offset": 0.0, "chosen_on": "none (the default)"}
     # provenance: student, data fingerprint, tools
     p = bundle.provenance
     assert p["student"]["arch"] == "DSCNN" and p["data"]["fingerprint"].startswith("data-")
@@ -189,6 +189,13 @@ def test_export_takes_a_given_unknown_offset_and_refuses_a_negative_one(exported
     u = moved.labels.index("_unknown_")
     shift = moved.load_model().predict(x)[:, u] - plain.load_model().predict(x)[:, u]
     assert shift.min() > 1.5 and abs(float(np.median(shift)) - 3.0) < 0.75  # int8 steps round it
+    # auto: the tone data has no _unknown_ clips to fit, so it stays 0 and says why
+    out_auto = tmp_path / "auto.tinyear"
+    proc = tinyear("export", exported["run"], "--out", out_auto, "--calibration", "40", "--tflm-samples", "8",
+                   "--unknown-offset", "auto", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(proc.stdout.strip().splitlines()[-1])["metrics"]["unknown_offset"]
+    assert record["offset"] == 0.0 and "no _unknown_ clips" in record["chosen_on"]
     for bad in ("-1", "lots"):
         out_bad = tmp_path / f"bad{bad}.tinyear"
         refused = tinyear("export", exported["run"], "--out", out_bad, "--unknown-offset", bad)

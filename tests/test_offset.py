@@ -18,20 +18,27 @@ def _logits(rows):
     return np.array(rows, dtype=np.float32)
 
 
-def test_the_offset_that_scores_best_wins_and_ties_go_to_the_smaller_one():
+def _flat(unknown: int, other: int) -> tuple[np.ndarray, np.ndarray]:
+    """Clips the model cannot tell apart (all logits 0): `unknown` of them _unknown_, `other` "yes"."""
+    return np.zeros((unknown + other, len(LABELS)), np.float32), np.array([U] * unknown + [0] * other)
+
+
+def test_the_offset_is_the_maximum_likelihood_one_and_never_negative():
     from tinyear.host.offset import choose_offset
 
-    # Two other words the model calls "yes" by a margin of 1.1 and 2.1; a "yes" and a "no" it is sure of
-    # (margins 3.3 and 4.5).
-    z = _logits([[2.0, 0.0, 0.9, 0.0], [2.0, 0.0, -0.1, 0.0], [3.0, 0.0, -0.3, 0.0], [0.0, 4.5, 0.0, 0.0]])
-    y = np.array([U, U, 0, 1])
-    choice = choose_offset(z, y, LABELS, ["real"] * 4)
-    assert choice.accuracy_before == 50.0 and choice.accuracy_after == 100.0
-    assert choice.offset == 2.25  # the smallest offset of the grid that wins both (2.1 < 2.25 < 3.3)
-    assert choice.scores[0.0] == 50.0 and choice.scores[1.25] == 75.0 and choice.scores[4.0] == 75.0
-    assert choice.chosen_on == "the validation split"
-    # Nothing beats no offset: it stays 0.
-    assert choose_offset(z[2:], y[2:], LABELS, ["real"] * 2).offset == 0.0
+    # Half the clips are _unknown_: the likelihood is best where p(_unknown_) = 1/2, i.e. e^b / (e^b + 3)
+    # = 1/2, b = ln 3 = 1.0986: the grid's 1.1.
+    z, y = _flat(50, 50)
+    choice = choose_offset(z, y, LABELS, ["real"] * 100)
+    assert choice.offset == 1.1 and choice.chosen_on == "the validation split"
+    assert choice.nll_after < choice.nll_before == pytest.approx(np.log(4), abs=1e-5)
+    # One clip in ten: ln(3 * 0.1 / 0.9) < 0, so the offset stays 0 (it only ever moves toward _unknown_).
+    assert choose_offset(*_flat(10, 90), LABELS, ["real"] * 100).offset == 0.0
+    # Sure and right about a "yes" and an _unknown_ clip: the loss terms balance where e^(b-9) = 3 e^(-9-b),
+    # b = ln(3) / 2 = 0.549; accuracy is 100% either way.
+    sure = _logits([[9.0, 0.0, 0.0, 0.0], [0.0, 0.0, 9.0, 0.0]])
+    choice = choose_offset(sure, np.array([0, U]), LABELS, ["real"] * 2)
+    assert choice.offset == 0.55 and choice.accuracy_before == choice.accuracy_after == 100.0
 
 
 def test_where_real_clips_are_filled_with_synthetic_ones_only_the_recorded_clips_choose():
@@ -39,20 +46,18 @@ def test_where_real_clips_are_filled_with_synthetic_ones_only_the_recorded_clips
     from tinyear.host.offset import choose_offset
 
     n = RECORDED_MIN
-    # People: other words the model calls "yes" by 1.0 (an offset fixes them); synthetic other words it
-    # already calls _unknown_, and synthetic "no" clips that any offset above 0.5 breaks.
-    real = [[1.0, 0.0, 0.0, -5.0]] * n
-    synthetic = [[0.0, 1.0, 0.5, -5.0]] * (3 * n)
-    z, y = _logits(real + synthetic), np.array([U] * n + [1] * (3 * n))
-    sources = ["real"] * n + ["synthetic"] * (3 * n)
-    choice = choose_offset(z, y, LABELS, sources)
-    assert choice.chosen_on == f"the validation split's {n:,} recorded clips"
-    assert choice.offset == 1.25 and choice.accuracy_before == 0.0 and choice.accuracy_after == 100.0
-    # Fewer people than the rule needs: the whole split chooses, and the synthetic clips keep it at 0.
-    few = n - 1
-    z2, y2 = _logits(real[:few] + synthetic), np.array([U] * few + [1] * (3 * n))
-    choice2 = choose_offset(z2, y2, LABELS, ["real"] * few + ["synthetic"] * (3 * n))
-    assert choice2.chosen_on == "the validation split" and choice2.offset == 0.0
+    # People: half _unknown_ (best offset ln 3); synthetic clips: "yes" alone (best offset 0).
+    rz, ry = _flat(n, n)
+    sz, sy = _flat(0, 20 * n)
+    z, y = np.concatenate([rz, sz]), np.concatenate([ry, sy])
+    choice = choose_offset(z, y, LABELS, ["real"] * (2 * n) + ["synthetic"] * (20 * n))
+    assert choice.chosen_on == f"the validation split's {2 * n:,} recorded clips" and choice.offset == 1.1
+    # Too few people for the rule: the whole split chooses, and its synthetic clips keep it at 0.
+    few = n // 2 - 1
+    rz, ry = _flat(few, few)
+    z, y = np.concatenate([rz, sz]), np.concatenate([ry, sy])
+    choice = choose_offset(z, y, LABELS, ["real"] * (2 * few) + ["synthetic"] * (20 * n))
+    assert choice.chosen_on == "the validation split" and choice.offset == 0.0
 
 
 def test_no_unknown_label_or_no_unknown_clips_leaves_it_at_zero():
@@ -109,3 +114,17 @@ def test_the_option_refuses_what_is_not_auto_or_a_number_from_zero(text):
 
     with pytest.raises(TinyearError, match="give auto or a number"):
         parse_offset(text)
+
+
+def test_the_pipeline_report_names_an_offset_only_when_there_is_one():
+    from tinyear.host.offset import OffsetChoice
+    from tinyear.host.pipeline_report import offset_line
+
+    assert offset_line({"unknown_offset": OffsetChoice(0.0, "none (the default)").record()}) == []
+    assert offset_line({}) == []
+    chosen = OffsetChoice(0.15, "the validation split's 513 recorded clips", 0.18689, 0.18675, 94.932, 95.127)
+    (line,) = offset_line({"unknown_offset": chosen.record()})
+    assert line.startswith("- `_unknown_` offset: 0.15 added to its logit") and "513 recorded clips" in line
+    assert "log-loss 0.187 -> 0.187, accuracy 94.9% -> 95.1%" in line
+    (given,) = offset_line({"unknown_offset": OffsetChoice(2.0, "given (--unknown-offset)").record()})
+    assert given.endswith("(given (--unknown-offset)); the validation accuracies above include it.")

@@ -119,8 +119,8 @@ def add_arguments(parser) -> None:
                              f"{d.near_miss})")
     parser.add_argument("--qat", action="store_true", help="quantization-aware fine-tune before int8 conversion")
     parser.add_argument("--unknown-offset", default=None, metavar="auto|X",
-                        help="added to the student's _unknown_ logit at export: auto (default: chosen on the "
-                             "validation split, tinyear export --help), 0 (none) or a number")
+                        help="added to the student's _unknown_ logit at export: 0 (none, the default), auto "
+                             "(chosen on the validation split: tinyear export --help) or a number")
     parser.add_argument("--seed", type=int, default=None, help="seed of data, training and calibration (default 0)")
     parser.add_argument("--jobs", type=positive_int, default=None, help="processes for synthesis and features "
                         "(default: all cores)")
