@@ -62,7 +62,7 @@ from .progress import bar as progress_bar
 from .trainconfig import TrainConfig  # (distill.py imports it from here too)
 
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_ce", "train_kd", "train_acc", "val_loss", "val_acc",
-               "val_macro_recall", "seconds", "best")
+               "val_macro_recall", "seconds", "best", "val_recorded_acc")
 
 
 def tune_malloc() -> None:
@@ -251,7 +251,8 @@ def _record_epoch(state: dict, epoch: int, sums: dict, val: dict, seconds: float
            "train_loss": round(sums["loss"] / seen, 6), "train_ce": round(sums["ce"] / seen, 6),
            "train_kd": round(sums["kd"] / seen, 6), "train_acc": round(sums["correct"] / seen, 6),
            "val_loss": round(val["loss"], 6), "val_acc": round(val["accuracy"], 6),
-           "val_macro_recall": round(val["macro_recall"], 6), "seconds": round(seconds, 2), "best": int(improved)}
+           "val_macro_recall": round(val["macro_recall"], 6), "seconds": round(seconds, 2), "best": int(improved),
+           "val_recorded_acc": "" if val.get("recorded_accuracy") is None else round(val["recorded_accuracy"], 6)}
     state["rows"].append(row)
     state["epoch"] = epoch
     if improved:
@@ -383,14 +384,31 @@ class _Loop:
         of the validation split with rank 0's BatchNorm statistics; the logits are gathered)."""
         x, y = self.val_x, self.val_y
         if self.world == 1:
-            return accuracy_metrics(predict(self.model, x, self.device), y, self.features.labels)
-        dist.sync_buffers(self.model)
-        parts = dist.gather(predict(self.model, x[dist.rank() :: self.world], self.device))
-        logits = np.zeros((len(y), len(self.features.labels)), np.float32)  # (M, labels)
-        for r, part in enumerate(parts):
-            if len(part):
-                logits[r :: self.world] = part
-        return accuracy_metrics(logits, y, self.features.labels)
+            logits = predict(self.model, x, self.device)
+        else:
+            dist.sync_buffers(self.model)
+            parts = dist.gather(predict(self.model, x[dist.rank() :: self.world], self.device))
+            logits = np.zeros((len(y), len(self.features.labels)), np.float32)  # (M, labels)
+            for r, part in enumerate(parts):
+                if len(part):
+                    logits[r :: self.world] = part
+        metrics = accuracy_metrics(logits, y, self.features.labels)
+        metrics["recorded_accuracy"] = self._recorded_accuracy(logits, y)
+        return metrics
+
+    def _recorded_accuracy(self, logits: np.ndarray, y: np.ndarray) -> float | None:
+        """Accuracy on the recorded clips of validation where the choice rule reads them alone
+        (`tinyear.host.choice`), else None. Logged beside the whole split's; the best epoch is still
+        chosen on the whole split."""
+        from .choice import recorded_rule_applies
+
+        source = (self.features.eval_source or {}).get("validation")
+        if source is None or len(source) != len(y):
+            return None
+        synthetic = source == SOURCES.index("synthetic")
+        if not recorded_rule_applies(int((source == SOURCES.index("real")).sum()), int(synthetic.sum())):
+            return None
+        return float((logits.argmax(axis=1) == y)[~synthetic].mean())
 
     def _step(self, idx: np.ndarray, kv: np.ndarray, gen: torch.Generator, sums: dict, count: int,
               weight: float = 1.0, progress: float = 0.0) -> None:

@@ -126,7 +126,7 @@ def test_teacher_run_folder_contract(teacher_run):
     assert model(torch.zeros(1, 98, 40)).shape == (1, 4)
     assert info["metrics"]["validation"]["accuracy"] > 0.5  # tones are easy; 4 epochs beat chance (0.25) clearly
     header = (out / runs.LOG).read_text().splitlines()[0].split(",")
-    assert {"train_ce", "train_kd", "val_acc", "val_loss"} <= set(header)
+    assert {"train_ce", "train_kd", "val_acc", "val_loss", "val_recorded_acc"} <= set(header)
     with pytest.raises(TinyearError, match="holds a teacher run, not a student"):
         runs.load_run(out, "student")
 

@@ -164,3 +164,25 @@ def test_a_run_recorded_before_a_setting_existed_still_resumes(tmp_path):
     changed = {**record, "teacher_classes": ["_silence_=labels"]}
     with pytest.raises(TinyearError, match="teacher_classes"):
         _check_settings(tmp_path, changed, force=False)
+
+
+def test_each_epoch_logs_its_accuracy_on_the_recorded_clips_where_the_rule_reads_them():
+    """train._Loop._recorded_accuracy: the recorded clips (every source but synthetic) where validation holds
+    >= RECORDED_MIN clips of people and some synthetic ones; None otherwise (the log leaves it empty)."""
+    from types import SimpleNamespace
+
+    from tinyear.host.choice import RECORDED_MIN
+    from tinyear.host.data import SOURCES
+    from tinyear.host.train import _Loop
+
+    real, synthetic, noise = (SOURCES.index(s) for s in ("real", "synthetic", "noise"))
+    n = RECORDED_MIN
+    source = np.array([real] * n + [noise] * 10 + [synthetic] * 50)
+    y = np.zeros(len(source), dtype=np.int64)
+    logits = np.zeros((len(source), 2), np.float32)
+    logits[: n // 2, 1] = 1.0  # half the people wrong; recorded silence and every synthetic clip right
+    loop = SimpleNamespace(features=SimpleNamespace(eval_source={"validation": source}))
+    assert _Loop._recorded_accuracy(loop, logits, y) == pytest.approx((n - n // 2 + 10) / (n + 10))
+    few = SimpleNamespace(features=SimpleNamespace(eval_source={"validation": source[1:]}))  # n - 1 people
+    assert _Loop._recorded_accuracy(few, logits[1:], y[1:]) is None
+    assert _Loop._recorded_accuracy(SimpleNamespace(features=SimpleNamespace(eval_source=None)), logits, y) is None
