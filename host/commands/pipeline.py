@@ -118,7 +118,7 @@ def add_arguments(parser) -> None:
                         help=f"N synthetic near-miss _unknown_ clips per keyword (tinyear synth --help; default "
                              f"{d.near_miss})")
     parser.add_argument("--qat", action="store_true", help="quantization-aware fine-tune before int8 conversion")
-    parser.add_argument("--unknown-offset", default=None, metavar="auto|X",
+    parser.add_argument("--unknown-offset", default=None, metavar="X|auto",
                         help="added to the student's _unknown_ logit at export: 0 (none, the default), auto "
                              "(chosen on the validation split: tinyear export --help) or a number")
     parser.add_argument("--seed", type=int, default=None, help="seed of data, training and calibration (default 0)")
