@@ -42,6 +42,18 @@ OTHER_SPEECH = SHARED / "data" / "other-speech"
 from bench_distill import REAL_TEST, ms, recipe_roots, score  # noqa: E402
 
 
+TRAINED = ("cnn", "backbone")  # teachers trained on a recipe's own data: measured per recipe
+
+
+def teacher_key(line: dict) -> tuple:
+    """(recipe, name) of a teacher row for the trained teachers (rows written before they said their
+    recipe: read from their command), (None, name) for the pretrained ones."""
+    if line["teacher"] not in TRAINED:
+        return None, line["teacher"]
+    recipe = line.get("recipe") or next((r for r in ("synth", "real") if f"--recipe {r}" in line.get("command", "")), None)
+    return recipe, line["teacher"]
+
+
 def teacher_specs(name: str, args) -> tuple[list[str] | None, list[str]]:
     """(specs, --teacher-class pairs) of a teacher name."""
     kwt, dscnn = str(TEACHERS / "kwt1" / "model.tflite"), str(TEACHERS / "dscnn-l" / "model.pb")
@@ -212,18 +224,19 @@ def main() -> None:
     command = " ".join(["python scripts/bench_teachers.py", *sys.argv[1:]])
     done_teachers = set()
     if results.exists():
-        done_teachers = {json.loads(x).get("teacher") for x in results.read_text().splitlines()
+        done_teachers = {teacher_key(json.loads(x)) for x in results.read_text().splitlines()
                          if x.strip() and json.loads(x).get("row") == "teacher"}
     waves = None
     for name in args.teachers:
         specs, classes = teacher_specs(name, args)
-        if specs is None or name in done_teachers:
+        if specs is None or (args.recipe if name in TRAINED else None, name) in done_teachers:
             continue
         if waves is None:
             from tinyear.host.data import WORDS
 
             waves, y, labels = real_waves(WORDS)
-        line = {"row": "teacher", **teacher_on_real(name, specs, classes, labels, waves, y), "command": command}
+        line = {"row": "teacher", **teacher_on_real(name, specs, classes, labels, waves, y), "command": command,
+                **({"recipe": args.recipe} if name in TRAINED else {})}
         with open(results, "a") as f:
             f.write(json.dumps(line) + "\n")
         print(f"teacher {name}: real {line['real_accuracy']:.3f}, {line['ms_per_clip']:.2f} ms/clip", flush=True)
@@ -261,7 +274,7 @@ def mini(rs: list[dict]) -> str:
 
 def render_table(path: Path) -> str:
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    teachers = {r["teacher"]: r for r in rows if r.get("row") == "teacher"}
+    teachers = {teacher_key(r): r for r in rows if r.get("row") == "teacher"}
     groups: dict = {}
     for r in rows:
         if r.get("row") == "student":
@@ -273,7 +286,7 @@ def render_table(path: Path) -> str:
         rs = list(by_seed.values())
         def pc(label, rs=rs):
             return np.mean([r["real_per_class"][label] for r in rs])
-        t = teachers.get(teacher)
+        t = teachers.get((recipe if teacher in TRAINED else None, teacher))
         s_ms = np.mean([r["int8_ms"] for r in rs])
         t_acc = "" if not t else f"{100 * t['real_accuracy']:.1f}"
         t_ms = "" if not t else f"{t['ms_per_clip']:.2f}"
