@@ -84,6 +84,10 @@ def export_run(run_dir, out, options: ExportOptions = ExportOptions()) -> dict:
     if is_backbone_run(Path(run_dir)):  # a head over a pretrained backbone: the bundle carries the backbone
         from .headexport import export_backbone_run
 
+        if options.unknown_offset != 0:
+            raise TinyearError(f"{run_dir}: the _unknown_ offset is for log-mel students; a backbone run is exported "
+                               "without one (leave out --unknown-offset)")
+
         return export_backbone_run(run_dir, out, options)
     started = time.time()
     out = Path(out)

@@ -1,5 +1,6 @@
-"""The `_unknown_` offset of an export: a constant added to the student's `_unknown_` logit, chosen on
-the validation split and folded into the last layer's bias before the int8 conversion.
+"""The `_unknown_` offset of an export (`--unknown-offset`, off by default): a constant added to the
+student's `_unknown_` logit, given or chosen on the validation split, and folded into the last layer's
+bias before the int8 conversion.
 
 Why: a keyword model meets far more other words in a room than its training data held (the shipped
 recipe has 260 recorded clips of 20 other words), so it calls unfamiliar short words keywords (`dog`
@@ -7,7 +8,8 @@ recipe has 260 recorded clips of 20 other words), so it calls unfamiliar short w
 et al., 2021, "Long-tail learning via logit adjustment"): it shifts the boundary between `_unknown_`
 and the words without retraining, and it costs the device nothing (the bias is already there; the
 bundle format and the listener are unchanged). docs/BENCHMARKS.md, "The `_unknown_` offset", has what
-it did to the shipped bundle on people and in streams.
+it did to the shipped student on people and in streams, and why the validation split cannot choose it
+there (its other words are the ones the student trained on), so it stays off unless asked for.
 
 The choice: the offset of GRID (0 to 4 in steps of 0.05, only ever toward `_unknown_`) under which the
 float student's probabilities fit the clips `choice.choosing_clips` names best (the recorded clips of

@@ -128,3 +128,19 @@ def test_the_pipeline_report_names_an_offset_only_when_there_is_one():
     assert "log-loss 0.187 -> 0.187, accuracy 94.9% -> 95.1%" in line
     (given,) = offset_line({"unknown_offset": OffsetChoice(2.0, "given (--unknown-offset)").record()})
     assert given.endswith("(given (--unknown-offset)); the validation accuracies above include it.")
+
+
+def test_a_backbone_run_is_exported_without_an_offset(tmp_path):
+    """The offset folds into a log-mel student's last layer; a backbone run (its head file marks it) is
+    refused in one line before anything is read."""
+    from tinyear.host.backbone import HEAD_FILE
+    from tinyear.host.export import ExportOptions, export_run
+
+    run = tmp_path / "head-run"
+    run.mkdir()
+    (run / HEAD_FILE).write_bytes(b"")
+    with pytest.raises(TinyearError, match="backbone run is exported without one"):
+        export_run(run, tmp_path / "x.tinyear", ExportOptions(unknown_offset=1.5, progress=False))
+    with pytest.raises(TinyearError, match="backbone run is exported without one"):
+        export_run(run, tmp_path / "x.tinyear", ExportOptions(unknown_offset=None, progress=False))
+    assert not (tmp_path / "x.tinyear").exists()
