@@ -133,7 +133,7 @@ def choose(table: dict, budget: int, floors: dict):
 
 def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, minutes: float = DEFAULT_MINUTES,
               seed: int = 0, out=None, smoothing=SMOOTHING_MS, rules=RULE_GRID, num_threads: int = 1, progress: bool = True,
-              write: bool = True, fit: bool = False) -> dict:
+              write: bool = True, fit: bool = False, max_smoothing_ms: float | None = None) -> dict:
     """Calibrate `bundle_path` on validation streams of `data` and (with `write`) write the result to
     `out` (default: the bundle itself). `fit`: a validation split too small for `minutes` gives the
     longest stream it allows (the pipeline's choice) instead of an error. Returns the report dict."""
@@ -168,7 +168,7 @@ def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, mi
     base_rules = _rules_of(base)
     rule_sets = [base_rules] + [r for r in map(dict, rules) if r != base_rules]
     candidates = []
-    smoothings = sorted({*map(float, smoothing), float(base.smoothing_ms)})
+    smoothings = smoothing_candidates(smoothing, base.smoothing_ms, max_smoothing_ms)
     for rule in rule_sets:
         shape = replace(base, **rule)
         for sm in smoothings:
@@ -219,6 +219,17 @@ def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, mi
     if write:
         result["written"] = str(write_calibrated(bundle, config, result, out or bundle_path))
     return result
+
+
+def smoothing_candidates(smoothing, own: float, max_smoothing_ms: float | None = None) -> list[float]:
+    """The smoothings searched: `smoothing` and the bundle's `own`, none above `max_smoothing_ms` (the
+    smoothing window is most of a detection's delay: held to 300-500 ms, the 80-epoch bundles of
+    docs/BENCHMARKS.md came back from 365-423 ms p50 to 244-277 ms); the bound itself when it is below
+    them all."""
+    out = sorted({*map(float, smoothing), float(own)})
+    if max_smoothing_ms is not None:
+        out = [sm for sm in out if sm <= max_smoothing_ms] or [float(max_smoothing_ms)]
+    return out
 
 
 def _rules_of(config: DetectionConfig) -> dict:

@@ -253,3 +253,20 @@ def test_pipeline_step_calibrates_the_bundle_and_reports_it(bundle, tones, tmp_p
     assert _calibration_line({}) == "- Detection: default thresholds (not calibrated)."
     assert _Pipeline(out, None, PipelineConfig(fa_per_hour=None, ship="student"), None, keywords, progress=False,
                      jobs=1, command="").steps.total == 7
+
+
+def test_max_smoothing_bounds_the_windows_searched(bundle, tones, capsys, tmp_path):
+    """--max-smoothing: no smoothing above the bound is tried or chosen, the bundle's own included; a
+    bound below every candidate is searched itself."""
+    from tinyear.host.calibrate import smoothing_candidates
+
+    assert smoothing_candidates((100.0, 300.0, 500.0, 700.0), 700.0, 500.0) == [100.0, 300.0, 500.0]
+    assert smoothing_candidates((100.0, 300.0), 500.0, None) == [100.0, 300.0, 500.0]
+    assert smoothing_candidates((100.0, 300.0), 500.0, 50.0) == [50.0]
+    out = tmp_path / "short.tinyear"
+    code, stdout, _ = calibrate(capsys, bundle, tones, "--fa-per-hour", "20", "--minutes", "3", "--out", out,
+                                "--max-smoothing", "300", "--json")
+    assert code == 0
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert result["after"]["smoothing_ms"] <= 300 and read_bundle(out).detection["smoothing_ms"] <= 300
+    assert result["tried"] and all(t["smoothing_ms"] <= 300 for t in result["tried"])

@@ -26,6 +26,7 @@ the bundle as it was and exits with status 1.
 examples:
   tinyear calibrate keywords.tinyear ../shared/data/speech-commands-mini-train ../shared/data/other-speech
   tinyear calibrate keywords.tinyear data/mine --fa-per-hour 2 --out keywords-quiet.tinyear --json
+  tinyear calibrate keywords.tinyear data/mine --max-smoothing 500       # bound the detection delay
 """
 
 
@@ -41,6 +42,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the validation stream")
     parser.add_argument("--out", metavar="FILE", help="write the calibrated bundle here instead of over BUNDLE")
     parser.add_argument("--dry-run", action="store_true", help="report the operating point, write nothing")
+    parser.add_argument("--max-smoothing", type=positive_float, default=None, metavar="MS",
+                        help="search no smoothing window longer than MS: it is most of a detection's delay (docs/BENCHMARKS.md, "
+                             "\"Eighty epochs\"); default: 100-700 ms and the bundle's own")
     add_threads_option(parser)
     add_json_option(parser, "one JSON object: the operating points before and after, thresholds, stream")
 
@@ -50,7 +54,8 @@ def run(args) -> int:
 
     try:
         result = calibrate(args.bundle, args.data, fa_per_hour=args.fa_per_hour, minutes=args.minutes, seed=args.seed,
-                           out=args.out, num_threads=args.threads, progress=not args.json, write=not args.dry_run)
+                           out=args.out, num_threads=args.threads, progress=not args.json, write=not args.dry_run,
+                           max_smoothing_ms=args.max_smoothing)
     except BudgetNotMet as exc:
         if args.json:
             print_json({**exc.result, "error": str(exc)})
