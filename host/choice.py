@@ -23,12 +23,17 @@ def recorded_rule_applies(real: int, synthetic: int) -> bool:
     return real >= RECORDED_MIN and synthetic > 0
 
 
-def choosing_clips(sources) -> tuple[np.ndarray, str]:
-    """(boolean mask over the validation clips, what it is) from each clip's source ("real",
-    "synthetic", "noise", ...)."""
+def recorded_clips(sources) -> np.ndarray | None:
+    """Boolean mask of the recorded clips (every source but synthetic) among the validation clips whose
+    sources ("real", "synthetic", "noise", ...) are given, where the rule reads them alone; else None."""
     sources = np.asarray(list(sources), dtype=object)
     real, synthetic = int((sources == "real").sum()), int((sources == "synthetic").sum())
-    if recorded_rule_applies(real, synthetic):
-        mask = sources != "synthetic"
+    return sources != "synthetic" if recorded_rule_applies(real, synthetic) else None
+
+
+def choosing_clips(sources) -> tuple[np.ndarray, str]:
+    """(boolean mask over the validation clips, what it is) from each clip's source."""
+    mask = recorded_clips(sources)
+    if mask is not None:
         return mask, f"the validation split's {int(mask.sum()):,} recorded clips"
-    return np.ones(len(sources), dtype=bool), "the validation split"
+    return np.ones(len(list(sources)), dtype=bool), "the validation split"

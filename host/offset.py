@@ -86,15 +86,14 @@ def choose_offset(logits: np.ndarray, y: np.ndarray, labels, sources, grid=GRID)
     u = labels.index(UNKNOWN)
     if len(t) == 0 or not (t == u).any():
         return OffsetChoice(0.0, f"{basis} (no {UNKNOWN} clips there: left at 0)")
-    scored = []
-    for offset in grid:
+    scored = {}
+    for offset in sorted({0.0, *map(float, grid)}):
         shifted = z.copy()
         shifted[:, u] += offset
-        scored.append((*_nll_and_accuracy(shifted, t), float(offset)))
-    best = min(scored, key=lambda s: (round(s[0], 9), s[2]))  # ties to the smaller offset
-    before = _nll_and_accuracy(z, t)
-    return OffsetChoice(best[2], basis, round(before[0], 5), round(best[0], 5), round(before[1], 3),
-                        round(best[1], 3))
+        scored[offset] = _nll_and_accuracy(shifted, t)
+    best = min(scored, key=lambda o: (round(scored[o][0], 9), o))  # ties to the smaller offset
+    (nll0, acc0), (nll, acc) = scored[0.0], scored[best]
+    return OffsetChoice(best, basis, round(nll0, 5), round(nll, 5), round(acc0, 3), round(acc, 3))
 
 
 def fold_offset(model, labels, offset: float):
@@ -108,10 +107,8 @@ def fold_offset(model, labels, offset: float):
     if UNKNOWN not in labels:
         raise TinyearError(f"--unknown-offset {offset:g}: the model has no {UNKNOWN} label; give 0")
     model = copy.deepcopy(model)
-    last = getattr(model, "fc", None)
-    if not (isinstance(last, nn.Linear) and last.out_features == len(labels)):
-        heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == len(labels)]
-        last = heads[-1] if heads else None
+    heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == len(labels)]
+    last = heads[-1] if heads else None
     if last is None or last.bias is None:
         raise TinyearError(f"this student has no final linear layer with a bias to carry the {UNKNOWN} offset; "
                            "export it with --unknown-offset 0")

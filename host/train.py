@@ -400,15 +400,13 @@ class _Loop:
         """Accuracy on the recorded clips of validation where the choice rule reads them alone
         (`tinyear.host.choice`), else None. Logged beside the whole split's; the best epoch is still
         chosen on the whole split."""
-        from .choice import recorded_rule_applies
+        from .choice import recorded_clips
 
         source = (self.features.eval_source or {}).get("validation")
         if source is None or len(source) != len(y):
             return None
-        synthetic = source == SOURCES.index("synthetic")
-        if not recorded_rule_applies(int((source == SOURCES.index("real")).sum()), int(synthetic.sum())):
-            return None
-        return float((logits.argmax(axis=1) == y)[~synthetic].mean())
+        mask = recorded_clips(np.array([*SOURCES, "other"], dtype=object)[source])  # codes -> names
+        return None if mask is None else float((logits.argmax(axis=1) == y)[mask].mean())
 
     def _step(self, idx: np.ndarray, kv: np.ndarray, gen: torch.Generator, sums: dict, count: int,
               weight: float = 1.0, progress: float = 0.0) -> None:

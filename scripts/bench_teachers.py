@@ -229,7 +229,7 @@ def main() -> None:
     waves = None
     for name in args.teachers:
         specs, classes = teacher_specs(name, args)
-        if specs is None or (args.recipe if name in TRAINED else None, name) in done_teachers:
+        if specs is None or teacher_key({"teacher": name, "recipe": args.recipe}) in done_teachers:
             continue
         if waves is None:
             from tinyear.host.data import WORDS
@@ -286,7 +286,7 @@ def render_table(path: Path) -> str:
         rs = list(by_seed.values())
         def pc(label, rs=rs):
             return np.mean([r["real_per_class"][label] for r in rs])
-        t = teachers.get((recipe if teacher in TRAINED else None, teacher))
+        t = teachers.get(teacher_key({"teacher": teacher, "recipe": recipe}))
         s_ms = np.mean([r["int8_ms"] for r in rs])
         t_acc = "" if not t else f"{100 * t['real_accuracy']:.1f}"
         t_ms = "" if not t else f"{t['ms_per_clip']:.2f}"
