@@ -12,7 +12,9 @@ accepts (the most hits with at most budget x hours false accepts in all; ties go
 threshold, which is quieter on speech never heard). A keyword with no words in the stream can only
 get stricter than its current threshold. Each such choice is replayed through the real decision gate
 over the trace (`sweep.replay_scored`), and the one with the most hits within the budget wins (ties:
-fewer false accepts, then the bundle's own rules and smoothing, then the simpler rules).
+fewer false accepts, then the bundle's own rules and smoothing, then the simpler rules), among those
+whose median detection delay on the stream is within `max_latency_ms` (300 ms by default; a slower
+choice is taken only when no choice within the budget is quicker, and the report says so).
 
 A budget that cannot be met (even the strictest thresholds fire more often) raises
 `BudgetNotMet`, which carries the quietest operating point found and the recall possible at a few
@@ -38,6 +40,7 @@ from tinyear.device.errors import TinyearError
 from tinyear.device.labels import UNKNOWN
 
 from . import streams
+from .defaults import DEFAULT_MAX_LATENCY_MS
 from .progress import SecondsBar
 
 SMOOTHING_MS = (100.0, 300.0, 500.0, 700.0)
@@ -133,15 +136,20 @@ def choose(table: dict, budget: int, floors: dict):
 
 def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, minutes: float = DEFAULT_MINUTES,
               seed: int = 0, out=None, smoothing=SMOOTHING_MS, rules=RULE_GRID, num_threads: int = 1, progress: bool = True,
-              write: bool = True, fit: bool = False, max_smoothing_ms: float | None = None) -> dict:
+              write: bool = True, fit: bool = False, max_smoothing_ms: float | None = None,
+              max_latency_ms: float | None = DEFAULT_MAX_LATENCY_MS) -> dict:
     """Calibrate `bundle_path` on validation streams of `data` and (with `write`) write the result to
     `out` (default: the bundle itself). `fit`: a validation split too small for `minutes` gives the
-    longest stream it allows (the pipeline's choice) instead of an error. Returns the report dict."""
+    longest stream it allows (the pipeline's choice) instead of an error. `max_latency_ms`: a choice
+    whose median detection delay on the stream is longer ranks below every choice within it (None: no
+    bound). Returns the report dict."""
     from tinyear.device.detector import Detector
     from tinyear.device.sweep import label_table, record_scores, replay_scored
 
     if not (fa_per_hour >= 0 and math.isfinite(fa_per_hour)):
         raise TinyearError(f"--fa-per-hour {fa_per_hour}: give a number of false accepts per hour, 0 or more (e.g. 5)")
+    if max_latency_ms is not None and not (max_latency_ms > 0 and math.isfinite(max_latency_ms)):
+        raise TinyearError(f"--max-latency {max_latency_ms}: give a delay in milliseconds above 0 (e.g. 300)")
     bundle = read_bundle(bundle_path)
     if write and out is not None:
         _check_out(Path(out))
@@ -187,14 +195,16 @@ def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, mi
 
     # Each per-label choice is confirmed by the real gate over the trace, best by the tables first. The
     # gate fires one label per run, so it finds at most what the tables count (up to a hop's delay);
-    # once a confirmed point within budget ranks above the next choice's tables, none can beat it.
+    # once a confirmed point within budget and the latency bound ranks above the next choice's tables,
+    # none can beat it. Only the gate's replay measures delay, so a slow choice just lets the loop go on.
     ordered = sorted((c for c in candidates if c["picked"]), key=lambda c: rank(c, c["picked"][1], c["picked"][2]), reverse=True)
     best = None
     for c in ordered:
-        if best is not None and best[0][0] and best[0][1:] >= rank(c, c["picked"][1], c["picked"][2]):
+        if best is not None and best[0][0] and best[0][1] and best[0][2:] >= rank(c, c["picked"][1], c["picked"][2]):
             break
         c["scored"] = replay_scored(trace, c["config"], stream.truth, keywords)
-        key = (c["scored"]["false_accepts"] <= budget, *rank(c, c["scored"]["hits"], c["scored"]["false_accepts"]))
+        key = (c["scored"]["false_accepts"] <= budget, within_latency(c["scored"], max_latency_ms),
+               *rank(c, c["scored"]["hits"], c["scored"]["false_accepts"]))
         if best is None or key > best[0]:
             best = (key, c, c["scored"])
     result = {
@@ -202,7 +212,7 @@ def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, mi
         "stream": stream.summary(), "false_accepts_allowed": budget,
         "before": _point(base, before), "seconds": round(time.perf_counter() - t0, 1),
         "model_pass_seconds": round(seconds_model, 1), "missing_keywords": sorted(set(keywords) - present),
-        "tried": _tried(candidates, base_rules),
+        "tried": _tried(candidates, base_rules), "max_latency_ms": max_latency_ms,
     }
     if best is None:
         result["possible"] = _possible(candidates, trace, keywords, hours)
@@ -211,14 +221,22 @@ def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, mi
             f"no thresholds keep false accepts within {fa_per_hour:g}/h on the {trace.duration_s / 60:.0f}-minute "
             f"validation stream: the quietest point is recall {q['recall']:.2f} at {q['false_accepts_per_hour']:.1f} FA/h "
             f"(smoothing {q['smoothing_ms']:g} ms); raise --fa-per-hour; the bundle's thresholds are kept", result)
-    _, chosen, after = best
+    key, chosen, after = best
     config = chosen["config"]
     result["after"] = _point(config, after)
+    result["latency_bound_met"] = bool(key[1])
     result["detection"] = config.to_dict()
     result["seconds"] = round(time.perf_counter() - t0, 1)
     if write:
         result["written"] = str(write_calibrated(bundle, config, result, out or bundle_path))
     return result
+
+
+def within_latency(scored: dict, max_latency_ms: float | None) -> bool:
+    """Whether a replayed operating point's median detection delay is within `max_latency_ms` (a point
+    that finds nothing has no delay to exceed)."""
+    lat = scored.get("latency_ms")
+    return max_latency_ms is None or lat is None or lat["p50"] <= max_latency_ms
 
 
 def smoothing_candidates(smoothing, own: float, max_smoothing_ms: float | None = None) -> list[float]:
@@ -251,6 +269,7 @@ def _tried(candidates, base_rules) -> list[dict]:
                "recall": round(hits / words, 4), "bundle_rules": c["rules"] == base_rules}
         if "scored" in c:
             row["gate"] = {k: c["scored"][k] for k in ("hits", "false_accepts", "recall")}
+            row["gate"]["latency_p50_ms"] = (c["scored"]["latency_ms"] or {}).get("p50")
         key = tuple(sorted(c["rules"].items()))
         if key not in best or (hits, -fa) > (best[key]["hits"], -best[key]["false_accepts"]):
             best[key] = row
@@ -274,7 +293,8 @@ def _point(config, scored: dict) -> dict:
     return {"recall": scored["recall"], "false_accepts_per_hour": scored["false_accepts_per_hour"],
             "hits": scored["hits"], "keywords": scored["keywords"], "false_accepts": scored["false_accepts"],
             "threshold": config.threshold, "per_class_threshold": dict(config.per_class_threshold),
-            "smoothing_ms": config.smoothing_ms, **_rules_of(config), "per_label": scored["per_label"]}
+            "smoothing_ms": config.smoothing_ms, **_rules_of(config), "per_label": scored["per_label"],
+            "latency_ms": scored["latency_ms"]}
 
 
 def _possible(candidates, trace, keywords, hours) -> list[dict]:
@@ -299,7 +319,8 @@ def write_calibrated(bundle, config: DetectionConfig, result: dict, path) -> Pat
     from .bundle import rewrite_bundle
 
     detection = {**bundle.detection, **config.to_dict()}
-    record = {k: result[k] for k in ("fa_per_hour_budget", "stream", "false_accepts_allowed", "missing_keywords", "tried")}
+    record = {k: result[k] for k in ("fa_per_hour_budget", "stream", "false_accepts_allowed", "missing_keywords", "tried",
+                                     "max_latency_ms", "latency_bound_met")}
     record["after"] = {k: v for k, v in result["after"].items() if k != "per_label"}
     record["data"] = [Path(r).name for r in result["data"]]
     metrics = {**bundle.metrics, "detection_calibration": record}
@@ -316,12 +337,16 @@ def format_report(result: dict) -> list[str]:
              f"(threshold {b['threshold']:g}, smoothing {b['smoothing_ms']:g} ms)"]
     if "after" in result:
         a = result["after"]
+        delay = f", median delay {a['latency_ms']['p50']:g} ms" if a.get("latency_ms") else ""
         lines.append(f"  after:  recall {a['recall']:.3f} at {a['false_accepts_per_hour']:.1f} FA/h "
-                     f"(smoothing {a['smoothing_ms']:g} ms, {describe_rules(a)})")
+                     f"(smoothing {a['smoothing_ms']:g} ms, {describe_rules(a)}{delay})")
         lines.append("  thresholds: " + ", ".join(f"{k} {v:g}" for k, v in a["per_class_threshold"].items()))
     for t in sorted(result.get("tried", []), key=lambda t: (-t["hits"], t["false_accepts"])):
         lines.append(f"  tried:  {t['hits']} hits, {t['false_accepts']} false accepts with {describe_rules(t)} "
                      f"(smoothing {t['smoothing_ms']:g} ms)")
+    if result.get("latency_bound_met") is False:
+        lines.append(f"  note: no choice within the budget kept the median delay within {result['max_latency_ms']:g} ms; "
+                     "this one finds the most words (--max-latency sets the bound)")
     if result.get("missing_keywords"):
         lines.append(f"  note: no validation words of {', '.join(result['missing_keywords'])}: their thresholds "
                      "could only rise")

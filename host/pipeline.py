@@ -34,7 +34,7 @@ from pathlib import Path
 from tinyear.device.errors import TinyearError
 from tinyear.device.fileio import atomic_write_text
 
-from .defaults import PIPELINE_STUDENT
+from .defaults import DEFAULT_MAX_LATENCY_MS, PIPELINE_STUDENT
 from .progress import Steps
 from .pipeline_report import choice_accuracies, val_percent as _val, write_report
 from .trainconfig import TrainConfig, teacher_config
@@ -71,6 +71,10 @@ class PipelineConfig:
     15 minutes on 2 cores."""
     student: str = PIPELINE_STUDENT
     student_epochs: int = 30
+    student_patience: int = TrainConfig.patience
+    """The student and baseline stop after this many epochs without a better validation accuracy; at
+    least `student_epochs` runs the whole one-cycle schedule (80 epochs so run gave +0.7 on people where
+    patience 8 stopped at epoch 29: docs/BENCHMARKS.md, "Eighty epochs")."""
     variants: int = 4
     """Augmented variants per training clip (features computed once, shared by every run)."""
     window_variants: int = 0
@@ -98,6 +102,9 @@ class PipelineConfig:
     fa_per_hour: float | None = 5.0
     """Calibrate the bundle's per-class thresholds to this many false accepts per hour on validation
     streams (`tinyear calibrate`); None: keep the default thresholds."""
+    max_latency_ms: float | None = DEFAULT_MAX_LATENCY_MS
+    """Calibration takes no operating point whose median detection delay on the validation stream is
+    longer, unless none is shorter (`tinyear calibrate --max-latency`); None: no bound."""
     quick: bool = False
     """The `--quick` smoke test (`quick_config`): its numbers show the kit works, not what a model can do."""
     ship: str = "auto"
@@ -487,7 +494,8 @@ class _Pipeline:
 
     def _student_config(self):
         c = self.config
-        return TrainConfig(epochs=c.student_epochs, seed=c.seed, alpha=c.alpha, temperature=c.temperature,
+        return TrainConfig(epochs=c.student_epochs, patience=c.student_patience, seed=c.seed, alpha=c.alpha,
+                           temperature=c.temperature,
                            kd_loss=c.kd_loss, teacher_mode="cached")
 
     def train_student(self, skip: bool) -> dict:
@@ -544,7 +552,7 @@ class _Pipeline:
         if not skip:
             try:
                 result = calibrate(self.paths["bundle"], [*self.roots, *self.config.other_speech],
-                                   fa_per_hour=self.config.fa_per_hour,
+                                   fa_per_hour=self.config.fa_per_hour, max_latency_ms=self.config.max_latency_ms,
                                    seed=self.config.seed, fit=True, progress=self.progress)
                 lines = format_report(result)
             except (BudgetNotMet, TinyearError) as exc:  # the bundle keeps its thresholds; the run goes on

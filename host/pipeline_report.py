@@ -156,10 +156,11 @@ def calibration_line(m: dict) -> str:
     if not cal:
         return "- Detection: default thresholds (not calibrated)."
     a = cal["after"]
+    delay = f", median delay {a['latency_ms']['p50']:g} ms" if a.get("latency_ms") else ""
     return (f"- Detection: per-class thresholds calibrated to {cal['fa_per_hour_budget']:g} false accepts/hour on a "
             f"{cal['stream']['minutes']:g}-minute validation stream: recall {a['recall']:.3f} at "
             f"{a['false_accepts_per_hour']:.1f} FA/h there (smoothing {a['smoothing_ms']:g} ms"
-            + (f", {describe_rules(a)}" if describe_rules(a) != "no extra rules" else "") + "; `tinyear calibrate`).")
+            + (f", {describe_rules(a)}" if describe_rules(a) != "no extra rules" else "") + f"{delay}; `tinyear calibrate`).")
 
 
 def per_class_table(confusions: dict) -> list[str]:

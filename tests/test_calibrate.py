@@ -270,3 +270,38 @@ def test_max_smoothing_bounds_the_windows_searched(bundle, tones, capsys, tmp_pa
     result = json.loads(stdout.strip().splitlines()[-1])
     assert result["after"]["smoothing_ms"] <= 300 and read_bundle(out).detection["smoothing_ms"] <= 300
     assert result["tried"] and all(t["smoothing_ms"] <= 300 for t in result["tried"])
+
+
+def test_max_latency_ranks_slow_choices_below_quick_ones(bundle, tones, capsys, tmp_path):
+    """--max-latency: the chosen point's median delay on the stream is within the bound whenever a point
+    within the budget is; a bound nothing meets keeps the unbounded choice and says so; the bound and
+    --any-latency contradict each other."""
+    from tinyear.host.calibrate import within_latency
+
+    assert within_latency({"latency_ms": {"p50": 300.0}}, 300.0) and not within_latency({"latency_ms": {"p50": 301.0}}, 300.0)
+    assert within_latency({"latency_ms": None}, 1.0) and within_latency({"latency_ms": {"p50": 9e9}}, None)
+
+    def run(*extra):
+        code, stdout, err = calibrate(capsys, bundle, tones, "--fa-per-hour", "20", "--minutes", "3", "--dry-run",
+                                      "--json", *extra)
+        assert code == 0, err
+        return json.loads(stdout.strip().splitlines()[-1])
+
+    free = run("--any-latency")
+    assert free["max_latency_ms"] is None and free["latency_bound_met"] is True
+    delay = free["after"]["latency_ms"]["p50"]
+    replayed = [t["gate"] for t in free["tried"] if "gate" in t]
+    assert replayed and all("latency_p50_ms" in g for g in replayed)
+    # A bound just under the free choice's delay: a quicker point within the budget is taken.
+    tight = run("--max-latency", str(delay - 0.5))  # on these tones a quicker point meets the budget
+    assert tight["latency_bound_met"] is True and tight["after"]["latency_ms"]["p50"] <= delay - 0.5
+    assert tight["after"]["false_accepts"] <= tight["false_accepts_allowed"]
+    assert tight["after"]["hits"] < free["after"]["hits"]  # bought with words: why the free choice was not it
+    # A bound nothing meets: the most words, as without one, and the report says the bound was missed.
+    none = run("--max-latency", "0.001")
+    assert none["latency_bound_met"] is False and none["after"]["hits"] == free["after"]["hits"]
+    code, stdout, _ = calibrate(capsys, bundle, tones, "--fa-per-hour", "20", "--minutes", "3", "--dry-run",
+                                "--max-latency", "0.001")
+    assert code == 0 and "kept the median delay within 0.001 ms" in stdout
+    code, _, err = calibrate(capsys, bundle, tones, "--max-latency", "200", "--any-latency")
+    assert code != 0 and "contradict" in err and "Traceback" not in err

@@ -186,3 +186,23 @@ def test_each_epoch_logs_its_accuracy_on_the_recorded_clips_where_the_rule_reads
     few = SimpleNamespace(features=SimpleNamespace(eval_source={"validation": source[1:]}))  # n - 1 people
     assert _Loop._recorded_accuracy(few, logits[1:], y[1:]) is None
     assert _Loop._recorded_accuracy(SimpleNamespace(features=SimpleNamespace(eval_source=None)), logits, y) is None
+
+
+def test_student_patience_and_the_latency_bound_reach_training_and_calibration(quick_run, tmp_path):
+    """--student-patience is the student's and the baseline's patience (recorded in their run.json);
+    the calibration's latency bound is a setting of the run; --no-calibrate with a bound is refused."""
+    import dataclasses
+
+    from tinyear.host.keywords import SPEECH_COMMANDS_WORDS, parse_keywords
+    from tinyear.host.pipeline import PipelineConfig, _Pipeline
+
+    out, summary, _ = quick_run
+    assert summary["settings"]["student_patience"] == 8 and summary["settings"]["max_latency_ms"] == 300
+    for run in ("student", "baseline"):
+        assert json.loads((out / run / "run.json").read_text())["options"]["train"]["patience"] == 8
+    job = _Pipeline(tmp_path / "p", None, PipelineConfig(student_epochs=80, student_patience=80), None,
+                    parse_keywords(SPEECH_COMMANDS_WORDS), progress=False, jobs=1, command="")
+    assert job._student_config().patience == 80 and job._student_config().epochs == 80
+    proc = tinyear("pipeline", "--quick", "--no-calibrate", "--max-latency", "200", "--out", tmp_path / "r")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "--no-calibrate" in proc.stderr
+    assert not (tmp_path / "r").exists()

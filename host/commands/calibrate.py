@@ -20,19 +20,23 @@ other folder, e.g. ../shared/data/other-speech) and background noise at 5-30 dB 
 2.5-5 s. The model runs over the stream once; every threshold is then tried on the recorded scores.
 Never calibrate on a test set: a number measured on it afterwards means nothing.
 
+Among the choices within the budget, one whose median detection delay (after the word ends, on the
+same stream) is over --max-latency (300 ms) is taken only when none is within it; the report says so.
+
 If no thresholds meet the budget, it says what recall is possible at what false-accept rate, keeps
 the bundle as it was and exits with status 1.
 
 examples:
   tinyear calibrate keywords.tinyear ../shared/data/speech-commands-mini-train ../shared/data/other-speech
   tinyear calibrate keywords.tinyear data/mine --fa-per-hour 2 --out keywords-quiet.tinyear --json
-  tinyear calibrate keywords.tinyear data/mine --max-smoothing 500       # bound the detection delay
+  tinyear calibrate keywords.tinyear data/mine --max-latency 200         # answer sooner, find fewer
 """
 
 
 def add_arguments(parser) -> None:
     from tinyear.device.cliutil import non_negative_float, positive_float
     from tinyear.host.calibrate import DEFAULT_FA_PER_HOUR, DEFAULT_MINUTES
+    from tinyear.host.defaults import DEFAULT_MAX_LATENCY_MS
 
     parser.add_argument("bundle", metavar="BUNDLE", help="a .tinyear bundle (with an _unknown_ label)")
     parser.add_argument("data", metavar="DATA", nargs="+", help="dataset folder(s) whose validation split is used")
@@ -45,8 +49,24 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-smoothing", type=positive_float, default=None, metavar="MS",
                         help="search no smoothing window longer than MS: it is most of a detection's delay (docs/BENCHMARKS.md, "
                              "\"Eighty epochs\"); default: 100-700 ms and the bundle's own")
+    parser.add_argument("--max-latency", type=positive_float, default=None, metavar="MS",
+                        help="choose no operating point whose median detection delay after a word's end is longer "
+                             f"on the validation stream, unless none is shorter (default {DEFAULT_MAX_LATENCY_MS:g} ms)")
+    parser.add_argument("--any-latency", action="store_true", help="no bound on the detection delay")
     add_threads_option(parser)
     add_json_option(parser, "one JSON object: the operating points before and after, thresholds, stream")
+
+
+def latency_bound(args) -> float | None:
+    """The --max-latency / --any-latency pair as calibrate's bound (None: no bound)."""
+    from tinyear.device.errors import TinyearError
+    from tinyear.host.defaults import DEFAULT_MAX_LATENCY_MS
+
+    if args.any_latency and args.max_latency is not None:
+        raise TinyearError("--max-latency and --any-latency contradict each other; give one")
+    if args.any_latency:
+        return None
+    return DEFAULT_MAX_LATENCY_MS if args.max_latency is None else args.max_latency
 
 
 def run(args) -> int:
@@ -55,7 +75,8 @@ def run(args) -> int:
     try:
         result = calibrate(args.bundle, args.data, fa_per_hour=args.fa_per_hour, minutes=args.minutes, seed=args.seed,
                            out=args.out, num_threads=args.threads, progress=not args.json, write=not args.dry_run,
-                           max_smoothing_ms=args.max_smoothing)
+                           max_smoothing_ms=args.max_smoothing,
+                           max_latency_ms=latency_bound(args))
     except BudgetNotMet as exc:
         if args.json:
             print_json({**exc.result, "error": str(exc)})

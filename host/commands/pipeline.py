@@ -6,7 +6,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from tinyear.device.cliutil import add_json_option, positive_int, print_json
+from tinyear.device.cliutil import add_json_option, positive_float, positive_int, print_json
 
 INTERRUPTED = "run the same command again to resume"
 
@@ -98,6 +98,9 @@ def add_arguments(parser) -> None:
                         help=f"teacher epochs (default {d.teacher_epochs})")
     parser.add_argument("--student-epochs", type=positive_int, default=None, metavar="N",
                         help=f"student and baseline epochs (default {d.student_epochs})")
+    parser.add_argument("--student-patience", type=positive_int, default=None, metavar="N",
+                        help=f"stop the student and baseline after N epochs without a better validation accuracy "
+                             f"(default {d.student_patience}); N >= --student-epochs runs the whole schedule")
     parser.add_argument("--teacher", action="append", default=None, metavar="SPEC",
                         help="distill from this teacher instead of training one (any spec tinyear distill --teacher "
                              "takes, options after commas; repeat for an ensemble); recorded in pipeline.json")
@@ -129,6 +132,10 @@ def add_arguments(parser) -> None:
                              "the CPU, a GPU each on CUDA; docs/SCALE.md)")
     parser.add_argument("--fa-per-hour", type=float, default=None, metavar="X",
                         help=f"calibrate the bundle's thresholds to X false accepts per hour (default {d.fa_per_hour:g})")
+    parser.add_argument("--max-latency", type=positive_float, default=None, metavar="MS",
+                        help="calibration takes no point whose median detection delay on the validation stream is "
+                             f"longer, unless none is shorter (tinyear calibrate --help; default {d.max_latency_ms:g})")
+    parser.add_argument("--any-latency", action="store_true", help="calibrate with no bound on the detection delay")
     parser.add_argument("--no-calibrate", action="store_true", help="keep the default detection thresholds")
     parser.add_argument("--force", action="store_true", help="redo every step (the data is reused if identical)")
     add_json_option(parser, "the summary as one JSON object at the end")
@@ -146,6 +153,7 @@ def run(args) -> int:
 
     overrides = {k: v for k, v in (("student", args.student), ("per_word", args.per_word),
                                    ("teacher_epochs", args.teacher_epochs), ("student_epochs", args.student_epochs),
+                                   ("student_patience", args.student_patience),
                                    ("seed", args.seed), ("mix_per_word", args.synth_mix),
                                    ("window_variants", args.window_variants), ("level_norm_db", args.level_norm),
                                    ("words", tuple(args.words) if args.words else None), ("ship", args.ship),
@@ -173,6 +181,12 @@ def run(args) -> int:
         from tinyear.device.errors import TinyearError
 
         raise TinyearError("--no-calibrate and --fa-per-hour contradict each other; give one")
+    if args.no_calibrate and (args.max_latency is not None or args.any_latency):
+        raise TinyearError("--no-calibrate keeps the default thresholds: --max-latency/--any-latency bound a calibration")
+    if args.max_latency is not None or args.any_latency:
+        from tinyear.host.commands.calibrate import latency_bound
+
+        overrides["max_latency_ms"] = latency_bound(args)
     if args.no_calibrate:
         overrides["fa_per_hour"] = None
     elif args.fa_per_hour is not None:
