@@ -49,7 +49,8 @@ class OffsetChoice:
 
     def record(self) -> dict:
         """JSON-ready, for the bundle's metrics."""
-        return {"offset": self.offset, "chosen_on": self.chosen_on, "by": "least negative log-likelihood",
+        chosen = self.nll_after is not None  # a given offset was not chosen by anything here
+        return {"offset": self.offset, "chosen_on": self.chosen_on, "by": "least negative log-likelihood" if chosen else None,
                 "nll_before": self.nll_before, "nll_after": self.nll_after,
                 "accuracy_before": self.accuracy_before, "accuracy_after": self.accuracy_after}
 

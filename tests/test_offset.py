@@ -144,3 +144,11 @@ def test_a_backbone_run_is_exported_without_an_offset(tmp_path):
     with pytest.raises(TinyearError, match="backbone run is exported without one"):
         export_run(run, tmp_path / "x.tinyear", ExportOptions(unknown_offset=None, progress=False))
     assert not (tmp_path / "x.tinyear").exists()
+
+
+def test_the_record_says_how_an_offset_was_chosen_only_when_it_was():
+    from tinyear.host.offset import OffsetChoice
+
+    assert OffsetChoice(2.0, "given (--unknown-offset)").record()["by"] is None
+    chosen = OffsetChoice(0.15, "the validation split's 513 recorded clips", 0.2, 0.19, 95.0, 95.2).record()
+    assert chosen["by"] == "least negative log-likelihood" and chosen["offset"] == 0.15

@@ -60,7 +60,7 @@ examples:
   tinyear pipeline --out runs/default --nproc 2        # each training step in two processes (DDP)
   tinyear pipeline --data ../shared/data/speech-commands-mini-train --out runs/ship --student dscnn-m \\
       --student-epochs 80 --student-patience 80 --no-backbone --teacher ../shared/teachers/dscnn-l/model.pb \\
-      --teacher-class _silence_=labels                 # the shipped models/keywords.tinyear: 90.8%
+      --teacher-class _silence_=labels                 # the shipped models/keywords.tinyear's student
 """
 
 
