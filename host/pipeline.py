@@ -104,7 +104,7 @@ class PipelineConfig:
     streams (`tinyear calibrate`); None: keep the default thresholds."""
     max_latency_ms: float | None = DEFAULT_MAX_LATENCY_MS
     """Calibration takes no operating point whose median detection delay on the validation stream is
-    longer, unless none is shorter (`tinyear calibrate --max-latency`); None: no bound."""
+    longer, unless no point within the budget is shorter (`tinyear calibrate --max-latency`); None: no bound."""
     quick: bool = False
     """The `--quick` smoke test (`quick_config`): its numbers show the kit works, not what a model can do."""
     ship: str = "auto"

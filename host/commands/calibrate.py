@@ -51,7 +51,7 @@ def add_arguments(parser) -> None:
                              "\"Eighty epochs\"); default: 100-700 ms and the bundle's own")
     parser.add_argument("--max-latency", type=positive_float, default=None, metavar="MS",
                         help="choose no operating point whose median detection delay after a word's end is longer "
-                             f"on the validation stream, unless none is shorter (default {DEFAULT_MAX_LATENCY_MS:g} ms)")
+                             f"on the validation stream, unless no choice within the budget is (default {DEFAULT_MAX_LATENCY_MS:g} ms)")
     parser.add_argument("--any-latency", action="store_true", help="no bound on the detection delay")
     add_threads_option(parser)
     add_json_option(parser, "one JSON object: the operating points before and after, thresholds, stream")

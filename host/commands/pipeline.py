@@ -134,7 +134,7 @@ def add_arguments(parser) -> None:
                         help=f"calibrate the bundle's thresholds to X false accepts per hour (default {d.fa_per_hour:g})")
     parser.add_argument("--max-latency", type=positive_float, default=None, metavar="MS",
                         help="calibration takes no point whose median detection delay on the validation stream is "
-                             f"longer, unless none is shorter (tinyear calibrate --help; default {d.max_latency_ms:g})")
+                             f"longer, unless no point within the budget is shorter (tinyear calibrate --help; default {d.max_latency_ms:g})")
     parser.add_argument("--any-latency", action="store_true", help="calibrate with no bound on the detection delay")
     parser.add_argument("--no-calibrate", action="store_true", help="keep the default detection thresholds")
     parser.add_argument("--force", action="store_true", help="redo every step (the data is reused if identical)")
