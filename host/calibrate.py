@@ -200,7 +200,7 @@ def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, mi
     ordered = sorted((c for c in candidates if c["picked"]), key=lambda c: rank(c, c["picked"][1], c["picked"][2]), reverse=True)
     best = None
     for c in ordered:
-        if best is not None and best[0][0] and best[0][1] and best[0][2:] >= rank(c, c["picked"][1], c["picked"][2]):
+        if best is not None and all(best[0][:2]) and best[0][2:] >= rank(c, c["picked"][1], c["picked"][2]):
             break
         c["scored"] = replay_scored(trace, c["config"], stream.truth, keywords)
         key = (c["scored"]["false_accepts"] <= budget, within_latency(c["scored"], max_latency_ms),
@@ -230,6 +230,13 @@ def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, mi
     if write:
         result["written"] = str(write_calibrated(bundle, config, result, out or bundle_path))
     return result
+
+
+def delay_phrase(point: dict) -> str:
+    """", median delay N ms" of an operating point (`_point`), or "" where it has none (a record written
+    before the delay was measured, or a point that found nothing)."""
+    lat = point.get("latency_ms")
+    return f", median delay {lat['p50']:g} ms" if lat else ""
 
 
 def within_latency(scored: dict, max_latency_ms: float | None) -> bool:
@@ -337,9 +344,8 @@ def format_report(result: dict) -> list[str]:
              f"(threshold {b['threshold']:g}, smoothing {b['smoothing_ms']:g} ms)"]
     if "after" in result:
         a = result["after"]
-        delay = f", median delay {a['latency_ms']['p50']:g} ms" if a.get("latency_ms") else ""
         lines.append(f"  after:  recall {a['recall']:.3f} at {a['false_accepts_per_hour']:.1f} FA/h "
-                     f"(smoothing {a['smoothing_ms']:g} ms, {describe_rules(a)}{delay})")
+                     f"(smoothing {a['smoothing_ms']:g} ms, {describe_rules(a)}{delay_phrase(a)})")
         lines.append("  thresholds: " + ", ".join(f"{k} {v:g}" for k, v in a["per_class_threshold"].items()))
     for t in sorted(result.get("tried", []), key=lambda t: (-t["hits"], t["false_accepts"])):
         lines.append(f"  tried:  {t['hits']} hits, {t['false_accepts']} false accepts with {describe_rules(t)} "

@@ -33,7 +33,8 @@ def recorded_clips(sources) -> np.ndarray | None:
 
 def choosing_clips(sources) -> tuple[np.ndarray, str]:
     """(boolean mask over the validation clips, what it is) from each clip's source."""
+    sources = list(sources)  # read twice below: an iterator would be spent by the first
     mask = recorded_clips(sources)
     if mask is not None:
         return mask, f"the validation split's {int(mask.sum()):,} recorded clips"
-    return np.ones(len(list(sources)), dtype=bool), "the validation split"
+    return np.ones(len(sources), dtype=bool), "the validation split"

@@ -152,15 +152,16 @@ def calibration_line(m: dict) -> str:
     """The report's line on the bundle's detection thresholds (metrics.detection_calibration)."""
     from tinyear.device.detection import describe_rules
 
+    from .calibrate import delay_phrase
+
     cal = m.get("detection_calibration")
     if not cal:
         return "- Detection: default thresholds (not calibrated)."
     a = cal["after"]
-    delay = f", median delay {a['latency_ms']['p50']:g} ms" if a.get("latency_ms") else ""
     return (f"- Detection: per-class thresholds calibrated to {cal['fa_per_hour_budget']:g} false accepts/hour on a "
             f"{cal['stream']['minutes']:g}-minute validation stream: recall {a['recall']:.3f} at "
             f"{a['false_accepts_per_hour']:.1f} FA/h there (smoothing {a['smoothing_ms']:g} ms"
-            + (f", {describe_rules(a)}" if describe_rules(a) != "no extra rules" else "") + f"{delay}; `tinyear calibrate`).")
+            + (f", {describe_rules(a)}" if describe_rules(a) != "no extra rules" else "") + f"{delay_phrase(a)}; `tinyear calibrate`).")
 
 
 def per_class_table(confusions: dict) -> list[str]:
