@@ -10,7 +10,7 @@ bundle's own) it tabulates every keyword's hits and false accepts at each thresh
 `sweep.THRESHOLD_GRID`, and picks one threshold per keyword by an exact knapsack over the false
 accepts (the most hits with at most budget x hours false accepts in all; ties go to the higher
 threshold, which is quieter on speech never heard). A keyword with no words in the stream can only
-get stricter than its current threshold. Each such choice is replayed through the real decision gate
+get stricter than the bundle's shared threshold, and only as strict as its false accepts there need. Each such choice is replayed through the real decision gate
 over the trace (`sweep.replay_scored`), and the one with the most hits within the budget wins (ties:
 fewer false accepts, then the bundle's own rules and smoothing, then the simpler rules), among those
 whose median detection delay on the stream is within `max_latency_ms` (300 ms by default; a slower
@@ -82,13 +82,18 @@ class BudgetNotMet(TinyearError):
 
 def pareto(rows, words: int, floor: float | None = None):
     """One label's options [(false_accepts, hits, threshold)]: for each false-accept count the most hits,
-    and among thresholds that tie on both, the highest. Only thresholds >= floor when given."""
+    and among thresholds that tie on both, the highest (quieter on speech the stream never held). Only
+    thresholds >= floor when given. A label with no words in the stream (`words` 0) takes the LOWEST of
+    its tied thresholds instead: the stream says only what its false accepts need, nothing about the
+    words a stricter threshold would lose, so it gets as strict as they need and no stricter (taking
+    the highest switched such a keyword off: `off` at 0.999 in the bundle of 2026-12-07)."""
     best: dict = {}
     for th, hits, fa in rows:
         if floor is not None and th < floor - 1e-9:
             continue
         key = fa
-        if key not in best or hits > best[key][1] or (hits == best[key][1] and th > best[key][2]):
+        tie_better = th < best[key][2] if words == 0 and key in best else key in best and th > best[key][2]
+        if key not in best or hits > best[key][1] or (hits == best[key][1] and tie_better):
             best[key] = (fa, hits, th)
     options, top = [], -1
     for fa in sorted(best):  # drop options that cost more false accepts for no more hits
@@ -171,7 +176,9 @@ def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, mi
     hours = trace.duration_s / 3600.0
     budget = int(math.floor(fa_per_hour * hours + 1e-9))
     present = {w.label for w in stream.truth}
-    floors = {lab: base.threshold_for(lab) for lab in keywords if lab not in present}
+    # A keyword without words in the stream starts from the bundle's shared threshold, not its own (a
+    # calibrated bundle's own would only ratchet up with each calibration).
+    floors = {lab: base.threshold for lab in keywords if lab not in present}
     before = replay_scored(trace, base, stream.truth, keywords)
     base_rules = _rules_of(base)
     rule_sets = [base_rules] + [r for r in map(dict, rules) if r != base_rules]
@@ -355,7 +362,8 @@ def format_report(result: dict) -> list[str]:
                      "this one finds the most words (--max-latency sets the bound)")
     if result.get("missing_keywords"):
         lines.append(f"  note: no validation words of {', '.join(result['missing_keywords'])}: their thresholds "
-                     "could only rise")
+                     f"could only rise from {b['threshold']:g}, as far as their false accepts on the stream need; "
+                     "give validation clips of them to calibrate them")
     if result.get("written"):
         lines.append(f"  written: {result['written']}")
     lines.append(f"  one model pass over the stream, {result['model_pass_seconds']:g} s; {result['seconds']:g} s in all")

@@ -180,6 +180,12 @@ def test_knapsack_picks_most_hits_within_the_budget():
     assert choose({"a": {"words": 1, "rows": [(0.9, 1, 2)]}}, 1, {}) is None
     # a label without words may only get stricter than its floor
     assert pareto([(0.5, 0, 0), (0.9, 0, 0)], 0, floor=0.8) == [(0, 0, 0.9)]
+    # ... and only as strict as its false accepts need: the lowest quiet threshold, not the strictest
+    quiet = [(0.8, 0, 2), (0.85, 0, 1), (0.9, 0, 0), (0.95, 0, 0), (0.999, 0, 0)]
+    assert pareto(quiet, 0, floor=0.8)[0] == (0, 0, 0.9)
+    assert pareto([(0.8, 0, 0), (0.9, 0, 0), (0.999, 0, 0)], 0, floor=0.8) == [(0, 0, 0.8)]
+    assert choose({"a": {"words": 10, "rows": [(0.5, 9, 1), (0.9, 9, 0)]}, "b": {"words": 0, "rows": quiet}},
+                  1, {"b": 0.8}) == ({"a": 0.9, "b": 0.9}, 9, 0)
 
 
 def test_classify_stream_curve(bundle, tones, tmp_path, capsys):
