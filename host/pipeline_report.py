@@ -161,7 +161,16 @@ def calibration_line(m: dict) -> str:
     return (f"- Detection: per-class thresholds calibrated to {cal['fa_per_hour_budget']:g} false accepts/hour on a "
             f"{cal['stream']['minutes']:g}-minute validation stream: recall {a['recall']:.3f} at "
             f"{a['false_accepts_per_hour']:.1f} FA/h there (smoothing {a['smoothing_ms']:g} ms"
-            + (f", {describe_rules(a)}" if describe_rules(a) != "no extra rules" else "") + f"{delay_phrase(a)}; `tinyear calibrate`).")
+            + (f", {describe_rules(a)}" if describe_rules(a) != "no extra rules" else "") + f"{delay_phrase(a)}; `tinyear calibrate`)"
+            + _held_out_clause(cal.get("held_out")) + ".")
+
+
+def _held_out_clause(check: dict | None) -> str:
+    """'; on validation voices they were not chosen on: recall R at F FA/h' where calibration measured it."""
+    if not check or "skipped" in check:
+        return ""
+    return (f"; chosen on half of the validation speakers and scored on the other half: recall {check['recall']:.3f} at "
+            f"{check['false_accepts_per_hour']:.1f} FA/h, what to expect on new voices")
 
 
 def per_class_table(confusions: dict) -> list[str]:

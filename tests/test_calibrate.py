@@ -71,10 +71,21 @@ def test_calibrate_writes_thresholds_within_the_budget(bundle, tones, capsys, tm
     assert calibrated.metrics.get("calibration") == read_bundle(bundle).metrics.get("calibration")  # the int8 export's
     assert calibrated.model_bytes == read_bundle(bundle).model_bytes
     assert result["stream"]["split"] == "validation" and result["model_pass_seconds"] > 0
+    # the held-out check: thresholds chosen on one half of the validation speakers, scored on the other
+    held = result["held_out"]
+    assert [(d["chosen_on"], d["scored_on"]) for d in held["directions"]] == [(0, 1), (1, 0)]
+    from tinyear.host.streams import build_stream
+
+    halves = [build_stream([tones], ["low", "high"], minutes=1.5, split="validation", part=(i, 2), fit=True) for i in (0, 1)]
+    scored = [h for h, d in zip(reversed(halves), held["directions"]) if d["budget_met"]]
+    assert held["keywords"] == sum(sum(w.label != "_unknown_" for w in h.truth) for h in scored) > 0
+    assert held["recall"] == round(held["hits"] / held["keywords"], 4) > 0  # they find words on voices not chosen on
+    assert calibrated.metrics["detection_calibration"]["held_out"] == held  # recorded in the bundle
     # in place (no --out): the bundle itself is rewritten and still verifies; the text report says so
     code, stdout, err = calibrate(capsys, bundle, tones, "--fa-per-hour", 20, "--minutes", 3)
     assert code == 0, err
     assert "after:  recall" in stdout and "thresholds: " in stdout and str(bundle) in stdout and "tried: " in stdout
+    assert "held out: recall" in stdout
     assert read_bundle(bundle).detection["per_class_threshold"] == d["per_class_threshold"]
 
 
@@ -289,11 +300,12 @@ def test_max_latency_ranks_slow_choices_below_quick_ones(bundle, tones, capsys, 
 
     def run(*extra):
         code, stdout, err = calibrate(capsys, bundle, tones, "--fa-per-hour", "20", "--minutes", "3", "--dry-run",
-                                      "--json", *extra)
+                                      "--json", "--no-held-out", *extra)
         assert code == 0, err
         return json.loads(stdout.strip().splitlines()[-1])
 
     free = run("--any-latency")
+    assert "held_out" not in free  # --no-held-out
     assert free["max_latency_ms"] is None and free["latency_bound_met"] is True
     delay = free["after"]["latency_ms"]["p50"]
     replayed = [t["gate"] for t in free["tried"] if "gate" in t]

@@ -23,6 +23,11 @@ Never calibrate on a test set: a number measured on it afterwards means nothing.
 Among the choices within the budget, one whose median detection delay (after the word ends, on the
 same stream) is over --max-latency (300 ms) is taken only when none is within it; the report says so.
 
+Thresholds fitted to one stream's few false accepts fire more often on voices they never heard. So
+calibrate also splits the validation speakers in two, chooses thresholds on one half the same way,
+scores them on the other (both ways) and reports that "held out" operating point beside the chosen
+one (and in the bundle): it is what to expect on new voices. --no-held-out skips it.
+
 If no thresholds meet the budget, it says what recall is possible at what false-accept rate, keeps
 the bundle as it was and exits with status 1.
 
@@ -53,6 +58,8 @@ def add_arguments(parser) -> None:
                         help="choose no operating point whose median detection delay after a word's end is longer "
                              f"on the validation stream, unless no choice within the budget is (default {DEFAULT_MAX_LATENCY_MS:g} ms)")
     parser.add_argument("--any-latency", action="store_true", help="no bound on the detection delay")
+    parser.add_argument("--no-held-out", dest="held_out", action="store_false",
+                        help="skip the held-out check (two more model passes over half-length streams)")
     add_threads_option(parser)
     add_json_option(parser, "one JSON object: the operating points before and after, thresholds, stream")
 
@@ -76,7 +83,7 @@ def run(args) -> int:
         result = calibrate(args.bundle, args.data, fa_per_hour=args.fa_per_hour, minutes=args.minutes, seed=args.seed,
                            out=args.out, num_threads=args.threads, progress=not args.json, write=not args.dry_run,
                            max_smoothing_ms=args.max_smoothing,
-                           max_latency_ms=latency_bound(args))
+                           max_latency_ms=latency_bound(args), held_out=args.held_out)
     except BudgetNotMet as exc:
         if args.json:
             print_json({**exc.result, "error": str(exc)})
