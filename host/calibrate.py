@@ -10,14 +10,16 @@ bundle's own) it tabulates every keyword's hits and false accepts at each thresh
 `sweep.THRESHOLD_GRID`, and picks one threshold per keyword by an exact knapsack over the false
 accepts (the most hits with at most budget x hours false accepts in all; ties go to the higher
 threshold, which is quieter on speech never heard). A keyword with no words in the stream can only
-get stricter than the bundle's shared threshold, and only as strict as its false accepts there need. Each such choice is replayed through the real decision gate
-over the trace (`sweep.replay_scored`), and the one with the most hits within the budget wins (ties:
-fewer false accepts, then the bundle's own rules and smoothing, then the simpler rules), among those
-whose median detection delay on the stream is within `max_latency_ms` (300 ms by default; a slower
-choice is taken only when no choice within the budget is quicker, and the report says so).
-`held_out_check` then says how such thresholds hold on voices they were not chosen on: chosen on one
-half of the validation speakers, scored on the other (a calibrated budget held 4/h on its own stream
-and 18/h there, 44/h on the public test stream: the report's "held out" line is the honest guide).
+get stricter than the bundle's shared threshold, and only as strict as its false accepts there need.
+Each such choice is replayed through the real decision gate over the trace (`sweep.replay_scored`), and
+the one with the most hits within the budget wins (ties: fewer false accepts, then the bundle's own
+rules and smoothing, then the simpler rules), among those whose median detection delay on the stream is
+within `max_latency_ms` (300 ms by default; a slower choice is taken only when no choice within the
+budget is quicker, and the report says so). `held_out_check` then says how such thresholds hold on
+voices they were not chosen on: chosen on one half of the validation speakers, scored on the other.
+Thresholds fitted to a stream's few false accepts fire more often on new voices (docs/BENCHMARKS.md, "A
+keyword calibration switched off, and the held-out check"), so the report's "held out" line is the guide
+to them.
 
 A budget that cannot be met (even the strictest thresholds fire more often) raises
 `BudgetNotMet`, which carries the quietest operating point found and the recall possible at a few
@@ -94,10 +96,9 @@ def pareto(rows, words: int, floor: float | None = None):
     for th, hits, fa in rows:
         if floor is not None and th < floor - 1e-9:
             continue
-        key = fa
-        tie_better = th < best[key][2] if words == 0 and key in best else key in best and th > best[key][2]
-        if key not in best or hits > best[key][1] or (hits == best[key][1] and tie_better):
-            best[key] = (fa, hits, th)
+        prev = best.get(fa)
+        if prev is None or hits > prev[1] or (hits == prev[1] and (th < prev[2] if words == 0 else th > prev[2])):
+            best[fa] = (fa, hits, th)
     options, top = [], -1
     for fa in sorted(best):  # drop options that cost more false accepts for no more hits
         if best[fa][1] > top:

@@ -266,7 +266,12 @@ def test_pipeline_step_calibrates_the_bundle_and_reports_it(bundle, tones, tmp_p
     assert cal["fa_per_hour_budget"] == 20.0 and 3 <= cal["stream"]["minutes"] < 30
     assert read_bundle(out / BUNDLE_NAME).detection["per_class_threshold"]
     assert job._calibrated()
-    assert _calibration_line(cal and job.export_info["metrics"]).startswith("- Detection: per-class thresholds calibrated to 20")
+    line = _calibration_line(cal and job.export_info["metrics"])
+    assert line.startswith("- Detection: per-class thresholds calibrated to 20")
+    # the tone set's validation halves are too small for the held-out check: said in the record, not quoted
+    assert "too small" in cal["held_out"]["skipped"] and "other half" not in line
+    held = {**cal, "held_out": {"recall": 0.835, "false_accepts_per_hour": 18.0}}  # where it was measured, quoted
+    assert "scored on the other half: recall 0.835 at 18.0 FA/h" in _calibration_line({"detection_calibration": held})
     assert _calibration_line({}) == "- Detection: default thresholds (not calibrated)."
     assert _Pipeline(out, None, PipelineConfig(fa_per_hour=None, ship="student"), None, keywords, progress=False,
                      jobs=1, command="").steps.total == 7
