@@ -146,13 +146,15 @@ def choose(table: dict, budget: int, floors: dict):
 def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, minutes: float = DEFAULT_MINUTES,
               seed: int = 0, out=None, smoothing=SMOOTHING_MS, rules=RULE_GRID, num_threads: int = 1, progress: bool = True,
               write: bool = True, fit: bool = False, max_smoothing_ms: float | None = None,
-              max_latency_ms: float | None = DEFAULT_MAX_LATENCY_MS, held_out: bool = True) -> dict:
+              max_latency_ms: float | None = DEFAULT_MAX_LATENCY_MS, held_out: bool = True, negatives=()) -> dict:
     """Calibrate `bundle_path` on validation streams of `data` and (with `write`) write the result to
     `out` (default: the bundle itself). `fit`: a validation split too small for `minutes` gives the
     longest stream it allows (the pipeline's choice) instead of an error. `max_latency_ms`: a choice
     whose median detection delay on the stream is longer ranks below every choice within it (None: no
     bound). `held_out`: also measure how the chosen rules hold on voices they were not chosen on
-    (`held_out_check`). Returns the report dict."""
+    (`held_out_check`). `negatives`: folders of speech without the keywords that the model never trained
+    on, every clip of which joins the streams (`streams.build_stream`); one that the bundle records among
+    its training data is refused. Returns the report dict."""
     from tinyear.device.detector import Detector
     from tinyear.device.sweep import label_table, record_scores, replay_scored
 
@@ -167,12 +169,14 @@ def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, mi
         raise TinyearError(f"{bundle_path}: has no {UNKNOWN} label, so it cannot reject other speech and no threshold "
                            f"keeps its false accepts to a budget; retrain it with {UNKNOWN} (tinyear distill does by default)")
     roots = [str(r) for r in (data if isinstance(data, (list, tuple)) else [data])]
-    streams.refuse_test_sets(roots)
+    negatives = [str(r) for r in negatives]
+    streams.refuse_test_sets([*roots, *negatives])
+    _refuse_trained_on(bundle, negatives)
     base = DetectionConfig.from_bundle(bundle)
     keywords = [lab for lab in bundle.labels if lab not in base.ignore]
     t0 = time.perf_counter()
     stream = streams.build_stream(roots, keywords, minutes=minutes, split="validation", seed=seed,
-                                  fit=fit, progress=progress)
+                                  fit=fit, progress=progress, negatives=negatives)
     detector = Detector(bundle, base, num_threads=num_threads)
     rate = bundle.sample_rate
     with SecondsBar(stream.duration_s, rate, "scoring the stream", enabled=progress) as shown:
@@ -220,7 +224,7 @@ def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, mi
         if best is None or key > best[0]:
             best = (key, c, c["scored"])
     result = {
-        "bundle": str(bundle_path), "data": roots, "fa_per_hour_budget": fa_per_hour,
+        "bundle": str(bundle_path), "data": roots, "negatives": negatives, "fa_per_hour_budget": fa_per_hour,
         "stream": stream.summary(), "false_accepts_allowed": budget,
         "before": _point(base, before), "seconds": round(time.perf_counter() - t0, 1),
         "model_pass_seconds": round(seconds_model, 1), "missing_keywords": sorted(set(keywords) - present),
@@ -240,7 +244,7 @@ def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, mi
     result["detection"] = config.to_dict()
     if held_out:
         result["held_out"] = held_out_check(bundle, roots, keywords, config, fa_per_hour, minutes=minutes, seed=seed,
-                                            num_threads=num_threads, progress=progress)
+                                            num_threads=num_threads, progress=progress, negatives=negatives)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     if write:
         result["written"] = str(write_calibrated(bundle, config, result, out or bundle_path))
@@ -248,7 +252,7 @@ def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, mi
 
 
 def held_out_check(bundle, roots, keywords, config: DetectionConfig, fa_per_hour: float, *, minutes: float,
-                   seed: int = 0, num_threads: int = 1, progress: bool = False) -> dict:
+                   seed: int = 0, num_threads: int = 1, progress: bool = False, negatives=()) -> dict:
     """How the chosen rules hold on voices they were not chosen on: the validation speakers split in two
     (`streams.build_stream(part=(i, 2))`, half the minutes each, as long as each half allows), per-class
     thresholds chosen on one half as `calibrate` chooses them (the same budget, smoothing and rules) and
@@ -264,7 +268,7 @@ def held_out_check(bundle, roots, keywords, config: DetectionConfig, fa_per_hour
     try:
         for part in (0, 1):
             s = streams.build_stream(roots, keywords, minutes=minutes / 2, split="validation", seed=seed,
-                                     part=(part, 2), fit=True)
+                                     part=(part, 2), fit=True, negatives=negatives)
             with SecondsBar(s.duration_s, bundle.sample_rate, f"held-out check {part + 1}/2", enabled=progress) as shown:
                 trace = record_scores(Detector(bundle, config, num_threads=num_threads), s.waveform, progress=shown.update)
             halves.append((trace, s.truth))
@@ -294,6 +298,17 @@ def held_out_check(bundle, roots, keywords, config: DetectionConfig, fa_per_hour
             "false_accepts_per_hour": round(sums["false_accepts"] * 3600 / sums["seconds"], 1),
             "hits": sums["hits"], "keywords": sums["keywords"], "false_accepts": sums["false_accepts"],
             "minutes": round(sum(t.duration_s for t, _ in halves) / 120, 1), "directions": directions}
+
+
+def _refuse_trained_on(bundle, negatives) -> None:
+    """A --negatives folder the bundle records among its training data would flatter the thresholds:
+    refuse it (the record's paths, resolved from here; a folder named differently is not recognised)."""
+    trained = (bundle.provenance.get("data") or {}).get("roots") or []
+    seen = {Path(r).resolve() for r in trained}
+    for folder in negatives:
+        if Path(folder).resolve() in seen:
+            raise TinyearError(f"--negatives {folder}: the bundle was trained on it, so its clips say nothing about "
+                               "speech the model never heard; pass it as DATA (its validation split is used) instead")
 
 
 def held_out_phrase(check: dict | None) -> str | None:
@@ -407,6 +422,8 @@ def write_calibrated(bundle, config: DetectionConfig, result: dict, path) -> Pat
         record["held_out"] = result["held_out"]
     record["after"] = {k: v for k, v in result["after"].items() if k != "per_label"}
     record["data"] = [Path(r).name for r in result["data"]]
+    if result.get("negatives"):
+        record["negatives"] = [Path(r).name for r in result["negatives"]]
     metrics = {**bundle.metrics, "detection_calibration": record}
     return rewrite_bundle(bundle, path, detection=detection, metrics=metrics)
 
@@ -414,8 +431,9 @@ def write_calibrated(bundle, config: DetectionConfig, result: dict, path) -> Pat
 def format_report(result: dict) -> list[str]:
     """The calibration as lines for people."""
     b, s = result["before"], result["stream"]
+    negatives = f"; every clip of {', '.join(Path(r).name for r in result['negatives'])}" if result.get("negatives") else ""
     lines = [f"{result['bundle']}: calibrated on a {s['minutes']:g}-minute validation stream "
-             f"({', '.join(f'{v} {k}' for k, v in s['words'].items())}; seed {s['seed']})",
+             f"({', '.join(f'{v} {k}' for k, v in s['words'].items())}; seed {s['seed']}{negatives})",
              f"  budget {result['fa_per_hour_budget']:g} false accepts/hour ({result['false_accepts_allowed']} on this stream)",
              f"  before: recall {b['recall']:.3f} at {b['false_accepts_per_hour']:.1f} FA/h "
              f"(threshold {b['threshold']:g}, smoothing {b['smoothing_ms']:g} ms)"]

@@ -11,7 +11,10 @@ background is the split's own stretch of the `_background_noise_/` recordings, e
 `_silence_/` clips, else coloured noise. Distractors and other speech are false accepts if a keyword
 fires on them; the truth rows name them `_unknown_`.
 
-A clip is used at most `max_uses` times (each time at another level, SNR and noise); a split too small
+`negatives`: more folders of speech without the keywords that the model never trained on (e.g.
+`other-speech` for a bundle trained without it): EVERY clip of them joins the distractor (a
+`_unknown_/` folder) or other-speech pool, not only their validation split; a keyword clip among them
+is refused. A clip is used at most `max_uses` times (each time at another level, SNR and noise); a split too small
 for the stream asked for is a one-line error naming the pool that ran out and the longest stream it
 allows. `part=(i, n)` keeps the i-th of n speaker-disjoint parts of the split (to check a calibration
 on voices it did not see). Calibration uses the validation split (speakers disjoint from training); never build one from
@@ -85,9 +88,11 @@ def refuse_test_sets(roots) -> None:
                                "data (its validation split is used), and keep test data for tinyear evaluate")
 
 
-def split_pools(data, keywords, split: str = "validation", *, seed: int = 0, quiet: bool = True, part=None):
+def split_pools(data, keywords, split: str = "validation", *, seed: int = 0, quiet: bool = True, part=None,
+                negatives=()):
     """({"keyword": [Clip], "distractor": [...], "other": [...]}, noise recordings [float32], noise source
-    name) of `split` ("all": every clip of the folders) of the dataset folder(s) `data`."""
+    name) of `split` ("all": every clip of the folders) of the dataset folder(s) `data`, with every clip of
+    the `negatives` folders among the distractors and other speech."""
     from .data import SILENCE, UNKNOWN, load_dataset
 
     roots = [str(r) for r in (data if isinstance(data, (list, tuple)) else [data])]
@@ -95,7 +100,7 @@ def split_pools(data, keywords, split: str = "validation", *, seed: int = 0, qui
     use = "test" if whole else split
     dataset = load_dataset(roots, tuple(keywords), seed=seed, only_split="test" if whole else None,
                            unknown_ratio=None, silence_ratio=None, allow_missing=True, quiet=quiet)
-    clips = dataset.clips_in(use)
+    clips = dataset.clips_in(use) + _negative_clips(negatives, keywords, seed=seed, quiet=quiet)
     if part is not None:  # (i, n): the i-th of n speaker-disjoint parts of the split
         import hashlib
 
@@ -113,6 +118,23 @@ def split_pools(data, keywords, split: str = "validation", *, seed: int = 0, qui
         noise = [load_audio(c.path, dataset.sample_rate) for c in silence]
         source = "_silence_ clips"
     return pools, noise, source, dataset.sample_rate
+
+
+def _negative_clips(negatives, keywords, *, seed: int = 0, quiet: bool = True) -> list:
+    """Every clip of the `negatives` folders (all splits), refused where one is a keyword's."""
+    from .data import load_dataset
+
+    if not negatives:
+        return []
+    roots = [str(r) for r in negatives]
+    dataset = load_dataset(roots, tuple(keywords), seed=seed, only_split="test", unknown_ratio=None, silence_ratio=None,
+                           allow_missing=True, quiet=quiet)
+    clips = [c for c in dataset.clips_in("test") if c.path is not None]
+    said = sorted({c.label for c in clips if c.label in keywords})
+    if said:
+        raise TinyearError(f"--negatives {', '.join(roots)}: holds clips of {', '.join(said)}, a keyword of the model; "
+                           "give folders of speech WITHOUT its keywords (e.g. other-speech), or pass the folder as DATA")
+    return clips
 
 
 def active_span(x: np.ndarray, sr: int, floor_db: float = 30.0) -> tuple[int, int]:
@@ -139,7 +161,8 @@ def _noise_piece(noise: list, n: int, rng: np.random.Generator) -> np.ndarray:
 
 def build_stream(data, keywords, *, minutes: float = 30.0, split: str = "validation", seed: int = 0,
                  shares: dict | None = None, gap_s=GAP_S, word_db=WORD_DB, snr_db=SNR_DB,
-                 max_uses: int = MAX_USES, part=None, fit: bool = False, progress: bool = False) -> Stream:
+                 max_uses: int = MAX_USES, part=None, fit: bool = False, progress: bool = False,
+                 negatives=()) -> Stream:
     """A `minutes`-long stream of `split` of `data` (see the module docstring). With `fit`, a split too
     small for `minutes` gives the longest stream it allows instead (an error under MIN_FIT_MINUTES)."""
     from .data import UNKNOWN
@@ -147,7 +170,7 @@ def build_stream(data, keywords, *, minutes: float = 30.0, split: str = "validat
     if minutes <= 0:
         raise TinyearError(f"--minutes {minutes:g}: a stream needs a positive length")
     keywords = list(keywords)
-    pools, noise, noise_source, sr = split_pools(data, keywords, split, seed=seed, part=part)
+    pools, noise, noise_source, sr = split_pools(data, keywords, split, seed=seed, part=part, negatives=negatives)
     shares = dict(SHARES if shares is None else shares)
     shares = {k: v for k, v in shares.items() if v > 0 and pools.get(k)}
     total = sum(shares.values())

@@ -162,6 +162,8 @@ def test_a_budget_it_cannot_meet_keeps_the_bundle(tone_bundle, tones, capsys, tm
     ("too-long", "too few for a 900-minute stream"),
     ("missing-bundle", "no such bundle file"),
     ("bad-out", "must end in .tinyear"),
+    ("negatives-with-keywords", "holds clips of high, low, a keyword of the model"),
+    ("negatives-trained-on", "the bundle was trained on it"),
 ])
 def test_bad_inputs_are_one_line(case, needle, tone_bundle, bundle, tones, capsys, tmp_path):
     before = bundle.read_bytes()
@@ -170,11 +172,36 @@ def test_bad_inputs_are_one_line(case, needle, tone_bundle, bundle, tones, capsy
             "missing-data": [bundle, tmp_path / "nothere"],
             "too-long": [bundle, tones, "--minutes", 900],
             "missing-bundle": [tmp_path / "none.tinyear", tones],
-            "bad-out": [bundle, tones, "--out", tmp_path / "x.bin"]}[case]
+            "bad-out": [bundle, tones, "--out", tmp_path / "x.bin"],
+            "negatives-with-keywords": [bundle, tones, "--negatives", tones],
+            "negatives-trained-on": [bundle, tones, "--negatives", tones]}[case]
     (tmp_path / "speech-commands-v2-test-public").mkdir()
+    if case == "negatives-trained-on":  # the bundle's record says it was trained on the folder
+        b = read_bundle(bundle)
+        bundle.write_bytes(pack_bundle(b.model_bytes, b.labels, b.frontend, detection=b.detection, metrics=b.metrics,
+                                       provenance={**b.provenance, "data": {"roots": [str(tones)]}}, output=b.output))
+        before = bundle.read_bytes()
     code, _, err = calibrate(capsys, *args)
     assert code == 1 and err.count("\n") == 1 and needle in err, err
     assert bundle.read_bytes() == before
+
+
+def test_negatives_join_the_stream_whole(bundle, tones, capsys, tmp_path):
+    """--negatives: every clip of a folder of speech without the keywords joins the stream's other
+    speech (not only its validation split), and the bundle's record names it."""
+    import shutil
+
+    negatives = tmp_path / "room"
+    shutil.copytree(tones / "chatter", negatives / "chatter")
+    args = [bundle, tones, "--fa-per-hour", "20", "--minutes", "3", "--no-held-out", "--json"]
+    code, stdout, err = calibrate(capsys, *args, "--dry-run")
+    assert code == 0, err
+    alone = json.loads(stdout)["stream"]["pools"]["other"]
+    code, stdout, err = calibrate(capsys, *args, "--negatives", negatives, "--out", tmp_path / "n.tinyear")
+    assert code == 0, err
+    result = json.loads(stdout)
+    assert result["stream"]["pools"]["other"] == alone + len(list((negatives / "chatter").iterdir()))
+    assert read_bundle(tmp_path / "n.tinyear").metrics["detection_calibration"]["negatives"] == ["room"]
 
 
 def test_negative_budget_is_refused_by_the_parser(bundle, tones, capsys):

@@ -23,6 +23,11 @@ Never calibrate on a test set: a number measured on it afterwards means nothing.
 Among the choices within the budget, one whose median detection delay (after the word ends, on the
 same stream) is over --max-latency (300 ms) is taken only when none is within it; the report says so.
 
+--negatives DIR adds folders of speech without the bundle's keywords that it never trained on (the
+shipped bundle never heard ../shared/data/other-speech): ALL their clips join the stream, not only a
+validation split, so the few false accepts that decide the thresholds come from more voices. A folder
+the bundle records among its training data is refused.
+
 Thresholds fitted to one stream's few false accepts fire more often on voices they never heard. So
 calibrate also splits the validation speakers in two, chooses thresholds on one half the same way,
 scores them on the other (both ways) and reports that "held out" operating point beside the chosen
@@ -35,6 +40,7 @@ examples:
   tinyear calibrate keywords.tinyear ../shared/data/speech-commands-mini-train ../shared/data/other-speech
   tinyear calibrate keywords.tinyear data/mine --fa-per-hour 2 --out keywords-quiet.tinyear --json
   tinyear calibrate keywords.tinyear data/mine --max-latency 200         # answer sooner, find fewer
+  tinyear calibrate keywords.tinyear ../shared/data/speech-commands-mini-train --negatives ../shared/data/other-speech
 """
 
 
@@ -58,6 +64,9 @@ def add_arguments(parser) -> None:
                         help="choose no operating point whose median detection delay after a word's end is longer "
                              f"on the validation stream, unless no choice within the budget is (default {DEFAULT_MAX_LATENCY_MS:g} ms)")
     parser.add_argument("--any-latency", action="store_true", help="no bound on the detection delay")
+    parser.add_argument("--negatives", nargs="+", default=(), metavar="DIR",
+                        help="folders of speech without the keywords that the bundle never trained on: every clip "
+                             "joins the stream's other speech (not only their validation split)")
     parser.add_argument("--no-held-out", dest="held_out", action="store_false",
                         help="skip the held-out check (two more model passes over half-length streams)")
     add_threads_option(parser)
@@ -83,7 +92,7 @@ def run(args) -> int:
         result = calibrate(args.bundle, args.data, fa_per_hour=args.fa_per_hour, minutes=args.minutes, seed=args.seed,
                            out=args.out, num_threads=args.threads, progress=not args.json, write=not args.dry_run,
                            max_smoothing_ms=args.max_smoothing,
-                           max_latency_ms=latency_bound(args), held_out=args.held_out)
+                           max_latency_ms=latency_bound(args), held_out=args.held_out, negatives=args.negatives)
     except BudgetNotMet as exc:
         if args.json:
             print_json({**exc.result, "error": str(exc)})
