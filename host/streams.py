@@ -12,14 +12,14 @@ background is the split's own stretch of the `_background_noise_/` recordings, e
 fires on them; the truth rows name them `_unknown_`.
 
 `negatives`: more folders of speech without the keywords that the model never trained on (e.g.
-`other-speech` for a bundle trained without it): EVERY clip of them joins the distractor (a
-`_unknown_/` folder) or other-speech pool, not only their validation split; a keyword clip among them
-is refused. A clip is used at most `max_uses` times (each time at another level, SNR and noise); a split too small
-for the stream asked for is a one-line error naming the pool that ran out and the longest stream it
-allows. `part=(i, n)` keeps the i-th of n speaker-disjoint parts of the split (to check a calibration
-on voices it did not see). Calibration uses the validation split (speakers disjoint from training); never build one from
-a test set for tuning. The same data, split, seed and options give the same stream. Imports numpy and
-the device half; never torch.
+`other-speech` for a bundle trained without it): EVERY clip of them joins the distractor (a `_unknown_/`
+folder) or other-speech pool, not only their validation split; a keyword clip among them is refused. A
+clip is used at most `max_uses` times (each time at another level, SNR and noise); a split too small for
+the stream asked for is a one-line error naming the pool that ran out and the longest stream it allows.
+`part=(i, n)` keeps the i-th of n speaker-disjoint parts of the split (to check a calibration on voices
+it did not see). Calibration uses the validation split (speakers disjoint from training); never build
+one from a test set for tuning. The same data, split, seed and options give the same stream. Imports
+numpy and the device half; never torch.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def _negative_clips(negatives, keywords, *, seed: int = 0, quiet: bool = True) -
     clips = [c for c in dataset.clips_in("test") if c.path is not None]
     said = sorted({c.label for c in clips if c.label in keywords})
     if said:
-        raise TinyearError(f"--negatives {', '.join(roots)}: holds clips of {', '.join(said)}, a keyword of the model; "
+        raise TinyearError(f"--negatives {', '.join(roots)}: holds clips of the model's keywords ({', '.join(said)}); "
                            "give folders of speech WITHOUT its keywords (e.g. other-speech), or pass the folder as DATA")
     return clips
 

@@ -162,7 +162,7 @@ def test_a_budget_it_cannot_meet_keeps_the_bundle(tone_bundle, tones, capsys, tm
     ("too-long", "too few for a 900-minute stream"),
     ("missing-bundle", "no such bundle file"),
     ("bad-out", "must end in .tinyear"),
-    ("negatives-with-keywords", "holds clips of high, low, a keyword of the model"),
+    ("negatives-with-keywords", "holds clips of the model's keywords (high, low)"),
     ("negatives-trained-on", "the bundle was trained on it"),
 ])
 def test_bad_inputs_are_one_line(case, needle, tone_bundle, bundle, tones, capsys, tmp_path):
