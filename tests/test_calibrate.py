@@ -81,6 +81,13 @@ def test_calibrate_writes_thresholds_within_the_budget(bundle, tones, capsys, tm
     assert held["keywords"] == sum(sum(w.label != "_unknown_" for w in h.truth) for h in scored) > 0
     assert held["recall"] == round(held["hits"] / held["keywords"], 4) > 0  # they find words on voices not chosen on
     assert calibrated.metrics["detection_calibration"]["held_out"] == held  # recorded in the bundle
+    from tinyear.device.cli import main as device_main
+
+    capsys.readouterr()
+    assert device_main(["info", str(out)]) == 0  # the device's info says it in one line
+    shown = capsys.readouterr().out
+    assert f"calibrated to 20 false accepts/hour on a {result['stream']['minutes']:g}-minute validation stream" in shown
+    assert f"(held out): recall {held['recall']:.3f}" in shown and "metric     detection_calibration" not in shown
     # in place (no --out): the bundle itself is rewritten and still verifies; the text report says so
     code, stdout, err = calibrate(capsys, bundle, tones, "--fa-per-hour", 20, "--minutes", 3)
     assert code == 0, err

@@ -61,11 +61,31 @@ def run(args) -> int:
           + (f", per class {d['per_class_threshold']}" if d.get("per_class_threshold") else ""))
     if describe_rules(d) != "no extra rules":
         print(f"  rules      {describe_rules(d)}")
+    calibrated = calibration_line(bundle.metrics.get("detection_calibration"))
+    if calibrated:
+        print(f"  calibrated {calibrated}")
     for key, value in bundle.metrics.items():
-        print(f"  metric     {key}: {value}")
+        if key != "detection_calibration" or not calibrated:  # the whole record: --json
+            print(f"  metric     {key}: {value}")
     for key, value in bundle.provenance.items():
         print(f"  made by    {key}: {value}")
     if bundle.selftest is not None:
         print(f"  self-test  {info['selftest']['seconds']:.2f} s clip of '{bundle.selftest.label}'")
     print(f"  runtime    {model.runtime}")
     return 0
+
+
+def calibration_line(record: dict | None) -> str | None:
+    """What `tinyear calibrate` recorded, in one line (None for a bundle it never calibrated, or a record
+    it cannot read): the budget and stream, the point chosen there, and the held-out check."""
+    try:
+        after, stream = record["after"], record["stream"]
+        line = (f"to {record['fa_per_hour_budget']:g} false accepts/hour on a {stream['minutes']:g}-minute validation "
+                f"stream: recall {after['recall']:.3f} at {after['false_accepts_per_hour']:.1f} FA/h there")
+    except (TypeError, KeyError):
+        return None
+    held = record.get("held_out") or {}
+    if "recall" in held:
+        line += (f"; on validation voices the thresholds were not chosen on (held out): recall {held['recall']:.3f} at "
+                 f"{held['false_accepts_per_hour']:.1f} FA/h, what to expect on new voices (--json: the whole record)")
+    return line
