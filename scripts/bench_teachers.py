@@ -132,9 +132,12 @@ def teacher_name(info: dict) -> str:
         return "none"
     if "kwt1" in names and "dscnn-l" in names:
         return "ensemble"
+    trained = [x for x in specs if "kwt1" not in str(x) and "dscnn-l" not in str(x)]
+    own = ("backbone" if all((Path(x.split(",")[0]) / "head.pt").exists() for x in trained) else "cnn") if trained else None
     if "kwt1" in names or "dscnn-l" in names:
-        return "kwt1" if "kwt1" in names else "dscnn-l"
-    return "backbone" if all((Path(x.split(",")[0]) / "head.pt").exists() for x in specs) else "cnn"
+        pretrained = "kwt1" if "kwt1" in names else "dscnn-l"
+        return f"{own}+{pretrained}" if own else pretrained  # e.g. backbone+dscnn-l: the head beside DS-CNN-L
+    return own
 
 
 def score_runs(runs: list[str], recipe: str, results: Path, command: str) -> None:
