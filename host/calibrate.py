@@ -184,10 +184,7 @@ def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, mi
     seconds_model = time.perf_counter() - t0
     hours = trace.duration_s / 3600.0
     budget = int(math.floor(fa_per_hour * hours + 1e-9))
-    present = {w.label for w in stream.truth}
-    # A keyword without words in the stream starts from the bundle's shared threshold, not its own (a
-    # calibrated bundle's own would only ratchet up with each calibration).
-    floors = {lab: base.threshold for lab in keywords if lab not in present}
+    floors = _floors(stream.truth, keywords, base)  # its keys: the keywords the stream has no words of
     before = replay_scored(trace, base, stream.truth, keywords)
     base_rules = _rules_of(base)
     rule_sets = [base_rules] + [r for r in map(dict, rules) if r != base_rules]
@@ -227,7 +224,7 @@ def calibrate(bundle_path, data, *, fa_per_hour: float = DEFAULT_FA_PER_HOUR, mi
         "bundle": str(bundle_path), "data": roots, "negatives": negatives, "fa_per_hour_budget": fa_per_hour,
         "stream": stream.summary(), "false_accepts_allowed": budget,
         "before": _point(base, before), "seconds": round(time.perf_counter() - t0, 1),
-        "model_pass_seconds": round(seconds_model, 1), "missing_keywords": sorted(set(keywords) - present),
+        "model_pass_seconds": round(seconds_model, 1), "missing_keywords": sorted(floors),
         "tried": _tried(candidates, base_rules), "max_latency_ms": max_latency_ms,
     }
     if best is None:
@@ -278,8 +275,7 @@ def held_out_check(bundle, roots, keywords, config: DetectionConfig, fa_per_hour
     for cal, chk in ((0, 1), (1, 0)):
         (t, truth), (t2, truth2) = halves[cal], halves[chk]
         budget = int(math.floor(fa_per_hour * t.duration_s / 3600 + 1e-9))
-        present = {w.label for w in truth}
-        floors = {lab: config.threshold for lab in keywords if lab not in present}
+        floors = _floors(truth, keywords, config)
         table = label_table(t, truth, keywords, smoothing_ms=config.smoothing_ms, refractory_ms=config.refractory_ms,
                             rules=shape)
         picked = choose(table, budget, floors)
@@ -298,6 +294,13 @@ def held_out_check(bundle, roots, keywords, config: DetectionConfig, fa_per_hour
             "false_accepts_per_hour": round(sums["false_accepts"] * 3600 / sums["seconds"], 1),
             "hits": sums["hits"], "keywords": sums["keywords"], "false_accepts": sums["false_accepts"],
             "minutes": round(sum(t.duration_s for t, _ in halves) / 120, 1), "directions": directions}
+
+
+def _floors(truth, keywords, config: DetectionConfig) -> dict:
+    """{keyword: lowest threshold} for the keywords without words in `truth`: the config's shared
+    threshold, not their own (a calibrated bundle's own would only ratchet up with each calibration)."""
+    present = {w.label for w in truth}
+    return {lab: config.threshold for lab in keywords if lab not in present}
 
 
 def _refuse_trained_on(bundle, negatives) -> None:
@@ -442,8 +445,9 @@ def format_report(result: dict) -> list[str]:
         lines.append(f"  after:  recall {a['recall']:.3f} at {a['false_accepts_per_hour']:.1f} FA/h "
                      f"(smoothing {a['smoothing_ms']:g} ms, {describe_rules(a)}{delay_phrase(a)})")
         lines.append("  thresholds: " + ", ".join(f"{k} {v:g}" for k, v in sorted(a["per_class_threshold"].items())))
-        if held_out_phrase(result.get("held_out")):
-            lines.append(held_out_phrase(result.get("held_out")))
+        held = held_out_phrase(result.get("held_out"))
+        if held:
+            lines.append(held)
     for t in sorted(result.get("tried", []), key=lambda t: (-t["hits"], t["false_accepts"])):
         lines.append(f"  tried:  {t['hits']} hits, {t['false_accepts']} false accepts with {describe_rules(t)} "
                      f"(smoothing {t['smoothing_ms']:g} ms)")
